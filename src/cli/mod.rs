@@ -1,0 +1,127 @@
+//! The command line: argument parsing and the only code that prints.
+//!
+//! Every command exits 0 on success, 1 on a config or input error, 2 on a
+//! usage error (clap's own exit code); diagnostics go to stderr, results to
+//! stdout.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod explain;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+
+/// socialgate: a forward HTTP proxy with per-department social-media policies.
+#[derive(Debug, Parser)]
+#[command(name = "socialgate", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The main config file; paths inside it are relative to its folder.
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the proxy (and the admin endpoint if configured).
+    Run,
+    /// Load and validate every config file; print each problem.
+    Check,
+    /// Show the decision the config would take for a URL, and why.
+    Explain(explain::ExplainArgs),
+    /// Summarise access logs (JSON lines, plain or .gz; `-` is stdin).
+    Report(crate::report::ReportArgs),
+    /// Print the PAC file the admin endpoint serves.
+    Pac,
+    /// Re-decide logged requests under the current config; show what changes.
+    Replay(crate::report::ReplayArgs),
+}
+
+/// Parses the arguments, runs the command, returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version print to stdout and exit 0; usage errors exit 2.
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_tracing();
+    let result = match cli.command {
+        Command::Run => run::run(&cli.config),
+        Command::Check => check(&cli.config),
+        Command::Explain(args) => explain::explain(&cli.config, &args),
+        Command::Report(args) => crate::report::report_command(&args),
+        Command::Pac => pac(&cli.config),
+        Command::Replay(args) => crate::report::replay_command(&cli.config, &args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Reported) => ExitCode::from(1),
+        Err(Failure::Other(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// How a command failed: already reported (diagnostics printed), or an
+/// error still to print.
+#[derive(Debug)]
+pub enum Failure {
+    /// The problems were printed already; exit 1.
+    Reported,
+    /// Print this and exit 1.
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(err: E) -> Self {
+        Failure::Other(err.into())
+    }
+}
+
+/// A command's outcome.
+pub type CmdResult = Result<(), Failure>;
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Loads the config, printing every diagnostic on failure.
+pub fn load_config(path: &std::path::Path) -> Result<config::Config, Failure> {
+    match config::load(path) {
+        Ok(config) => Ok(config),
+        Err(diags) => {
+            for d in &diags.0 {
+                eprintln!("{d}");
+            }
+            let n = diags.0.len();
+            eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+            Err(Failure::Reported)
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> CmdResult {
+    let config = load_config(path)?;
+    let summary = config.summary();
+    println!("{}: ok ({summary})", path.display());
+    Ok(())
+}
+
+fn pac(path: &std::path::Path) -> CmdResult {
+    let config = load_config(path)?;
+    print!("{}", crate::pac::render(&config));
+    Ok(())
+}
