@@ -602,6 +602,29 @@ mod tests {
     }
 
     #[test]
+    fn shipped_services_toml_repeats_no_builtin_entry() {
+        // The example config extends built-ins and adds services; an entry
+        // in two services is a config error, so it must never repeat ours.
+        let text = include_str!("../../config/services.toml");
+        let table: toml::Table = toml::from_str(text).expect("config/services.toml parses");
+        let builtin: Vec<&str> = entries().map(|e| e.2).collect();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (name, service) in &table {
+            for key in ["domains", "hosts"] {
+                let Some(list) = service.get(key).and_then(|v| v.as_array()) else { continue };
+                for entry in list {
+                    let entry = entry.as_str().expect("entries are strings");
+                    assert!(!builtin.contains(&entry), "services.toml {name}.{key}: `{entry}` is built in");
+                    if let Some(other) = seen.insert(entry.to_owned(), name.clone()) {
+                        panic!("services.toml: `{entry}` is in both {other} and {name}");
+                    }
+                }
+            }
+        }
+        assert!(table.contains_key("tiktok") && table.contains_key("instagram") && table.contains_key("reddit"));
+    }
+
+    #[test]
     fn sister_apps_stay_out_of_facebook() {
         // Instagram, WhatsApp and Threads are decided per policy (services.toml).
         let all: Vec<&str> = entries().map(|e| e.2).collect();
