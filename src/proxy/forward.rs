@@ -142,7 +142,10 @@ pub(crate) async fn forward(ctx: Ctx, req: Request<Incoming>, host: &Host, port:
     let body = Counted { inner: body, count: ctx.bytes_up.clone() };
     let request = Request::from_parts(parts, body);
     let limits = &ctx.snap.config.limits;
-    let deadline = limits.connect_timeout + limits.upstream_response_timeout;
+    // Measured from the request, so it includes connecting (normally
+    // milliseconds); a slow connect fails first with its own, shorter
+    // `connect_timeout` under the defaults.
+    let deadline = limits.upstream_response_timeout;
     let sent = tokio::time::timeout(deadline, ctx.shared.upstream.request(request)).await;
     let response = match sent {
         Err(_) => return refuse(ctx, Refusal::Upstream(Upstream::ResponseTimeout)).await,
@@ -231,11 +234,10 @@ pin_project_lite::pin_project! {
     impl PinnedDrop for Logged {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            // Dropped before the end: the client went away (or shutdown cut it).
-            if let Some(mut ctx) = this.ctx.take() {
-                ctx.bytes_down = *this.head + *this.bytes;
-                ctx.log_detached(*this.status, ClosedBy::Client);
-            }
+            // Dropped unfinished: the client went away (or shutdown cut it).
+            // Bodies hyper never polls (empty ones) end here too.
+            let closed_by = if this.inner.is_end_stream() { ClosedBy::Origin } else { ClosedBy::Client };
+            finish(this.ctx, *this.head + *this.bytes, *this.status, closed_by);
         }
     }
 }
@@ -246,11 +248,16 @@ impl Body for Logged {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut inner = this.inner;
+        let polled = inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.bytes += data.len() as u64;
+                }
+                // hyper stops polling a body once its length is written.
+                if inner.is_end_stream() {
+                    finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Origin);
                 }
             }
             Poll::Ready(None) => finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Origin),
