@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 
+use super::conn::ConnState;
 use super::{Phase, Shared, Snapshot};
 use crate::access_log::{ClosedBy, Record};
 use crate::policy::{Action, Decision};
@@ -35,6 +36,8 @@ pub(crate) struct Ctx {
     /// they stream (shared with the body wrapper).
     pub(crate) bytes_up: Arc<AtomicU64>,
     pub(crate) bytes_down: u64,
+    /// The client connection, told when this request is done.
+    pub(crate) conn: Option<Arc<ConnState>>,
 }
 
 impl Ctx {
@@ -61,6 +64,7 @@ impl Ctx {
             action: Action::Block,
             bytes_up: Arc::new(AtomicU64::new(0)),
             bytes_down: 0,
+            conn: None,
         }
     }
 
@@ -105,6 +109,9 @@ impl Ctx {
 
     /// Writes the record, waiting while the writer is behind.
     pub(crate) async fn log(self, status: u16, closed_by: ClosedBy) {
+        if let Some(conn) = &self.conn {
+            conn.idle();
+        }
         if self.wanted() {
             let record = self.record(status, closed_by);
             self.shared.sink.send(record).await;
@@ -114,6 +121,9 @@ impl Ctx {
     /// Writes the record from synchronous code (a body's `Drop`). Work cut
     /// at the end of the shutdown grace period is logged as `shutdown`.
     pub(crate) fn log_detached(self, status: u16, closed_by: ClosedBy) {
+        if let Some(conn) = &self.conn {
+            conn.idle();
+        }
         if self.wanted() {
             let closed_by = if self.shared.current_phase() == Phase::Cut { ClosedBy::Shutdown } else { closed_by };
             let record = self.record(status, closed_by);

@@ -8,6 +8,7 @@
 //! - [`tunnel`]: CONNECT tunnels.
 //! - [`respond`]: every response the proxy makes itself.
 
+mod conn;
 mod context;
 mod forward;
 mod respond;

@@ -41,6 +41,8 @@ pub(crate) enum Refusal {
     AuthRequired,
     /// Not a request a proxy can serve.
     BadRequest(&'static str),
+    /// The request head is larger than `max_header_bytes`.
+    HeadTooLarge,
     /// Reaching the origin failed.
     Upstream(Upstream),
 }
@@ -75,6 +77,7 @@ impl Refusal {
             Refusal::Blocked | Refusal::ConnectPort | Refusal::PrivateDestination => StatusCode::FORBIDDEN,
             Refusal::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Upstream(Upstream::ConnectTimeout | Upstream::ResponseTimeout) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -86,7 +89,7 @@ impl Refusal {
             Refusal::Blocked | Refusal::ConnectPort => "http_request_denied",
             Refusal::PrivateDestination => "destination_ip_prohibited",
             Refusal::AuthRequired => "proxy_auth_required",
-            Refusal::BadRequest(_) => "http_request_error",
+            Refusal::BadRequest(_) | Refusal::HeadTooLarge => "http_request_error",
             Refusal::Upstream(Upstream::Dns) => "dns_error",
             Refusal::Upstream(Upstream::Refused) => "connection_refused",
             Refusal::Upstream(Upstream::Unreachable) => "destination_unavailable",
@@ -111,6 +114,7 @@ impl Refusal {
             Refusal::PrivateDestination => Some("private_destination"),
             Refusal::AuthRequired => Some("auth"),
             Refusal::BadRequest(_) => Some("request"),
+            Refusal::HeadTooLarge => Some("limits"),
             Refusal::Blocked | Refusal::Upstream(_) => None,
         }
     }
@@ -122,6 +126,7 @@ impl Refusal {
             Refusal::PrivateDestination => "This destination is not reachable through the proxy",
             Refusal::AuthRequired => "Proxy authentication required",
             Refusal::BadRequest(_) => "Bad request",
+            Refusal::HeadTooLarge => "Request headers too large",
             Refusal::Upstream(Upstream::Dns) => "The site's name could not be resolved",
             Refusal::Upstream(Upstream::Refused) => "The site refused the connection",
             Refusal::Upstream(Upstream::Unreachable) => "The site could not be reached",
@@ -161,7 +166,7 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
             headers.insert(header::PROXY_AUTHENTICATE, value);
         }
     }
-    if matches!(refusal, Refusal::BadRequest(_)) {
+    if matches!(refusal, Refusal::BadRequest(_) | Refusal::HeadTooLarge) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     ctx.bytes_down = head_size(status.as_str().len() + 9, response.headers()) + 40 + body.len() as u64;
@@ -271,4 +276,34 @@ pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
 /// A bodiless `200 Connection established` for an accepted tunnel.
 pub(crate) fn tunnel_established() -> Response<ProxyBody> {
     Response::new(empty())
+}
+
+/// A whole `Connection: close` response as bytes, for the few answers
+/// written straight to the socket outside hyper (over `max_connections`,
+/// a request head that timed out).
+pub(crate) fn raw_response(status: StatusCode, error: &str, rule: &str, text: &str) -> Vec<u8> {
+    let body = format!("{}: {text}\n", status.as_u16());
+    format!(
+        "HTTP/1.1 {} {}\r\nProxy-Status: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        proxy_status(error, rule),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The reply to a client over `max_connections`.
+pub(crate) fn overloaded() -> Vec<u8> {
+    raw_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "connection_limit_reached",
+        "limits",
+        "too many connections, try again later",
+    )
+}
+
+/// The reply to a request head that did not arrive within `header_timeout`.
+pub(crate) fn head_timeout() -> Vec<u8> {
+    raw_response(StatusCode::REQUEST_TIMEOUT, "http_request_error", "limits", "the request head took too long")
 }

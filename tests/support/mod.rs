@@ -105,6 +105,13 @@ impl Company {
         self.identity("auth = \"basic\"").identity("htpasswd = \"users.htpasswd\"").identity("realm = \"Corp\"")
     }
 
+    /// Replaces (or adds) department `name` with the file `body`.
+    pub fn department(mut self, name: &str, body: &str) -> Self {
+        self.departments.retain(|(n, _)| n != name);
+        self.departments.push((name.to_owned(), body.to_owned()));
+        self
+    }
+
     /// Keeps loopback out of `allow_destinations`.
     pub fn without_loopback_destinations(mut self) -> Self {
         self.allow_loopback = false;
@@ -166,7 +173,12 @@ impl Company {
             Err(diags) => panic!("test config does not load:\n{diags}"),
         };
         let running = socialgate::proxy::start(config).await.unwrap();
-        Proxy { addr: running.listen_addrs[0], running: Some(running), company: self }
+        Proxy {
+            addr: running.listen_addrs[0],
+            running: Some(running),
+            company: Some(self),
+            connect_ports: connect_ports.to_vec(),
+        }
     }
 }
 
@@ -175,7 +187,8 @@ pub struct Proxy {
     /// Its first listener.
     pub addr: SocketAddr,
     running: Option<socialgate::proxy::Running>,
-    company: Company,
+    company: Option<Company>,
+    connect_ports: Vec<u16>,
 }
 
 impl Proxy {
@@ -193,12 +206,31 @@ impl Proxy {
     /// Waits (with a deadline) until the access log holds at least `n`
     /// records, and returns them all.
     pub async fn records(&self, n: usize) -> Vec<Value> {
-        wait_for_records(&self.company.dir().join("access.log"), n).await
+        wait_for_records(&self.log_path(), n).await
     }
 
     /// The access log's path.
     pub fn log_path(&self) -> PathBuf {
-        self.company.dir().join("access.log")
+        self.company().dir().join("access.log")
+    }
+
+    fn company(&self) -> &Company {
+        self.company.as_ref().unwrap()
+    }
+
+    /// Rewrites the config after `change` and reloads it into the running
+    /// proxy (listen addresses stay as they are).
+    pub fn reload(&mut self, change: impl FnOnce(Company) -> Company) {
+        let company = change(self.company.take().unwrap());
+        let path = company.write(&self.connect_ports);
+        self.company = Some(company);
+        let config = socialgate::config::load(&path).unwrap_or_else(|d| panic!("reloaded config does not load:\n{d}"));
+        self.running.as_ref().unwrap().reload(config);
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.running.as_ref().unwrap().shutdown();
     }
 
     /// Shuts the proxy down and waits for it; the config folder (and the
@@ -208,7 +240,7 @@ impl Proxy {
             running.shutdown();
             tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
         }
-        self.company
+        self.company.take().unwrap()
     }
 }
 
