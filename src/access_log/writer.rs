@@ -12,8 +12,9 @@ use tokio::task::JoinHandle;
 use super::Record;
 use crate::config::LogTarget;
 
-/// How many records may wait for the writer before senders wait.
-const CHANNEL_CAPACITY: usize = 4096;
+/// How many records may wait for the writer before senders wait, on top of
+/// one reserved slot per possible client connection.
+const CHANNEL_SLACK: usize = 4096;
 
 /// Sends records to the writer task. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -28,6 +29,13 @@ impl LogSink {
         if let Err(err) = self.tx.send(record).await {
             tracing::error!(record = ?err.0, "access log writer has stopped; record not written");
         }
+    }
+
+    /// Reserves room for one record, waiting while the writer is behind, so
+    /// the record can later be sent from synchronous code without waiting
+    /// or dropping. `None` if the writer has stopped.
+    pub async fn reserve(&self) -> Option<mpsc::OwnedPermit<Record>> {
+        self.tx.clone().reserve_owned().await.ok()
     }
 
     /// Queues a record from a synchronous context (a `Drop`): immediately if
@@ -62,12 +70,16 @@ impl LogWriter {
     // TODO(squid-format): pick the line encoder from `[log] format`.
     // TODO(pseudonyms): map `user` through the HMAC key before encoding.
     // TODO(sigusr1): reopen the file on request (logrotate).
-    pub fn start(target: &LogTarget) -> std::io::Result<(LogSink, LogWriter)> {
+    ///
+    /// `max_in_flight` is how many records may be held reserved at once (one
+    /// per client connection); the channel has room for them plus some slack,
+    /// so reservations never starve the rest.
+    pub fn start(target: &LogTarget, max_in_flight: usize) -> std::io::Result<(LogSink, LogWriter)> {
         let out: Box<dyn Write + Send> = match target {
             LogTarget::Stdout => Box::new(std::io::stdout()),
             LogTarget::File(path) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
         };
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (tx, rx) = mpsc::channel(max_in_flight.saturating_add(CHANNEL_SLACK));
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(write_loop(std::io::BufWriter::new(out), rx, stop_rx));
         Ok((LogSink { tx }, LogWriter { task, stop }))
@@ -129,5 +141,62 @@ fn write_record(out: &mut impl Write, record: &Record) {
 fn flush(out: &mut impl Write) {
     if let Err(err) = out.flush() {
         tracing::error!(%err, "cannot flush access log");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::access_log::ClosedBy;
+    use crate::policy::Action;
+
+    fn record(n: u64) -> Record {
+        Record {
+            ts: "2026-11-26T09:15:02.481Z".parse().unwrap(),
+            client: "10.20.4.17".parse().unwrap(),
+            user: None,
+            department: "sales".into(),
+            method: "GET".into(),
+            host: "example.test".into(),
+            port: 80,
+            url: Some("http://example.test/".into()),
+            sni: None,
+            service: None,
+            rule: "default".into(),
+            action: Action::Allow,
+            status: 200,
+            bytes_up: n,
+            bytes_down: 0,
+            duration_ms: 1,
+            closed_by: ClosedBy::Origin,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_record_is_written_and_flushed_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        // Few slots: senders must wait for the writer, never drop.
+        let (sink, writer) = LogWriter::start(&LogTarget::File(path.clone()), 0).unwrap();
+        for n in 0..10_000 {
+            sink.send(record(n)).await;
+        }
+        let permit = sink.reserve().await.unwrap();
+        permit.send(record(10_000));
+        writer.close().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 10_001);
+        let last: Record = serde_json::from_str(lines[10_000]).unwrap();
+        assert_eq!(last.bytes_up, 10_000);
+        assert!(lines[0].starts_with(r#"{"ts":"2026-11-26T09:15:02.481Z","client":"10.20.4.17""#), "{}", lines[0]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = LogTarget::File(dir.path().join("no-such-dir").join("access.log"));
+        assert!(LogWriter::start(&target, 0).is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use jiff::Timestamp;
+use tokio::sync::mpsc::OwnedPermit;
 
 use super::conn::ConnState;
 use super::{Phase, Shared, Snapshot};
@@ -38,6 +39,8 @@ pub(crate) struct Ctx {
     pub(crate) bytes_down: u64,
     /// The client connection, told when this request is done.
     pub(crate) conn: Option<Arc<ConnState>>,
+    /// Room reserved in the access log for a record written from sync code.
+    pub(crate) permit: Option<OwnedPermit<Record>>,
 }
 
 impl Ctx {
@@ -65,6 +68,7 @@ impl Ctx {
             bytes_up: Arc::new(AtomicU64::new(0)),
             bytes_down: 0,
             conn: None,
+            permit: None,
         }
     }
 
@@ -118,17 +122,36 @@ impl Ctx {
         }
     }
 
-    /// Writes the record from synchronous code (a body's `Drop`). Work cut
-    /// at the end of the shutdown grace period is logged as `shutdown`.
-    pub(crate) fn log_detached(self, status: u16, closed_by: ClosedBy) {
+    /// Reserves room in the access log now (waiting while the writer is
+    /// behind), so the record can be written later from synchronous code.
+    pub(crate) async fn reserve_log(&mut self) {
+        if self.wanted() && self.permit.is_none() {
+            self.permit = self.shared.sink.reserve().await;
+        }
+    }
+
+    /// Writes the record from synchronous code (a body's `Drop`), into the
+    /// room reserved by [`Ctx::reserve_log`]. Work cut at the end of the
+    /// shutdown grace period is logged as `shutdown`.
+    pub(crate) fn log_detached(mut self, status: u16, closed_by: ClosedBy) {
         if let Some(conn) = &self.conn {
             conn.idle();
         }
         if self.wanted() {
             let closed_by = if self.shared.current_phase() == Phase::Cut { ClosedBy::Shutdown } else { closed_by };
             let record = self.record(status, closed_by);
-            self.shared.sink.send_detached(record);
+            match self.permit.take() {
+                Some(permit) => {
+                    permit.send(record);
+                }
+                None => self.shared.sink.send_detached(record),
+            }
         }
+    }
+
+    /// Counts only `n` bytes up (a tunnel's payload, not the CONNECT head).
+    pub(crate) fn set_up(&self, n: u64) {
+        self.bytes_up.store(n, Ordering::Relaxed);
     }
 }
 

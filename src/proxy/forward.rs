@@ -156,6 +156,10 @@ pub(crate) async fn forward(ctx: Ctx, req: Request<Incoming>, host: &Host, port:
         }
         Ok(Ok(response)) => response,
     };
+    let mut ctx = ctx;
+    // Backpressure here, while the request can still wait; the record is
+    // then written without waiting when the body ends or is dropped.
+    ctx.reserve_log().await;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     add_via(&mut parts.headers);

@@ -40,12 +40,13 @@ pub(crate) async fn tunnel(ctx: Ctx, req: Request<Incoming>, host: &Host, port: 
                 let cut = shared.reached(Phase::Cut);
                 let (up, down, closed_by) = pump(&mut client, &mut origin, idle, cut).await;
                 let mut ctx = ctx;
-                ctx.add_up(up);
+                ctx.set_up(up);
                 ctx.bytes_down = down;
                 ctx.log(200, closed_by).await;
             }
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
+                ctx.set_up(0);
                 ctx.log(200, ClosedBy::Error).await;
             }
         }
