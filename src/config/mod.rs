@@ -538,3 +538,6 @@ fn cross_check(
     }
     let _ = dept_names;
 }
+
+#[cfg(test)]
+mod tests;

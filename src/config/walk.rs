@@ -242,6 +242,8 @@ pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a s
 
 /// The hint for an unknown name: the near miss, else every known name.
 pub(crate) fn name_hint(word: &str, known: &[&str], what: &str) -> Option<String> {
+    let mut known = known.to_vec();
+    known.sort_unstable();
     suggest(word, known.iter().copied()).or_else(|| {
         if known.is_empty() {
             Some(format!("no {what} are defined"))
