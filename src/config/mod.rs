@@ -426,7 +426,13 @@ fn read_optional(path: &Path, out: &mut Vec<Diagnostic>) -> Option<Source> {
 fn syntax_error(sink: &mut Sink<'_>, err: &toml::de::Error) {
     let span = err.span().unwrap_or(0..0);
     let message = err.message().lines().next().unwrap_or("").trim().trim_end_matches('.');
-    sink.error(&span, format!("invalid TOML: {}", walk::lowercase_first(message)));
+    let mut message = format!("invalid TOML: {}", walk::lowercase_first(message));
+    if message.ends_with("duplicate key") {
+        if let Some(key) = sink.src.text.get(span.clone()).filter(|k| !k.is_empty() && !k.contains('\n')) {
+            message = format!("{message} `{key}`");
+        }
+    }
+    sink.error(&span, message);
 }
 
 /// Checks across files: the default department, `inherits` (unknown
