@@ -411,7 +411,9 @@ fn schedules(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
     for (key, v) in entries(table) {
         let name: &str = key.get_ref();
         if name == "timezone" {
-            if let Some(tz) = sink.parsed(v, values::timezone) {
+            if v.get_ref().is_table() {
+                sink.error(&key.span(), "`timezone` is reserved for the time zone name, not a schedule");
+            } else if let Some(tz) = sink.parsed(v, values::timezone) {
                 parts.timezone = tz;
             }
             continue;
@@ -460,7 +462,8 @@ fn schedules(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
             name: name.to_owned(),
             days,
             from_minute: from,
-            to_minute: to,
+            // `to = "00:00"` ends at the midnight after `from`.
+            to_minute: if to == 0 { 1440 } else { to },
             origin: Some(sink.src.origin(&key.span())),
         });
     }
@@ -549,7 +552,7 @@ fn limits(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
         let name: &str = key.get_ref();
         let slot = match name {
             "max_header_bytes" => {
-                if let Some(n) = sink.integer(v, 1024, 16 * 1024 * 1024) {
+                if let Some(n) = sink.integer(v, 1, 16 * 1024 * 1024) {
                     l.max_header_bytes = usize::try_from(n).unwrap_or(usize::MAX);
                 }
                 continue;

@@ -316,6 +316,8 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "toml") && !p.is_dir())
+                // Editor droppings such as Emacs' `.#sales.toml` lock files.
+                .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
                 .collect();
             paths.sort();
             for path in paths {
@@ -352,7 +354,11 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
         .collect();
 
     cross_check(&main_src, &main, &services, &dept_sources, &drafts, &mut out);
-    files.extend(main.files.iter().cloned());
+    for file in &main.files {
+        if !files.contains(file) {
+            files.push(file.clone());
+        }
+    }
 
     if !out.is_empty() {
         let mut order: Vec<PathBuf> = vec![main_file.to_path_buf(), services_path];

@@ -363,6 +363,10 @@ fn valid_schedules_reach_the_policy_spec() {
     let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[schedules]\ntimezone = \"UTC\"\n[schedules.late]\ndays = [\"sat\", \"sun\"]\nfrom = \"22:00\"\nto = \"24:00\"\n";
     let (_dir, config) = loads(&with_main(main, &[]));
     assert_eq!(config.counts.schedules, 1);
+    let main =
+        "[schedules.night]\nfrom = \"22:00\"\nto = \"00:00\"\n[schedules.timezone]\nfrom = \"01:00\"\nto = \"02:00\"\n";
+    let e = one_error(&with_main(main, &[]));
+    assert_eq!(e, "socialgate.toml:4:12: `timezone` is reserved for the time zone name, not a schedule");
 }
 
 #[test]
@@ -377,7 +381,7 @@ fn bad_durations_and_limits() {
             "socialgate.toml:2:18: invalid duration `30`, expected a number followed by `ms`, `s`, `m` or `h` [hint: e.g. `30s`, `500ms`, `5m`, `1h`]",
             "socialgate.toml:3:16: expected a string, found an integer",
             "socialgate.toml:4:19: `connect_timeout` must be greater than zero",
-            "socialgate.toml:5:20: integer `-1` out of range, expected 1024 to 16777216",
+            "socialgate.toml:5:20: integer `-1` out of range, expected 1 to 16777216",
         ]
     );
 }
@@ -430,7 +434,7 @@ fn syntax_error_is_one_diagnostic_and_other_files_are_still_checked() {
 
 #[test]
 fn all_problems_of_one_file_are_reported() {
-    let dept = "descripton = \"x\"\nusers = [\"a\", 1]\ndefault = \"nope\"\n[[rules]]\naction = \"block\"\n[[rules]]\ndomains = [\"bad domain\"]\n";
+    let dept = "descripton = \"x\"\nusers = [\"a\", 1]\ndefault = \"nope\"\n[[rules]]\naction = \"block\"\n[[rules]]\ndomains = [\"bad domain\"]\n[[rules]]\ndomains = []\nhosts = []\naction = \"log\"\n";
     let errs = errors(&with_main(MAIN, &[("departments/sales.toml", dept)]));
     assert_eq!(
         errs,
@@ -438,9 +442,10 @@ fn all_problems_of_one_file_are_reported() {
             "departments/sales.toml:1:1: unknown key `descripton` in a department file [hint: did you mean `description`?]",
             "departments/sales.toml:2:15: expected a string, found an integer",
             "departments/sales.toml:3:11: unknown action `nope`, expected one of `allow`, `block`, `log`",
-            "departments/sales.toml:4:1: rule needs `domains` or `hosts`",
+            "departments/sales.toml:4:1: rule needs at least one entry in `domains` or `hosts`",
             "departments/sales.toml:6:1: rule needs `action`",
             "departments/sales.toml:7:12: invalid host name `bad domain`: invalid character ' ' in host name",
+            "departments/sales.toml:8:1: rule needs at least one entry in `domains` or `hosts`",
         ]
     );
 }
@@ -508,7 +513,10 @@ fn unreadable_main_file() {
 
 #[test]
 fn invalid_department_file_names() {
-    let errs = errors(&with_main(MAIN, &[("departments/a b.toml", ""), ("departments/notes.txt", "x")]));
+    let errs = errors(&with_main(
+        MAIN,
+        &[("departments/a b.toml", ""), ("departments/notes.txt", "x"), ("departments/.#default.toml", "x")],
+    ));
     assert_eq!(
         errs,
         ["departments/a b.toml:0:0: invalid department name `a b`, expected letters, digits, `-`, `_` or `.`"]
