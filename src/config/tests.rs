@@ -303,6 +303,7 @@ fn unknown_service_and_schedule_list_the_known_ones() {
     let builtin: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
     let mut known: Vec<String> = builtin.iter().map(|n| format!("`{n}`")).collect();
     known.push("`video`".to_owned());
+    known.sort();
     assert_eq!(
         errs,
         [
@@ -709,4 +710,33 @@ fn never_panics_on_odd_input() {
             }
         }
     }
+}
+
+#[test]
+fn builtin_entries_cannot_be_claimed_by_another_service() {
+    let Some(builtin) = BUILTIN.iter().find(|b| !b.domains.is_empty()) else { return };
+    let (name, domain) = (builtin.name, builtin.domains[0]);
+    // Re-listing a built-in service's own domain is fine.
+    let own = format!("[{name}]\ndomains = [\"{domain}\", \"extra.example\"]\n");
+    let (_dir, config) = loads(&with_main(MAIN, &[("services.toml", &own)]));
+    assert_eq!(config.counts.services, BUILTIN.len());
+    let other = format!("[mine]\ndomains = [\"{domain}\"]\n");
+    let e = one_error(&with_main(MAIN, &[("services.toml", &other)]));
+    assert_eq!(e, format!("services.toml:2:12: `{domain}` is in the `domains` of both `{name}` (built in) and `mine`"));
+    // Unless the built-in list is replaced.
+    let replaced = format!("[{name}]\nreplace = true\ndomains = [\"only.example\"]\n{other}");
+    loads(&with_main(MAIN, &[("services.toml", &replaced)]));
+}
+
+#[test]
+fn the_policy_is_compiled_from_the_files() {
+    let (_dir, config) = loads(&with_main(
+        MAIN,
+        &[("departments/sales.toml", "networks = [\"10.20.0.0/16\"]\nusers = [\"alice\"]\ndefault = \"block\"\n")],
+    ));
+    let sales = config.policy.department_id("sales").expect("sales compiled");
+    assert_eq!(config.policy.department_name(sales), "sales");
+    assert!(config.policy.department_id("default").is_some());
+    let placed = config.policy.place(&crate::policy::Identity { user: Some("alice"), client_ip: None });
+    assert_eq!(placed.department, sales);
 }
