@@ -305,7 +305,7 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
     if services_src.is_some() {
         files.push(services_path.clone());
     }
-    let services = services::parse(services_src.as_ref(), &mut out);
+    let catalogue = services::parse(services_src.as_ref(), &mut out);
 
     let dept_dir = walk::resolve(main_file, "departments");
     let mut dept_sources: Vec<(String, Source)> = Vec::new();
@@ -353,7 +353,7 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
         .filter_map(|(i, (name, src))| departments::parse(name, i, src, &mut out))
         .collect();
 
-    cross_check(&main_src, &main, &services, &dept_sources, &drafts, &mut out);
+    cross_check(&main_src, &main, &catalogue, &dept_sources, &drafts, &mut out);
     for file in &main.files {
         if !files.contains(file) {
             files.push(file.clone());
@@ -372,14 +372,14 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
     users.extend(drafts.iter().flat_map(|d| d.spec.users.iter().map(String::as_str)));
     let counts = Counts {
         departments: drafts.len(),
-        services: services.len(),
+        services: catalogue.services.len(),
         schedules: main.schedules.len(),
         users: users.len(),
     };
     let spec = PolicySpec {
         timezone: main.timezone,
         schedules: main.schedules,
-        services,
+        services: catalogue.services,
         departments: drafts.into_iter().map(|d| d.spec).collect(),
         default_department: main.default_department.0,
     };
@@ -447,7 +447,7 @@ fn syntax_error(sink: &mut Sink<'_>, err: &toml::de::Error) {
 fn cross_check(
     main_src: &Source,
     main: &main_file::MainParts,
-    services: &[crate::policy::ServiceSpec],
+    catalogue: &services::Catalogue,
     sources: &[(String, Source)],
     drafts: &[departments::DepartmentDraft],
     out: &mut Vec<Diagnostic>,
@@ -466,8 +466,8 @@ fn cross_check(
             }
         }
     }
-    let service_names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-    let schedule_names: Vec<&str> = main.schedules.iter().map(|s| s.name.as_str()).collect();
+    let service_names: Vec<&str> = catalogue.names.iter().map(String::as_str).collect();
+    let schedule_names: Vec<&str> = main.schedule_names.iter().map(String::as_str).collect();
     let mut user_seen: HashMap<&str, (&str, (u32, u32), &Path)> = HashMap::new();
     let mut net_seen: HashMap<IpNet, (&str, (u32, u32), &Path)> = HashMap::new();
     for d in drafts {
@@ -481,7 +481,7 @@ fn cross_check(
             }
         }
         for (svc, span) in &d.service_refs {
-            if !service_names.contains(&svc.as_str()) {
+            if catalogue.complete && !service_names.contains(&svc.as_str()) {
                 sink.error_hint(span, format!("unknown service `{svc}`"), name_hint(svc, &service_names, "services"));
             }
         }

@@ -231,8 +231,8 @@ fn unknown_key_suggests_the_nearest() {
 fn unknown_key_without_near_miss_lists_valid_keys() {
     let e = one_error(&with_main("[admin]\nlisten = \"127.0.0.1:0\"\nfrobnicate = 1\n", &[]));
     assert_eq!(e, "socialgate.toml:3:1: unknown key `frobnicate` in `[admin]` [hint: valid keys: `listen`]");
-    let e = one_error(&with_main("[proxi]\n", &[]));
-    assert_eq!(e, "socialgate.toml:1:2: unknown key `proxi` in the main file [hint: did you mean `proxy`?]");
+    let e = one_error(&with_main("proxi = 3\n", &[]));
+    assert_eq!(e, "socialgate.toml:1:1: unknown key `proxi` in the main file [hint: did you mean `proxy`?]");
 }
 
 #[test]
@@ -739,4 +739,15 @@ fn the_policy_is_compiled_from_the_files() {
     assert!(config.policy.department_id("default").is_some());
     let placed = config.policy.place(&crate::policy::Identity { user: Some("alice"), client_ip: None });
     assert_eq!(placed.department, sales);
+}
+
+#[test]
+fn broken_declarations_are_not_also_unknown_references() {
+    // The schedule exists but is invalid; services.toml does not parse.
+    let main = "[schedules.work]\nfrom = \"8\"\nto = \"16:00\"\n";
+    let dept = "[services]\nvideo = { action = \"block\", during = \"work\" }\n";
+    let errs = errors(&with_main(main, &[("services.toml", "[video\n"), ("departments/sales.toml", dept)]));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].starts_with("socialgate.toml:2:8: invalid time `8`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("services.toml:1:"), "{}", errs[1]);
 }
