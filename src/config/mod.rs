@@ -5,6 +5,12 @@
 //! a [`Diagnostic`] (`FILE:LINE:COL: error: MESSAGE`, with a hint where one
 //! helps), and on success returns one immutable [`Config`] snapshot holding
 //! the compiled [`Policy`]. The proxy swaps whole snapshots on reload.
+//!
+//! Each file is parsed into a spanned TOML document and walked by small
+//! validators that record problems and carry on (`walk` holds the helpers,
+//! `values` the value parsers): `main_file`, `services`, `departments`, and
+//! `named_files` for the htpasswd, hosts and PEM files; [`load`] then runs
+//! the cross-file checks and builds the [`PolicySpec`].
 
 mod departments;
 mod diagnostic;
@@ -452,7 +458,6 @@ fn cross_check(
     drafts: &[departments::DepartmentDraft],
     out: &mut Vec<Diagnostic>,
 ) {
-    let dept_names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
     let all_dept_names: Vec<&str> = sources.iter().map(|(n, _)| n.as_str()).collect();
     if main.parsed {
         let (name, span) = &main.default_department;
@@ -548,7 +553,6 @@ fn cross_check(
             cur = parent.as_str();
         }
     }
-    let _ = dept_names;
 }
 
 #[cfg(test)]
