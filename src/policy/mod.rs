@@ -376,7 +376,7 @@ impl Policy {
                 users.entry(user.as_str().into()).or_insert(owner);
             }
             for net in &d.networks {
-                networks.push((*net, owner));
+                networks.push((canonical_net(*net), owner));
             }
             departments.push(Department {
                 name: Arc::from(d.name.as_str()),
@@ -727,6 +727,19 @@ fn merge_earliest(earliest: &mut Option<Timestamp>, candidate: Option<Timestamp>
     if let Some(candidate) = candidate {
         *earliest = Some(earliest.map_or(candidate, |current| current.min(candidate)));
     }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
+/// it denotes, since client addresses are matched in canonical form.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(prefix)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96)) {
+            if let Ok(v4) = ipnet::Ipv4Net::new(v4, prefix) {
+                return IpNet::V4(v4);
+            }
+        }
+    }
+    net
 }
 
 fn to_u32(n: usize) -> u32 {

@@ -160,7 +160,7 @@ fn company() -> Policy {
                 .networks(&["10.40.0.0/16"])
                 .default(during(Allow, "night", None))
                 .service("youtube", during(Allow, "work-hours", None)),
-            dept("root-night").default(during(Block, "night", None)),
+            dept("root-night").networks(&["::ffff:10.50.0.0/120"]).default(during(Block, "night", None)),
         ],
         "default",
     ))
@@ -648,6 +648,10 @@ fn placement() {
         (None, ip("fd00::1"), "ops", DepartmentSource::Network),
         // IPv4-mapped IPv6 clients are matched as IPv4
         (None, ip("::ffff:10.20.5.7"), "sales-emea", DepartmentSource::Network),
+        // ... and so are IPv4-mapped networks
+        (None, ip("10.50.0.9"), "root-night", DepartmentSource::Network),
+        (None, ip("::ffff:10.50.0.9"), "root-night", DepartmentSource::Network),
+        (None, ip("10.50.1.9"), "default", DepartmentSource::Default),
         (None, ip("192.0.2.1"), "default", DepartmentSource::Default),
         (None, ip("::1"), "default", DepartmentSource::Default),
         (None, None, "default", DepartmentSource::Default),
