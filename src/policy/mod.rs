@@ -238,7 +238,7 @@ struct Department {
 }
 
 impl Department {
-    fn empty(name: &str) -> DepartmentSpec {
+    fn empty_spec(name: &str) -> DepartmentSpec {
         DepartmentSpec {
             name: name.to_owned(),
             description: None,
@@ -319,7 +319,7 @@ impl Policy {
             None => {
                 let id = to_u32(specs.len());
                 department_ids.insert(default_department.as_str().into(), id);
-                specs.push(Department::empty(&default_department));
+                specs.push(Department::empty_spec(&default_department));
                 id
             }
         };
@@ -668,9 +668,10 @@ impl Policy {
             return (otherwise, Some(schedule), false);
         }
         let fallback = match dept.default.as_ref() {
-            Some(default) if default.entry != index => Some(default.entry),
             // The default itself: fall back to the default it overrides.
-            _ => self.inherited_default(entry.owner),
+            Some(default) if default.entry == index => self.inherited_default(entry.owner),
+            Some(default) => Some(default.entry),
+            None => None,
         };
         (self.evaluate_default(fallback, now, valid_until), Some(schedule), false)
     }

@@ -63,7 +63,7 @@ fn during(action: Action, schedule: &str, otherwise: Option<Action>) -> ActionSp
 struct D(DepartmentSpec);
 
 fn dept(name: &str) -> D {
-    D(Department::empty(name))
+    D(Department::empty_spec(name))
 }
 
 impl D {
@@ -532,9 +532,12 @@ fn schedule_edge_cases() {
     equal.to_minute = 480;
     let mut bad = schedule("bad", "", "08:00", "09:00");
     bad.to_minute = 2000;
+    let mut to_zero = schedule("to-zero", "", "20:00", "24:00");
+    to_zero.to_minute = 0;
     check_schedules(
-        vec![schedule("always", "", "00:00", "24:00"), never, equal, bad],
+        vec![schedule("always", "", "00:00", "24:00"), never, equal, bad, to_zero],
         &[
+            ("to-zero", "2026-11-26T22:59:59Z", true, Some("2026-11-26T23:00:00Z")),
             ("empty-days", "2026-11-26T07:30:00Z", false, None),
             ("equal", "2026-11-26T07:00:00Z", false, None),
             ("bad", "2026-11-26T07:30:00Z", false, None),
