@@ -14,6 +14,14 @@
 //! Each entry may be scheduled (`{ action, during, otherwise }`): inside the
 //! schedule's window `action` applies, outside it `otherwise` (which defaults
 //! to the department's `default`).
+//!
+//! Inside: `host` normalises names the way browsers do, `matcher` holds the
+//! exact and label-boundary suffix maps (a decision probes a few slices of
+//! the host string, and allocates nothing but `Arc` clones), `schedule`
+//! turns weekly local windows into instants (DST gaps and folds included).
+//! For the status page and `explain`, [`Policy::departments`],
+//! [`Policy::schedules`], [`Policy::decide_service`] and
+//! [`Policy::decide_default`] expose the compiled policy read-only.
 
 pub mod catalogue;
 mod host;
