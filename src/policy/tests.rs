@@ -63,7 +63,7 @@ fn during(action: Action, schedule: &str, otherwise: Option<Action>) -> ActionSp
 struct D(DepartmentSpec);
 
 fn dept(name: &str) -> D {
-    D(Department::empty(name))
+    D(Department::empty_spec(name))
 }
 
 impl D {
@@ -160,7 +160,7 @@ fn company() -> Policy {
                 .networks(&["10.40.0.0/16"])
                 .default(during(Allow, "night", None))
                 .service("youtube", during(Allow, "work-hours", None)),
-            dept("root-night").default(during(Block, "night", None)),
+            dept("root-night").networks(&["::ffff:10.50.0.0/120"]).default(during(Block, "night", None)),
         ],
         "default",
     ))
@@ -532,9 +532,12 @@ fn schedule_edge_cases() {
     equal.to_minute = 480;
     let mut bad = schedule("bad", "", "08:00", "09:00");
     bad.to_minute = 2000;
+    let mut to_zero = schedule("to-zero", "", "20:00", "24:00");
+    to_zero.to_minute = 0;
     check_schedules(
-        vec![schedule("always", "", "00:00", "24:00"), never, equal, bad],
+        vec![schedule("always", "", "00:00", "24:00"), never, equal, bad, to_zero],
         &[
+            ("to-zero", "2026-11-26T22:59:59Z", true, Some("2026-11-26T23:00:00Z")),
             ("empty-days", "2026-11-26T07:30:00Z", false, None),
             ("equal", "2026-11-26T07:00:00Z", false, None),
             ("bad", "2026-11-26T07:30:00Z", false, None),
@@ -648,6 +651,10 @@ fn placement() {
         (None, ip("fd00::1"), "ops", DepartmentSource::Network),
         // IPv4-mapped IPv6 clients are matched as IPv4
         (None, ip("::ffff:10.20.5.7"), "sales-emea", DepartmentSource::Network),
+        // ... and so are IPv4-mapped networks
+        (None, ip("10.50.0.9"), "root-night", DepartmentSource::Network),
+        (None, ip("::ffff:10.50.0.9"), "root-night", DepartmentSource::Network),
+        (None, ip("10.50.1.9"), "default", DepartmentSource::Default),
         (None, ip("192.0.2.1"), "default", DepartmentSource::Default),
         (None, ip("::1"), "default", DepartmentSource::Default),
         (None, None, "default", DepartmentSource::Default),
