@@ -108,6 +108,8 @@ pub(crate) struct Shared {
     pub(crate) upstream: forward::UpstreamClient,
     pub(crate) tracker: Tracker,
     pub(crate) phase: watch::Sender<Phase>,
+    /// Bumped on every reload, so open tunnels re-decide.
+    pub(crate) generation: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -218,6 +220,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         upstream,
         tracker: Tracker::default(),
         phase,
+        generation: watch::channel(0).0,
     });
     let accept_tasks =
         listeners.into_iter().map(|listener| tokio::spawn(server::accept_loop(shared.clone(), listener))).collect();
@@ -233,6 +236,7 @@ impl Running {
     pub fn reload(&self, config: Config) {
         // Listen addresses are bound once; a changed `listen` needs a restart.
         self.shared.snapshot.store(Arc::new(Snapshot::new(Arc::new(config), &self.shared.own)));
+        self.shared.generation.send_modify(|generation| *generation += 1);
     }
 
     /// Begins graceful shutdown: stop accepting, let in-flight work finish

@@ -232,5 +232,9 @@ async fn handle(
     if decision.action == Action::Block {
         return refuse(ctx, Refusal::Blocked).await;
     }
-    if connect { tunnel::tunnel(ctx, req, &host, port).await } else { forward::forward(ctx, req, &host, port).await }
+    if connect {
+        tunnel::tunnel(ctx, req, &host, port, decision.valid_until).await
+    } else {
+        forward::forward(ctx, req, &host, port).await
+    }
 }
