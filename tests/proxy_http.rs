@@ -227,3 +227,28 @@ async fn with_allowed_false_only_block_and_log_decisions_are_written() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reload_that_blocks_a_streaming_response_cuts_it() {
+    bounded(async {
+        let origin = support::TricklingOrigin::start().await;
+        let mut proxy = Company::new().start(&[443]).await;
+        let mut seller = proxy.client_from("127.0.0.2").await;
+        let reply = seller.get_head(&format!("http://twitter.com:{}/stream", origin.addr.port())).await;
+        assert_eq!(reply.status, 200);
+
+        proxy.reload(|company| {
+            company.department(
+                "sales",
+                "networks = [\"127.0.0.2/32\"]\nusers = [\"alice\"]\ndefault = \"allow\"\n[services]\ntwitter = \"block\"\n",
+            )
+        });
+
+        assert!(seller.closed().await, "the response outlived its policy");
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["closed_by"], "policy");
+        assert_eq!(r["action"], "allow");
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -2,10 +2,10 @@
 //! [`Ctx::log`], the one function that turns it into the access-log record.
 //! Every exit path ends in exactly one call to it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use tokio::sync::mpsc::OwnedPermit;
@@ -13,7 +13,7 @@ use tokio::sync::mpsc::OwnedPermit;
 use super::conn::ConnState;
 use super::{Phase, Shared, Snapshot};
 use crate::access_log::{ClosedBy, Record};
-use crate::policy::{Action, Decision};
+use crate::policy::{Action, Decision, Host, Identity};
 
 /// Everything known about one request so far.
 #[derive(Debug)]
@@ -160,4 +160,48 @@ impl Ctx {
 pub(crate) fn head_size(first_line: usize, headers: &http::HeaderMap) -> u64 {
     let fields: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
     (first_line + 2 + fields + 2) as u64
+}
+
+/// What an open tunnel or streaming response was decided for, to decide it again when a schedule
+/// boundary passes or the configuration is reloaded.
+pub(crate) struct PolicyWatch {
+    pub(crate) user: Option<String>,
+    pub(crate) client: IpAddr,
+    pub(crate) host: Host,
+    pub(crate) valid_until: Option<Timestamp>,
+}
+
+impl PolicyWatch {
+    /// Resolves when the current policy would block the tunnel.
+    pub(crate) async fn until_blocked(mut self, shared: Arc<Shared>) {
+        let mut generation = shared.generation.subscribe();
+        loop {
+            let boundary = async {
+                match self.valid_until {
+                    Some(at) => {
+                        let ms = at.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
+                        // Just past the boundary, so the new window is in force.
+                        tokio::time::sleep(Duration::from_millis(ms.unsigned_abs() + 1)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = boundary => {}
+                changed = generation.changed() => {
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            let snap = shared.snapshot.load_full();
+            let policy = &snap.config.policy;
+            let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
+            let decision = policy.decide(placement, &self.host, Timestamp::now());
+            if decision.action == Action::Block {
+                return;
+            }
+            self.valid_until = decision.valid_until;
+        }
+    }
 }

@@ -235,6 +235,6 @@ async fn handle(
     if connect {
         tunnel::tunnel(ctx, req, &host, port, decision.valid_until).await
     } else {
-        forward::forward(ctx, req, &host, port).await
+        forward::forward(ctx, req, &host, port, decision.valid_until).await
     }
 }

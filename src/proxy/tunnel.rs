@@ -3,7 +3,6 @@
 //! idles past `tunnel_idle_timeout`, or shutdown cuts it; the record is
 //! written when it ends.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -13,11 +12,12 @@ use jiff::Timestamp;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::Phase;
 use super::context::Ctx;
+use super::context::PolicyWatch;
 use super::respond::{ProxyBody, Refusal, refuse, tunnel_established};
-use super::{Phase, Shared};
 use crate::access_log::ClosedBy;
-use crate::policy::{Action, Host, Identity};
+use crate::policy::Host;
 
 /// Opens the tunnel for an allowed CONNECT.
 pub(crate) async fn tunnel(
@@ -51,7 +51,7 @@ pub(crate) async fn tunnel(
                 let stop = async {
                     tokio::select! {
                         () = shared.reached(Phase::Cut) => ClosedBy::Shutdown,
-                        () = watch.until_blocked(&shared) => ClosedBy::Policy,
+                        () = watch.until_blocked(shared.clone()) => ClosedBy::Policy,
                     }
                 };
                 let (up, down, closed_by) = pump(&mut client, &mut origin, idle, stop).await;
@@ -68,50 +68,6 @@ pub(crate) async fn tunnel(
         }
     });
     tunnel_established()
-}
-
-/// What an open tunnel was decided for, to decide it again when a schedule
-/// boundary passes or the configuration is reloaded.
-struct PolicyWatch {
-    user: Option<String>,
-    client: IpAddr,
-    host: Host,
-    valid_until: Option<Timestamp>,
-}
-
-impl PolicyWatch {
-    /// Resolves when the current policy would block the tunnel.
-    async fn until_blocked(mut self, shared: &Shared) {
-        let mut generation = shared.generation.subscribe();
-        loop {
-            let boundary = async {
-                match self.valid_until {
-                    Some(at) => {
-                        let ms = at.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
-                        // Just past the boundary, so the new window is in force.
-                        tokio::time::sleep(Duration::from_millis(ms.unsigned_abs() + 1)).await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = boundary => {}
-                changed = generation.changed() => {
-                    if changed.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-            }
-            let snap = shared.snapshot.load_full();
-            let policy = &snap.config.policy;
-            let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
-            let decision = policy.decide(placement, &self.host, Timestamp::now());
-            if decision.action == Action::Block {
-                return;
-            }
-            self.valid_until = decision.valid_until;
-        }
-    }
 }
 
 /// Copies both ways; returns (client->origin bytes, origin->client bytes,

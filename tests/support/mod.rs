@@ -318,6 +318,13 @@ impl Client {
         self.reply(true).await
     }
 
+    /// `GET url` through the proxy, reading only the response head.
+    pub async fn get_head(&mut self, url: &str) -> Reply {
+        let host = url.split('/').nth(2).unwrap_or("");
+        self.send(&format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+        self.reply(false).await
+    }
+
     /// `CONNECT authority` with extra header lines; reads the reply head
     /// (and the body unless it is a 200).
     pub async fn connect_to(&mut self, authority: &str, headers: &[&str]) -> Reply {
@@ -575,4 +582,35 @@ pub fn proxy_auth(user: &str, password: &str) -> String {
     use base64::Engine;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Proxy-Authorization: Basic {token}")
+}
+
+/// An origin that answers every request with a chunked `200`, sends one
+/// chunk, and then holds the response open forever.
+pub struct TricklingOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl TricklingOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> TricklingOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n").await;
+                held.push(stream);
+            }
+        });
+        TricklingOrigin { addr }
+    }
 }
