@@ -183,7 +183,10 @@ async fn a_malformed_request_gets_400_and_the_proxy_carries_on() {
 
         let mut broken = proxy.client().await;
         broken.send("THIS IS NOT HTTP\r\n\r\n").await;
-        assert_eq!(broken.reply(true).await.status, 400);
+        let reply = broken.reply(true).await;
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.header("proxy-status"), Some("socialgate; error=http_request_error; details=\"request\""));
+        assert!(broken.closed().await);
 
         let reply = proxy.client().await.get(&format!("http://example.test:{}/ok", origin.port()), &[]).await;
         assert_eq!(reply.status, 200);

@@ -57,7 +57,9 @@ async fn a_request_head_over_max_header_bytes_gets_431() {
         assert_eq!(reply.header("proxy-status"), Some("socialgate; error=http_request_error; details=\"limits\""));
 
         let huge = format!("X-Filler: {}", "a".repeat(100_000));
-        assert_eq!(proxy.client().await.get(&url, &[&huge]).await.status, 431);
+        let reply = proxy.client().await.get(&url, &[&huge]).await;
+        assert_eq!(reply.status, 431);
+        assert_eq!(reply.header("proxy-status"), Some("socialgate; error=http_request_error; details=\"limits\""));
 
         assert_eq!(proxy.client().await.get(&url, &[]).await.status, 200, "small heads still pass");
         let records = proxy.records(3).await;

@@ -108,6 +108,7 @@ pub(crate) struct Shared {
     pub(crate) upstream: forward::UpstreamClient,
     pub(crate) tracker: Tracker,
     pub(crate) phase: watch::Sender<Phase>,
+    pub(crate) head_replies: Arc<conn::HeadReplies>,
     /// Bumped on every reload, so open tunnels re-decide.
     pub(crate) generation: watch::Sender<u64>,
 }
@@ -221,6 +222,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracker: Tracker::default(),
         phase,
         generation: watch::channel(0).0,
+        head_replies: Arc::new(respond::head_replies()),
     });
     let accept_tasks =
         listeners.into_iter().map(|listener| tokio::spawn(server::accept_loop(shared.clone(), listener))).collect();

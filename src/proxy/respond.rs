@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 
+use super::conn::HeadReplies;
 use super::context::{Ctx, head_size};
 use crate::access_log::ClosedBy;
 use crate::policy::{Action, Decision, Host, Placement};
@@ -303,7 +304,30 @@ pub(crate) fn overloaded() -> Vec<u8> {
     )
 }
 
-/// The reply to a request head that did not arrive within `header_timeout`.
-pub(crate) fn head_timeout() -> Vec<u8> {
-    raw_response(StatusCode::REQUEST_TIMEOUT, "http_request_error", "limits", "the request head took too long")
+/// The answers to a request head refused before hyper sees it whole.
+pub(crate) fn head_replies() -> HeadReplies {
+    HeadReplies {
+        timeout: raw_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "http_request_error",
+            "limits",
+            "the request head took too long",
+        ),
+        malformed: raw_response(StatusCode::BAD_REQUEST, "http_request_error", "request", "malformed request"),
+        too_large: raw_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "http_request_error",
+            "limits",
+            "request headers too large",
+        ),
+    }
+}
+
+/// How a connection refused at the head stage is logged: rule and closed_by.
+pub(crate) fn head_refusal_logged_as(status: u16) -> (&'static str, ClosedBy) {
+    match status {
+        408 => ("limits", ClosedBy::Timeout),
+        431 => ("limits", ClosedBy::Proxy),
+        _ => ("request", ClosedBy::Proxy),
+    }
 }

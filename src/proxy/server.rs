@@ -71,20 +71,15 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, token: 
     let _ = stream.set_nodelay(true);
     let limits = shared.snapshot.load().config.limits.clone();
     let state = ConnState::new();
-    let io = ClientIo::new(
-        stream,
-        state.clone(),
-        limits.header_timeout,
-        limits.idle_timeout,
-        respond::head_timeout().into(),
-    );
+    let io = ClientIo::new(stream, state.clone(), &limits, shared.head_replies.clone());
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         // Head and idle deadlines are ClientIo's.
         .header_read_timeout(None)
-        // hyper needs at least 8 KiB of read buffer.
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        // ClientIo refuses heads over `max_header_bytes` first (with a
+        // Proxy-Status); hyper needs at least 8 KiB of read buffer.
+        .max_buf_size(limits.max_header_bytes.saturating_add(8192))
         .keep_alive(true);
     let service_shared = shared.clone();
     let service_state = state.clone();
@@ -105,11 +100,11 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, token: 
             }
         }
     };
-    if state.head_timed_out() {
+    if let Some(status) = state.refused() {
+        let (rule, closed_by) = respond::head_refusal_logged_as(status);
         let mut ctx = Ctx::new(shared.clone(), peer, "");
-        ctx.rule = "limits".into();
-        ctx.bytes_down = respond::head_timeout().len() as u64;
-        ctx.log(408, ClosedBy::Timeout).await;
+        ctx.rule = rule.into();
+        ctx.log(status, closed_by).await;
     } else if let Err(err) = result {
         connection_failed(&shared, peer, &err).await;
     }
