@@ -3,7 +3,7 @@
 
 pub mod writer;
 
-pub use writer::{LogSink, LogWriter};
+pub use writer::{LogSink, LogWriter, Reserved};
 
 use std::net::IpAddr;
 

@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use tokio::sync::mpsc::OwnedPermit;
 
 use super::conn::ConnState;
 use super::{Phase, Shared, Snapshot};
-use crate::access_log::{ClosedBy, Record};
+use crate::access_log::{ClosedBy, Record, Reserved};
 use crate::policy::{Action, Decision, Host, Identity};
 
 /// Everything known about one request so far.
@@ -40,7 +39,7 @@ pub(crate) struct Ctx {
     /// The client connection, told when this request is done.
     pub(crate) conn: Option<Arc<ConnState>>,
     /// Room reserved in the access log for a record written from sync code.
-    pub(crate) permit: Option<OwnedPermit<Record>>,
+    pub(crate) permit: Option<Reserved>,
 }
 
 impl Ctx {
