@@ -40,6 +40,8 @@ pub(crate) struct Ctx {
     pub(crate) conn: Option<Arc<ConnState>>,
     /// Room reserved in the access log for a record written from sync code.
     pub(crate) permit: Option<Reserved>,
+    /// The record was written (or deliberately not).
+    done: bool,
 }
 
 impl Ctx {
@@ -68,6 +70,7 @@ impl Ctx {
             bytes_down: 0,
             conn: None,
             permit: None,
+            done: false,
         }
     }
 
@@ -111,13 +114,17 @@ impl Ctx {
     }
 
     /// Writes the record, waiting while the writer is behind.
-    pub(crate) async fn log(self, status: u16, closed_by: ClosedBy) {
+    pub(crate) async fn log(mut self, status: u16, closed_by: ClosedBy) {
+        self.done = true;
         if let Some(conn) = &self.conn {
             conn.idle();
         }
         if self.wanted() {
             let record = self.record(status, closed_by);
-            self.shared.sink.send(record).await;
+            match self.permit.take() {
+                Some(permit) => permit.send(record),
+                None => self.shared.sink.send(record).await,
+            }
         }
     }
 
@@ -133,6 +140,11 @@ impl Ctx {
     /// room reserved by [`Ctx::reserve_log`]. Work cut at the end of the
     /// shutdown grace period is logged as `shutdown`.
     pub(crate) fn log_detached(mut self, status: u16, closed_by: ClosedBy) {
+        self.emit_detached(status, closed_by);
+    }
+
+    fn emit_detached(&mut self, status: u16, closed_by: ClosedBy) {
+        self.done = true;
         if let Some(conn) = &self.conn {
             conn.idle();
         }
@@ -140,9 +152,7 @@ impl Ctx {
             let closed_by = if self.shared.current_phase() == Phase::Cut { ClosedBy::Shutdown } else { closed_by };
             let record = self.record(status, closed_by);
             match self.permit.take() {
-                Some(permit) => {
-                    permit.send(record);
-                }
+                Some(permit) => permit.send(record),
                 None => self.shared.sink.send_detached(record),
             }
         }
@@ -151,6 +161,17 @@ impl Ctx {
     /// Counts only `n` bytes up (a tunnel's payload, not the CONNECT head).
     pub(crate) fn set_up(&self, n: u64) {
         self.bytes_up.store(n, Ordering::Relaxed);
+    }
+}
+
+/// A request dropped before any exit path logged it (hyper dropped the
+/// service future: the client went away mid-request, or shutdown cut the
+/// connection) is still logged, with status 0: nothing was sent.
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if !self.done {
+            self.emit_detached(0, ClosedBy::Client);
+        }
     }
 }
 

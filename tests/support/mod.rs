@@ -614,3 +614,52 @@ impl TricklingOrigin {
         TricklingOrigin { addr }
     }
 }
+
+/// An origin that holds each request until the test opens its gate, and
+/// tells the test when a request has arrived.
+pub struct GatedOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    arrived: tokio::sync::mpsc::Receiver<()>,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl GatedOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> GatedOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (arrived_tx, arrived) = tokio::sync::mpsc::channel(16);
+        let (gate, gate_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let arrived_tx = arrived_tx.clone();
+                let mut gate_rx = gate_rx.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let _ = arrived_tx.send(()).await;
+                    let _ = gate_rx.wait_for(|open| *open).await;
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                });
+            }
+        });
+        GatedOrigin { addr, arrived, gate }
+    }
+
+    /// Waits until a request has reached the origin.
+    pub async fn request_arrived(&mut self) {
+        tokio::time::timeout(WAIT, self.arrived.recv()).await.unwrap().unwrap();
+    }
+
+    /// Lets every held request (and later ones) be answered.
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+}
