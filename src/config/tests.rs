@@ -231,8 +231,8 @@ fn unknown_key_suggests_the_nearest() {
 fn unknown_key_without_near_miss_lists_valid_keys() {
     let e = one_error(&with_main("[admin]\nlisten = \"127.0.0.1:0\"\nfrobnicate = 1\n", &[]));
     assert_eq!(e, "socialgate.toml:3:1: unknown key `frobnicate` in `[admin]` [hint: valid keys: `listen`]");
-    let e = one_error(&with_main("[proxi]\n", &[]));
-    assert_eq!(e, "socialgate.toml:1:2: unknown key `proxi` in the main file [hint: did you mean `proxy`?]");
+    let e = one_error(&with_main("proxi = 3\n", &[]));
+    assert_eq!(e, "socialgate.toml:1:1: unknown key `proxi` in the main file [hint: did you mean `proxy`?]");
 }
 
 #[test]
@@ -303,6 +303,7 @@ fn unknown_service_and_schedule_list_the_known_ones() {
     let builtin: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
     let mut known: Vec<String> = builtin.iter().map(|n| format!("`{n}`")).collect();
     known.push("`video`".to_owned());
+    known.sort();
     assert_eq!(
         errs,
         [
@@ -363,6 +364,10 @@ fn valid_schedules_reach_the_policy_spec() {
     let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[schedules]\ntimezone = \"UTC\"\n[schedules.late]\ndays = [\"sat\", \"sun\"]\nfrom = \"22:00\"\nto = \"24:00\"\n";
     let (_dir, config) = loads(&with_main(main, &[]));
     assert_eq!(config.counts.schedules, 1);
+    let main =
+        "[schedules.night]\nfrom = \"22:00\"\nto = \"00:00\"\n[schedules.timezone]\nfrom = \"01:00\"\nto = \"02:00\"\n";
+    let e = one_error(&with_main(main, &[]));
+    assert_eq!(e, "socialgate.toml:4:12: `timezone` is reserved for the time zone name, not a schedule");
 }
 
 #[test]
@@ -377,7 +382,7 @@ fn bad_durations_and_limits() {
             "socialgate.toml:2:18: invalid duration `30`, expected a number followed by `ms`, `s`, `m` or `h` [hint: e.g. `30s`, `500ms`, `5m`, `1h`]",
             "socialgate.toml:3:16: expected a string, found an integer",
             "socialgate.toml:4:19: `connect_timeout` must be greater than zero",
-            "socialgate.toml:5:20: integer `-1` out of range, expected 1024 to 16777216",
+            "socialgate.toml:5:20: integer `-1` out of range, expected 1 to 16777216",
         ]
     );
 }
@@ -430,7 +435,7 @@ fn syntax_error_is_one_diagnostic_and_other_files_are_still_checked() {
 
 #[test]
 fn all_problems_of_one_file_are_reported() {
-    let dept = "descripton = \"x\"\nusers = [\"a\", 1]\ndefault = \"nope\"\n[[rules]]\naction = \"block\"\n[[rules]]\ndomains = [\"bad domain\"]\n";
+    let dept = "descripton = \"x\"\nusers = [\"a\", 1]\ndefault = \"nope\"\n[[rules]]\naction = \"block\"\n[[rules]]\ndomains = [\"bad domain\"]\n[[rules]]\ndomains = []\nhosts = []\naction = \"log\"\n";
     let errs = errors(&with_main(MAIN, &[("departments/sales.toml", dept)]));
     assert_eq!(
         errs,
@@ -438,9 +443,10 @@ fn all_problems_of_one_file_are_reported() {
             "departments/sales.toml:1:1: unknown key `descripton` in a department file [hint: did you mean `description`?]",
             "departments/sales.toml:2:15: expected a string, found an integer",
             "departments/sales.toml:3:11: unknown action `nope`, expected one of `allow`, `block`, `log`",
-            "departments/sales.toml:4:1: rule needs `domains` or `hosts`",
+            "departments/sales.toml:4:1: rule needs at least one entry in `domains` or `hosts`",
             "departments/sales.toml:6:1: rule needs `action`",
             "departments/sales.toml:7:12: invalid host name `bad domain`: invalid character ' ' in host name",
+            "departments/sales.toml:8:1: rule needs at least one entry in `domains` or `hosts`",
         ]
     );
 }
@@ -508,7 +514,10 @@ fn unreadable_main_file() {
 
 #[test]
 fn invalid_department_file_names() {
-    let errs = errors(&with_main(MAIN, &[("departments/a b.toml", ""), ("departments/notes.txt", "x")]));
+    let errs = errors(&with_main(
+        MAIN,
+        &[("departments/a b.toml", ""), ("departments/notes.txt", "x"), ("departments/.#default.toml", "x")],
+    ));
     assert_eq!(
         errs,
         ["departments/a b.toml:0:0: invalid department name `a b`, expected letters, digits, `-`, `_` or `.`"]
@@ -701,4 +710,44 @@ fn never_panics_on_odd_input() {
             }
         }
     }
+}
+
+#[test]
+fn builtin_entries_cannot_be_claimed_by_another_service() {
+    let Some(builtin) = BUILTIN.iter().find(|b| !b.domains.is_empty()) else { return };
+    let (name, domain) = (builtin.name, builtin.domains[0]);
+    // Re-listing a built-in service's own domain is fine.
+    let own = format!("[{name}]\ndomains = [\"{domain}\", \"extra.example\"]\n");
+    let (_dir, config) = loads(&with_main(MAIN, &[("services.toml", &own)]));
+    assert_eq!(config.counts.services, BUILTIN.len());
+    let other = format!("[mine]\ndomains = [\"{domain}\"]\n");
+    let e = one_error(&with_main(MAIN, &[("services.toml", &other)]));
+    assert_eq!(e, format!("services.toml:2:12: `{domain}` is in the `domains` of both `{name}` (built in) and `mine`"));
+    // Unless the built-in list is replaced.
+    let replaced = format!("[{name}]\nreplace = true\ndomains = [\"only.example\"]\n{other}");
+    loads(&with_main(MAIN, &[("services.toml", &replaced)]));
+}
+
+#[test]
+fn the_policy_is_compiled_from_the_files() {
+    let (_dir, config) = loads(&with_main(
+        MAIN,
+        &[("departments/sales.toml", "networks = [\"10.20.0.0/16\"]\nusers = [\"alice\"]\ndefault = \"block\"\n")],
+    ));
+    let sales = config.policy.department_id("sales").expect("sales compiled");
+    assert_eq!(config.policy.department_name(sales), "sales");
+    assert!(config.policy.department_id("default").is_some());
+    let placed = config.policy.place(&crate::policy::Identity { user: Some("alice"), client_ip: None });
+    assert_eq!(placed.department, sales);
+}
+
+#[test]
+fn broken_declarations_are_not_also_unknown_references() {
+    // The schedule exists but is invalid; services.toml does not parse.
+    let main = "[schedules.work]\nfrom = \"8\"\nto = \"16:00\"\n";
+    let dept = "[services]\nvideo = { action = \"block\", during = \"work\" }\n";
+    let errs = errors(&with_main(main, &[("services.toml", "[video\n"), ("departments/sales.toml", dept)]));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].starts_with("socialgate.toml:2:8: invalid time `8`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("services.toml:1:"), "{}", errs[1]);
 }
