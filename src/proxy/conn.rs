@@ -236,3 +236,27 @@ impl AsyncWrite for ClientIo {
         self.stream.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(head: &str, max: usize) -> Option<u16> {
+        match check_head(head.as_bytes(), max) {
+            HeadCheck::Complete => Some(0),
+            HeadCheck::Partial => None,
+            HeadCheck::Refuse(status) => Some(status),
+        }
+    }
+
+    #[test]
+    fn heads_are_judged_as_they_arrive() {
+        assert_eq!(check("GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n", 1024), Some(0));
+        assert_eq!(check("GET http://a.test/ HTTP/1.1\r\nHost: a.t", 1024), None);
+        assert_eq!(check("THIS IS NOT HTTP\r\n\r\n", 1024), Some(400));
+        assert_eq!(check("GET http://a.test/ HTTP/1.1\r\nBad Header\r\n\r\n", 1024), Some(400));
+        assert_eq!(check(&format!("GET /{} HTTP/1.1\r\n", "a".repeat(2000)), 1024), Some(431));
+        let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert_eq!(check(&format!("GET / HTTP/1.1\r\n{many}\r\n"), 1 << 20), Some(431));
+    }
+}

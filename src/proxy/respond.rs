@@ -331,3 +331,33 @@ pub(crate) fn head_refusal_logged_as(status: u16) -> (&'static str, ClosedBy) {
         _ => ("request", ClosedBy::Proxy),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_values_are_escaped() {
+        assert_eq!(html_escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn proxy_status_quotes_the_rule() {
+        assert_eq!(
+            proxy_status("http_request_denied", "rules[0]"),
+            "socialgate; error=http_request_denied; details=\"rules[0]\""
+        );
+        assert_eq!(proxy_status("x", "a\"b\\c\nd"), "socialgate; error=x; details=\"a\\\"b\\\\cd\"");
+    }
+
+    #[test]
+    fn raw_responses_are_complete_and_carry_proxy_status() {
+        let reply = String::from_utf8(overloaded()).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains("\r\nProxy-Status: socialgate; error=connection_limit_reached; details=\"limits\""));
+        assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
+        assert!(head.contains("\r\nConnection: close"));
+    }
+}
