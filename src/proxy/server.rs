@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::conn::{ClientIo, ConnState};
@@ -55,9 +55,14 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
     let mut ctx = Ctx::new(shared, peer, "");
     ctx.rule = "limits".into();
     let reply = respond::overloaded();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = stream.write_all(&reply).await;
         let _ = stream.shutdown().await;
+        // Closing with the request unread would reset the connection and
+        // could destroy the reply before the client reads it: discard what
+        // it sends until it closes (or the timeout).
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
     ctx.bytes_down = reply.len() as u64;
