@@ -255,3 +255,37 @@ async fn a_reload_that_blocks_a_streaming_response_cuts_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways_and_are_counted() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client().await;
+
+        // A chunked upload of 2 MiB.
+        let chunk = "y".repeat(64 * 1024);
+        client
+            .send(&format!(
+                "POST http://example.test:{}/upload HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+                origin.port()
+            ))
+            .await;
+        for _ in 0..32 {
+            client.send(&format!("{:x}\r\n{chunk}\r\n", chunk.len())).await;
+        }
+        client.send("0\r\n\r\n").await;
+        let reply = client.reply(true).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.contains("body-bytes: 2097152\n"), "{}", reply.body);
+
+        let download = client.get(&format!("http://example.test:{}/download/3000000", origin.port()), &[]).await;
+        assert_eq!(download.body.len(), 3_000_000);
+
+        let records = proxy.records(2).await;
+        assert!(records[0]["bytes_up"].as_u64().unwrap() >= 2_097_152, "{}", records[0]);
+        assert!(records[1]["bytes_down"].as_u64().unwrap() >= 3_000_000, "{}", records[1]);
+        proxy.stop().await;
+    })
+    .await;
+}

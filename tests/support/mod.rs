@@ -438,7 +438,8 @@ impl Client {
 }
 
 /// A plain HTTP origin that answers `200` with a body echoing the method,
-/// the request target and every header (`name: value` lines, lowercase).
+/// the request target, every header (`name: value` lines, lowercase) and
+/// the request body's length; `/download/N` answers N bytes instead.
 pub struct EchoOrigin {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -453,9 +454,18 @@ impl EchoOrigin {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        if let Some(n) = req.uri().path().strip_prefix("/download/") {
+                            let body = vec![b'x'; n.parse().unwrap()];
+                            return Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))));
+                        }
                         let mut text = format!("{} {}\n", req.method(), req.uri());
                         for (name, value) in req.headers() {
                             text.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("?")));
+                        }
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+                        if body > 0 {
+                            text.push_str(&format!("body-bytes: {body}\n"));
                         }
                         let response = hyper::Response::builder()
                             .header("x-origin", "echo")
