@@ -117,7 +117,11 @@ async fn a_reload_applies_to_new_requests() {
 async fn shutdown_cuts_a_tunnel_after_the_grace_period_and_logs_it() {
     bounded(async {
         let origin = SilentOrigin::start().await;
-        let proxy = Company::new().limit("shutdown_grace = \"300ms\"").start(&[origin.addr.port()]).await;
+        let proxy = Company::new()
+            .limit("shutdown_grace = \"300ms\"")
+            .limit("sni_peek_timeout = \"100ms\"")
+            .start(&[origin.addr.port()])
+            .await;
         let mut client = proxy.client_from("127.0.0.3").await;
         assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
 

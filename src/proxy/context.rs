@@ -188,6 +188,8 @@ pub(crate) struct PolicyWatch {
     pub(crate) user: Option<String>,
     pub(crate) client: IpAddr,
     pub(crate) host: Host,
+    /// A second name decided on too (a tunnel's SNI); the stricter wins.
+    pub(crate) also: Option<Host>,
     pub(crate) valid_until: Option<Timestamp>,
 }
 
@@ -217,11 +219,19 @@ impl PolicyWatch {
             let snap = shared.snapshot.load_full();
             let policy = &snap.config.policy;
             let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
-            let decision = policy.decide(placement, &self.host, Timestamp::now());
-            if decision.action == Action::Block {
-                return;
+            let now = Timestamp::now();
+            let mut valid_until = None;
+            for host in std::iter::once(&self.host).chain(self.also.as_ref()) {
+                let decision = policy.decide(placement, host, now);
+                if decision.action == Action::Block {
+                    return;
+                }
+                valid_until = match (valid_until, decision.valid_until) {
+                    (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                    (a, b) => a.or(b),
+                };
             }
-            self.valid_until = decision.valid_until;
+            self.valid_until = valid_until;
         }
     }
 }

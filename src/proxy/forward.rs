@@ -180,7 +180,8 @@ pub(crate) async fn forward(
     let status = parts.status.as_u16();
     let head = head_size(parts.status.as_str().len() + 9, &parts.headers)
         + parts.status.canonical_reason().map_or(0, |r| r.len() as u64);
-    let watch = PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), valid_until };
+    let watch =
+        PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), also: None, valid_until };
     let policy = Box::pin(watch.until_blocked(ctx.shared.clone()));
     let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0, policy };
     Response::from_parts(parts, logged.boxed_unsync())

@@ -13,6 +13,7 @@ mod context;
 mod forward;
 mod respond;
 mod server;
+mod sni;
 mod tunnel;
 
 use std::net::SocketAddr;

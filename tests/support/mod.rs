@@ -423,6 +423,14 @@ impl Client {
         }
     }
 
+    /// After a `200` to CONNECT: true if a TLS handshake as `server_name`
+    /// through the tunnel fails (the proxy closed it).
+    pub async fn tls_handshake_fails(self, origin: &TlsOrigin, server_name: &str) -> bool {
+        let connector = tokio_rustls::TlsConnector::from(origin.client_config.clone());
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+        tokio::time::timeout(WAIT, connector.connect(name, self.stream)).await.unwrap().is_err()
+    }
+
     /// After a `200` to CONNECT: a TLS handshake through the tunnel to a
     /// [`TlsOrigin`] as `server_name`, one line sent, the answer returned.
     pub async fn tls_exchange(self, origin: &TlsOrigin, server_name: &str, line: &str) -> String {
