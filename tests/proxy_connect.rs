@@ -81,6 +81,7 @@ async fn a_port_outside_connect_ports_gets_403() {
         assert_eq!(r["rule"], "connect_ports");
         assert_eq!(r["action"], "block");
         assert_eq!(r["port"], 8443);
+        assert_eq!(r["department"], "engineering", "refusals are logged under the client's department");
         proxy.stop().await;
     })
     .await;

@@ -46,8 +46,13 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// A context for a request whose head just arrived.
+    /// Until a user is known, the client is placed by its address, so even
+    /// requests refused early are logged under a department.
     pub(crate) fn new(shared: Arc<Shared>, client: SocketAddr, method: &str) -> Ctx {
         let snap = shared.snapshot.load_full();
+        let policy = &snap.config.policy;
+        let placement = policy.place(&Identity { user: None, client_ip: Some(client.ip()) });
+        let department = policy.department_name(placement.department).to_owned();
         Ctx {
             shared,
             snap,
@@ -55,7 +60,7 @@ impl Ctx {
             ts: Timestamp::now(),
             started: Instant::now(),
             user: None,
-            department: String::new(),
+            department,
             method: method.to_owned(),
             host: String::new(),
             port: 0,

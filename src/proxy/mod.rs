@@ -1,12 +1,13 @@
 //! The proxy runtime: listeners, the per-connection hyper service, plain-HTTP
 //! forwarding, CONNECT tunnels, and the one place errors become responses.
 //!
-//! - [`server`]: accept loops, connection limits, the hyper connection and
+//! - `server`: accept loops, the connection cap, the hyper connection and
 //!   the request router (`accept -> context -> identity -> decide -> ...`).
-//! - [`context`]: the per-request context and the one logging function.
-//! - [`forward`]: plain-HTTP forwarding over a pooled upstream client.
-//! - [`tunnel`]: CONNECT tunnels.
-//! - [`respond`]: every response the proxy makes itself.
+//! - `conn`: the client socket with idle/head deadlines and head checks.
+//! - `context`: the per-request context and the one logging function.
+//! - `forward`: plain-HTTP forwarding over a pooled upstream client.
+//! - `tunnel` (+ `sni`): CONNECT tunnels, with the ClientHello's server name.
+//! - `respond`: every response the proxy makes itself.
 
 mod conn;
 mod context;

@@ -204,16 +204,15 @@ async fn handle(
     ctx.host = host.to_string();
     ctx.port = port;
     let config = ctx.snap.config.clone();
+    // Logged whatever decides, refusals included.
+    ctx.service = config.policy.service_of(&host).map(str::to_owned);
 
     let credentials = req.headers().get(header::PROXY_AUTHORIZATION).map(|value| value.as_bytes());
     match ctx.shared.auth.authenticate(&config.identity, peer.ip(), credentials).await {
         AuthOutcome::Anonymous => {}
         AuthOutcome::User(user) => ctx.user = Some(user),
-        AuthOutcome::Missing | AuthOutcome::Invalid => {
-            let placement = config.policy.place(&Identity { user: None, client_ip: Some(peer.ip()) });
-            ctx.department = config.policy.department_name(placement.department).to_owned();
-            return refuse(ctx, Refusal::AuthRequired).await;
-        }
+        // Logged in the department of the client's address (Ctx::new).
+        AuthOutcome::Missing | AuthOutcome::Invalid => return refuse(ctx, Refusal::AuthRequired).await,
     }
     let placement = config.policy.place(&Identity { user: ctx.user.as_deref(), client_ip: Some(peer.ip()) });
     ctx.department = config.policy.department_name(placement.department).to_owned();
