@@ -289,3 +289,26 @@ async fn large_bodies_stream_both_ways_and_are_counted() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn many_concurrent_clients_are_all_served_and_logged() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let url = format!("http://example.test:{}/", origin.port());
+
+        let mut clients = Vec::new();
+        for i in 0..100 {
+            let mut client = proxy.client_from(["127.0.0.1", "127.0.0.2", "127.0.0.3"][i % 3]).await;
+            let url = url.clone();
+            clients.push(tokio::spawn(async move { client.get(&format!("{url}{i}"), &[]).await.status }));
+        }
+        for client in clients {
+            assert_eq!(client.await.unwrap(), 200);
+        }
+        let records = proxy.records(100).await;
+        assert_eq!(records.len(), 100);
+        proxy.stop().await;
+    })
+    .await;
+}
