@@ -32,7 +32,7 @@ async fn a_slow_request_head_gets_408() {
 async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
     bounded(async {
         let origin = EchoOrigin::start().await;
-        let proxy = Company::new().limit("idle_timeout = \"300ms\"").start(&[443]).await;
+        let proxy = Company::new().limit("idle_timeout = \"1s\"").start(&[443]).await;
         let mut client = proxy.client().await;
 
         let url = format!("http://example.test:{}/", origin.port());
