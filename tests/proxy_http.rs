@@ -203,7 +203,9 @@ async fn the_status_page_says_who_you_are() {
         let proxy = Company::new().start(&[443]).await;
         let reply = proxy.client_from("127.0.0.2").await.get("http://socialgate.status/", &[]).await;
         assert_eq!(reply.status, 200);
-        for expected in ["127.0.0.2", "sales", "network", "facebook"] {
+        for expected in
+            ["127.0.0.2", "sales", "network", "<td>facebook</td><td>log</td>", "<td>youtube</td><td>allow</td>"]
+        {
             assert!(reply.body.contains(expected), "status page lacks {expected}: {}", reply.body);
         }
         proxy.stop().await;
