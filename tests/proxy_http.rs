@@ -314,3 +314,29 @@ async fn many_concurrent_clients_are_all_served_and_logged() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_trusted_balancer_names_the_client_with_the_proxy_protocol() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().proxy("proxy_protocol_from = [\"127.0.0.4/32\"]").start(&[443]).await;
+        let url = format!("http://www.facebook.com:{}/", origin.port());
+
+        let mut balancer = proxy.client_from("127.0.0.4").await;
+        balancer.send(&format!("PROXY TCP4 127.0.0.3 127.0.0.1 50000 {}\r\n", proxy.addr.port())).await;
+        let reply = balancer.get(&url, &[]).await;
+        assert_eq!(reply.status, 200, "placed in engineering by the real client address");
+        assert!(reply.body.contains("x-forwarded-for: 127.0.0.3\n"), "{}", reply.body);
+
+        let mut untrusted = proxy.client().await;
+        untrusted.send("PROXY TCP4 127.0.0.3 127.0.0.1 50000 3128\r\n").await;
+        assert_eq!(untrusted.get(&url, &[]).await.status, 400);
+
+        let records = proxy.records(2).await;
+        let served = records.iter().find(|r| r["status"] == 200).unwrap();
+        assert_eq!(served["client"], "127.0.0.3");
+        assert_eq!(served["department"], "engineering");
+        proxy.stop().await;
+    })
+    .await;
+}

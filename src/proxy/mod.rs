@@ -4,6 +4,7 @@
 //! - `server`: accept loops, the connection cap, the hyper connection and
 //!   the request router (`accept -> context -> identity -> decide -> ...`).
 //! - `conn`: the client socket with idle/head deadlines and head checks.
+//! - `proxy_protocol`: PROXY v1/v2 headers from trusted load balancers.
 //! - `context`: the per-request context and the one logging function.
 //! - `forward`: plain-HTTP forwarding over a pooled upstream client.
 //! - `tunnel` (+ `sni`): CONNECT tunnels, with the ClientHello's server name.
@@ -12,6 +13,7 @@
 mod conn;
 mod context;
 mod forward;
+mod proxy_protocol;
 mod respond;
 mod server;
 mod sni;

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::conn::{ClientIo, ConnState};
 use super::context::{Ctx, head_size};
 use super::respond::{self, ProxyBody, Refusal, refuse};
-use super::{Phase, Shared, Token, forward, tunnel};
+use super::{Phase, Shared, Token, forward, proxy_protocol, tunnel};
 use crate::access_log::ClosedBy;
 use crate::identity::AuthOutcome;
 use crate::policy::{Action, Host, Identity};
@@ -71,10 +71,27 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 
 /// Serves one client connection until it closes, shutdown drains it, or
 /// the grace period cuts it.
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, token: Token) {
+async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr, token: Token) {
     let _token = token;
     let _ = stream.set_nodelay(true);
-    let limits = shared.snapshot.load().config.limits.clone();
+    let snapshot = shared.snapshot.load_full();
+    let limits = snapshot.config.limits.clone();
+    // A trusted load balancer says who the client really is.
+    if snapshot.config.proxy.proxy_protocol_from.iter().any(|net| net.contains(&peer.ip())) {
+        match tokio::time::timeout(limits.header_timeout, proxy_protocol::read_header(&mut stream)).await {
+            Ok(Ok(Some(client))) => peer = client,
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(%err, %peer, "bad PROXY protocol header; closing");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no PROXY protocol header in time; closing");
+                return;
+            }
+        }
+    }
+    drop(snapshot);
     let state = ConnState::new();
     let io = ClientIo::new(stream, state.clone(), &limits, shared.head_replies.clone());
     let mut builder = http1::Builder::new();
