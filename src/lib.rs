@@ -26,9 +26,11 @@
 //! exactly one access-log record per request or tunnel, on every path.
 
 pub mod access_log;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod pac;
 pub mod policy;
 pub mod proxy;
