@@ -34,5 +34,6 @@ pub mod metrics;
 pub mod pac;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod report;
 pub mod resolve;
