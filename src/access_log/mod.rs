@@ -1,6 +1,9 @@
 //! The access log: the one [`Record`] type (written by the proxy, read by
 //! `report` and `replay`) and the writer task that never drops a record.
 
+pub mod pseudonym;
+pub mod squid;
+
 use std::net::IpAddr;
 
 use jiff::Timestamp;
