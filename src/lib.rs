@@ -37,3 +37,4 @@ pub mod proxy;
 pub mod reload;
 pub mod report;
 pub mod resolve;
+pub mod tls;
