@@ -2,4 +2,5 @@
 //! client's ClientHello for its SNI name, and (with `[intercept]`) minting
 //! leaf certificates signed by the company CA.
 
+pub mod mint;
 pub mod peek;
