@@ -34,6 +34,19 @@ pub(crate) struct Target {
 pub(crate) struct NameIndex {
     exact: FastMap<Box<str>, Target>,
     suffix: FastMap<Box<str>, Target>,
+    /// Bit `n` is set when some `suffix` key has `n` labels (bit 63: 63 or
+    /// more), so a lookup only probes suffixes of a length that exists:
+    /// with a catalogue of two- and three-label domains, `a.b.c.d.e.f`
+    /// costs two probes, not six.
+    suffix_labels: u64,
+}
+
+fn label_bit(labels: usize) -> u64 {
+    1u64 << labels.min(63)
+}
+
+fn label_count(name: &str) -> usize {
+    name.bytes().filter(|&b| b == b'.').count() + 1
 }
 
 /// Which map a [`Target`] came from.
@@ -50,6 +63,7 @@ impl NameIndex {
     /// are skipped); the first service to list a name keeps it.
     pub(crate) fn add_service_domain(&mut self, host: &Host, service: u32) {
         if host.ip().is_none() {
+            self.suffix_labels |= label_bit(label_count(host.as_str()));
             self.suffix.entry(host.as_str().into()).or_default().service.get_or_insert(service);
         }
     }
@@ -62,6 +76,7 @@ impl NameIndex {
     /// Adds a rule's `domains` entry (IP literals skipped).
     pub(crate) fn add_rule_domain(&mut self, host: &Host, rule: RuleRef) {
         if host.ip().is_none() {
+            self.suffix_labels |= label_bit(label_count(host.as_str()));
             push_rule(self.suffix.entry(host.as_str().into()).or_default(), rule);
         }
     }
@@ -89,14 +104,18 @@ impl NameIndex {
             return;
         }
         let mut rest = name;
+        let mut labels = label_count(name);
         loop {
-            if let Some(target) = self.suffix.get(rest) {
-                visit(MatchKind::Suffix, target);
+            if self.suffix_labels & label_bit(labels) != 0 {
+                if let Some(target) = self.suffix.get(rest) {
+                    visit(MatchKind::Suffix, target);
+                }
             }
             match rest.find('.') {
                 Some(dot) => rest = rest.get(dot + 1..).unwrap_or_default(),
                 None => break,
             }
+            labels -= 1;
         }
     }
 
@@ -111,14 +130,18 @@ impl NameIndex {
             return None;
         }
         let mut rest = name;
+        let mut labels = label_count(name);
         loop {
-            if let Some(service) = self.suffix.get(rest).and_then(|t| t.service) {
-                return Some(service);
+            if self.suffix_labels & label_bit(labels) != 0 {
+                if let Some(service) = self.suffix.get(rest).and_then(|t| t.service) {
+                    return Some(service);
+                }
             }
             match rest.find('.') {
                 Some(dot) => rest = rest.get(dot + 1..).unwrap_or_default(),
                 None => return None,
             }
+            labels -= 1;
         }
     }
 }

@@ -14,6 +14,14 @@
 //! Each entry may be scheduled (`{ action, during, otherwise }`): inside the
 //! schedule's window `action` applies, outside it `otherwise` (which defaults
 //! to the department's `default`).
+//!
+//! Inside: `host` normalises names the way browsers do, `matcher` holds the
+//! exact and label-boundary suffix maps (a decision probes a few slices of
+//! the host string, and allocates nothing but `Arc` clones), `schedule`
+//! turns weekly local windows into instants (DST gaps and folds included).
+//! For the status page and `explain`, [`Policy::departments`],
+//! [`Policy::schedules`], [`Policy::decide_service`] and
+//! [`Policy::decide_default`] expose the compiled policy read-only.
 
 pub mod catalogue;
 mod host;
@@ -238,7 +246,7 @@ struct Department {
 }
 
 impl Department {
-    fn empty(name: &str) -> DepartmentSpec {
+    fn empty_spec(name: &str) -> DepartmentSpec {
         DepartmentSpec {
             name: name.to_owned(),
             description: None,
@@ -319,7 +327,7 @@ impl Policy {
             None => {
                 let id = to_u32(specs.len());
                 department_ids.insert(default_department.as_str().into(), id);
-                specs.push(Department::empty(&default_department));
+                specs.push(Department::empty_spec(&default_department));
                 id
             }
         };
@@ -376,7 +384,7 @@ impl Policy {
                 users.entry(user.as_str().into()).or_insert(owner);
             }
             for net in &d.networks {
-                networks.push((*net, owner));
+                networks.push((canonical_net(*net), owner));
             }
             departments.push(Department {
                 name: Arc::from(d.name.as_str()),
@@ -668,9 +676,10 @@ impl Policy {
             return (otherwise, Some(schedule), false);
         }
         let fallback = match dept.default.as_ref() {
-            Some(default) if default.entry != index => Some(default.entry),
             // The default itself: fall back to the default it overrides.
-            _ => self.inherited_default(entry.owner),
+            Some(default) if default.entry == index => self.inherited_default(entry.owner),
+            Some(default) => Some(default.entry),
+            None => None,
         };
         (self.evaluate_default(fallback, now, valid_until), Some(schedule), false)
     }
@@ -727,6 +736,19 @@ fn merge_earliest(earliest: &mut Option<Timestamp>, candidate: Option<Timestamp>
     if let Some(candidate) = candidate {
         *earliest = Some(earliest.map_or(candidate, |current| current.min(candidate)));
     }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
+/// it denotes, since client addresses are matched in canonical form.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(prefix)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96)) {
+            if let Ok(v4) = ipnet::Ipv4Net::new(v4, prefix) {
+                return IpNet::V4(v4);
+            }
+        }
+    }
+    net
 }
 
 fn to_u32(n: usize) -> u32 {

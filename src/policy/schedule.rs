@@ -40,16 +40,17 @@ pub(crate) struct ScheduleState {
 
 impl Schedule {
     /// Compiles a spec; an inconsistent one (out-of-range minutes,
-    /// `from == to`) is a schedule that never opens.
+    /// `from == to`) is a schedule that never opens. `to = 0` is read as
+    /// 1440 (midnight at the end of the day).
     pub(crate) fn compile(spec: &ScheduleSpec) -> Schedule {
-        let sane = spec.from_minute < DAY_MINUTES
-            && (1..=DAY_MINUTES).contains(&spec.to_minute)
-            && spec.from_minute != spec.to_minute;
+        // `to = 00:00` can only mean the next midnight.
+        let to_minute = if spec.to_minute == 0 { DAY_MINUTES } else { spec.to_minute };
+        let sane = spec.from_minute < DAY_MINUTES && to_minute <= DAY_MINUTES && spec.from_minute != to_minute;
         Schedule {
             name: Arc::from(spec.name.as_str()),
             days: if sane { Weekdays(spec.days.0 & Weekdays::ALL.0) } else { Weekdays(0) },
             from_minute: spec.from_minute,
-            to_minute: spec.to_minute,
+            to_minute,
             origin: spec.origin.clone(),
         }
     }
