@@ -30,7 +30,9 @@ fn shipped_config_passes_check() {
 
 #[test]
 fn explain_json_has_the_spec_shape() {
-    let v = explain_json(&[
+    let out = socialgate(&[
+        "explain",
+        "--json",
         "--url",
         "https://www.facebook.com/",
         "--client-ip",
@@ -38,8 +40,9 @@ fn explain_json_has_the_spec_shape() {
         "--at",
         "2026-11-26T09:15:00Z",
     ]);
+    assert!(out.status.success());
     assert_eq!(
-        v.to_string(),
+        String::from_utf8(out.stdout).unwrap().trim_end(),
         r#"{"department":"sales","department_source":"network","user":null,"client_ip":"10.20.4.17","host":"www.facebook.com","service":"facebook","rule":"services.facebook","schedule":null,"action":"log"}"#
     );
 }
