@@ -229,3 +229,22 @@ fn help_and_version_exit_zero() {
         assert!(!out.stdout.is_empty());
     }
 }
+
+#[test]
+fn ca_init_creates_a_ca_that_intercept_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("tls");
+    let out = socialgate(&["ca", "init", "--out", out_dir.to_str().unwrap(), "--days", "30"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cert = std::fs::read_to_string(out_dir.join("ca.pem")).unwrap();
+    let key = std::fs::read_to_string(out_dir.join("ca.key")).unwrap();
+    socialgate::tls::mint::Minter::new(&cert, &key, 4).expect("the new CA signs verifiable leaves");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out_dir.join("ca.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the CA key is private");
+    }
+    let again = socialgate(&["ca", "init", "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "never overwrites an existing CA");
+}
