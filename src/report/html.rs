@@ -126,8 +126,8 @@ fn share_chart(out: &mut String, s: &Summary) {
     let depts: Vec<&str> = s.departments.iter().map(|d| d.name.as_str()).collect();
     out.push_str("<figure>\n<figcaption>Share of active users who reached each service, per department</figcaption>\n");
     legend(out, &depts);
-    let bar_w = 14.0_f64;
-    let gap = 18.0_f64;
+    let bar_w = 22.0_f64;
+    let gap = 26.0_f64;
     let group_w = bar_w * depts.len().max(1) as f64 + gap;
     let (left, top, plot_h, bottom) = (44.0_f64, 10.0_f64, 200.0_f64, 40.0_f64);
     let width = (left + group_w * services.len().max(1) as f64 + 10.0).max(320.0);
@@ -259,7 +259,7 @@ fn hourly_chart(out: &mut String, s: &Summary) {
         }
     }
     // Label the first bar and about five more along the axis.
-    let step = (bars / 6).max(1);
+    let step = (bars / 6).max((48.0 / bar_w).ceil() as i64).max(1);
     let mut slot = 0;
     while slot < bars {
         if let Some(t) = hour_start(first + slot * bucket) {

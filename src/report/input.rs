@@ -90,6 +90,25 @@ pub enum LineError {
     Ts(#[from] jiff::Error),
 }
 
+impl LineError {
+    /// The column of a JSON error (lines are single JSON objects).
+    pub fn column(&self) -> Option<usize> {
+        match self {
+            LineError::Json(e) if e.column() > 0 => Some(e.column()),
+            _ => None,
+        }
+    }
+
+    /// The reason, without serde_json's "at line 1 column N" suffix.
+    pub fn message(&self) -> String {
+        let full = self.to_string();
+        match full.rsplit_once(" at line ") {
+            Some((msg, _)) if matches!(self, LineError::Json(_)) => msg.to_owned(),
+            _ => full,
+        }
+    }
+}
+
 /// Parses one line (without its newline).
 pub fn parse_line(bytes: &[u8]) -> Result<Parsed<'_>, LineError> {
     let line: LogLine<'_> = serde_json::from_slice(bytes)?;
@@ -115,6 +134,8 @@ pub struct BadLine {
     pub path: String,
     /// 1-based line number.
     pub line: u64,
+    /// 1-based column, when the JSON parser knows it.
+    pub column: Option<usize>,
     /// Why it was rejected.
     pub message: String,
 }
@@ -129,10 +150,10 @@ pub struct BadLines {
 }
 
 impl BadLines {
-    fn note(&mut self, path: &str, line: u64, message: impl FnOnce() -> String) {
+    fn note(&mut self, path: &str, line: u64, column: Option<usize>, message: impl FnOnce() -> String) {
         self.count += 1;
         if self.first.len() < MAX_DESCRIBED {
-            self.first.push(BadLine { path: path.to_owned(), line, message: message() });
+            self.first.push(BadLine { path: path.to_owned(), line, column, message: message() });
         }
     }
 }
@@ -180,7 +201,7 @@ pub fn for_each_record(paths: &[PathBuf], mut visit: impl FnMut(&Parsed<'_>)) ->
             }
             match parse_line(line) {
                 Ok(parsed) => visit(&parsed),
-                Err(err) => bad.note(&name, line_no, || err.to_string()),
+                Err(err) => bad.note(&name, line_no, err.column(), || err.message()),
             }
         }
     }

@@ -47,10 +47,10 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Only records at or after this time (RFC 3339, or a date = 00:00 UTC).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = valid_bound)]
     pub since: Option<String>,
     /// Only records before this time (RFC 3339, or a date = 00:00 UTC).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = valid_bound)]
     pub until: Option<String>,
     /// Only this department.
     #[arg(long, value_name = "D")]
@@ -69,6 +69,12 @@ pub struct ReplayArgs {
     /// Access logs (JSON lines, plain or .gz); `-` is stdin.
     #[arg(value_name = "LOG", required = true)]
     pub logs: Vec<PathBuf>,
+}
+
+/// Checks a `--since`/`--until` value while parsing arguments, so a bad one
+/// is a usage error (exit 2).
+fn valid_bound(s: &str) -> Result<String, input::BadTime> {
+    input::parse_bound(s).map(|_| s.to_owned())
 }
 
 /// Builds the report filter from the arguments.
@@ -133,7 +139,8 @@ fn report_bad_lines(bad: &input::BadLines) {
     }
     let mut err = std::io::stderr().lock();
     for b in &bad.first {
-        let _ = writeln!(err, "{}:{}: warning: not a valid record: {}", b.path, b.line, b.message);
+        let column = b.column.map(|c| format!(":{c}")).unwrap_or_default();
+        let _ = writeln!(err, "{}:{}{column}: warning: not a valid record: {}", b.path, b.line, b.message);
     }
     if bad.count > bad.first.len() as u64 {
         let _ = writeln!(err, "... and {} more", bad.count - bad.first.len() as u64);

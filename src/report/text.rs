@@ -9,7 +9,7 @@ pub fn render_summary(s: &Summary) -> String {
     let mut out = String::new();
     match (s.from, s.to) {
         (Some(from), Some(to)) => {
-            let _ = writeln!(out, "socialgate report: {} records from {from} to {to}", s.records);
+            let _ = writeln!(out, "socialgate report: {} records from {from} to {to} (UTC)", s.records);
         }
         _ => {
             let _ = writeln!(out, "socialgate report: no matching records");
