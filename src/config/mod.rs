@@ -6,7 +6,13 @@
 //! helps), and on success returns one immutable [`Config`] snapshot holding
 //! the compiled [`Policy`]. The proxy swaps whole snapshots on reload.
 
+mod departments;
 mod diagnostic;
+mod main_file;
+mod named_files;
+mod services;
+mod values;
+mod walk;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 
@@ -17,7 +23,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::policy::{Host, Policy};
+use crate::policy::{Host, Policy, PolicySpec};
+
+use walk::{Sink, Source, io_reason, name_hint};
 
 /// The default main config path, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/socialgate.toml";
@@ -47,6 +55,21 @@ pub struct Config {
     pub limits: Limits,
     /// The compiled policy (schedules, services, departments).
     pub policy: Policy,
+    /// What the config holds, for [`Config::summary`].
+    pub counts: Counts,
+}
+
+/// How much a config holds (the policy itself is opaque).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Departments.
+    pub departments: usize,
+    /// Catalogue services (built-in and `services.toml`).
+    pub services: usize,
+    /// Named schedules.
+    pub schedules: usize,
+    /// Distinct user names, in department files and the htpasswd file.
+    pub users: usize,
 }
 
 /// `[proxy]`.
@@ -256,15 +279,262 @@ impl Default for Limits {
 
 /// Loads and validates the configuration rooted at `main_file`. Relative
 /// paths inside a file are resolved against that file's folder. Returns
-/// every problem found, not just the first.
+/// every problem found, not just the first, sorted by file (main file,
+/// `services.toml`, departments by name, then the files they name) and
+/// position.
+///
+/// A file that cannot be read is reported as `FILE:0:0`, except files named
+/// by a key of the main file (htpasswd, hosts, certificates), which are
+/// reported at that key's value.
 pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
-    let _ = main_file;
-    Err(Diagnostics(Vec::new()))
+    let mut out = Vec::new();
+    let main_src = match std::fs::read_to_string(main_file) {
+        Ok(text) => Source::new(main_file.to_path_buf(), text),
+        Err(err) => {
+            return Err(Diagnostics(vec![whole_file(
+                main_file,
+                format!("cannot read config file: {}", io_reason(&err)),
+            )]));
+        }
+    };
+    let mut files = vec![main_file.to_path_buf()];
+    let main = main_file::parse(&main_src, &mut out);
+
+    let services_path = walk::resolve(main_file, "services.toml");
+    let services_src = read_optional(&services_path, &mut out);
+    if services_src.is_some() {
+        files.push(services_path.clone());
+    }
+    let services = services::parse(services_src.as_ref(), &mut out);
+
+    let dept_dir = walk::resolve(main_file, "departments");
+    let mut dept_sources: Vec<(String, Source)> = Vec::new();
+    match std::fs::read_dir(&dept_dir) {
+        Ok(dir) => {
+            files.push(dept_dir.clone());
+            let mut paths: Vec<PathBuf> = dir
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml") && !p.is_dir())
+                .collect();
+            paths.sort();
+            for path in paths {
+                let file = dept_dir.join(path.file_name().unwrap_or_default());
+                let Some(name) = file.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+                    out.push(whole_file(&file, "department file name is not valid UTF-8".to_owned()));
+                    continue;
+                };
+                if !departments::valid_name(&name) {
+                    out.push(whole_file(
+                        &file,
+                        format!("invalid department name `{name}`, expected letters, digits, `-`, `_` or `.`"),
+                    ));
+                    continue;
+                }
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => {
+                        files.push(file.clone());
+                        dept_sources.push((name, Source::new(file, text)));
+                    }
+                    Err(err) => {
+                        out.push(whole_file(&file, format!("cannot read department file: {}", io_reason(&err))))
+                    }
+                }
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => out.push(whole_file(&dept_dir, format!("cannot read departments folder: {}", io_reason(&err)))),
+    }
+    let drafts: Vec<departments::DepartmentDraft> = dept_sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (name, src))| departments::parse(name, i, src, &mut out))
+        .collect();
+
+    cross_check(&main_src, &main, &services, &dept_sources, &drafts, &mut out);
+    files.extend(main.files.iter().cloned());
+
+    if !out.is_empty() {
+        let mut order: Vec<PathBuf> = vec![main_file.to_path_buf(), services_path];
+        order.extend(dept_sources.iter().map(|(_, s)| s.path.clone()));
+        let rank = |p: &Path| order.iter().position(|o| o == p).unwrap_or(order.len());
+        out.sort_by_key(|d| (rank(&d.file), d.line, d.col));
+        return Err(Diagnostics(out));
+    }
+
+    let mut users: std::collections::HashSet<&str> = main.identity.users.keys().map(String::as_str).collect();
+    users.extend(drafts.iter().flat_map(|d| d.spec.users.iter().map(String::as_str)));
+    let counts = Counts {
+        departments: drafts.len(),
+        services: services.len(),
+        schedules: main.schedules.len(),
+        users: users.len(),
+    };
+    let spec = PolicySpec {
+        timezone: main.timezone,
+        schedules: main.schedules,
+        services,
+        departments: drafts.into_iter().map(|d| d.spec).collect(),
+        default_department: main.default_department.0,
+    };
+    Ok(Config {
+        main_file: main_file.to_path_buf(),
+        files,
+        proxy: main.proxy,
+        identity: main.identity,
+        log: main.log,
+        admin: main.admin,
+        pac: main.pac,
+        intercept: main.intercept,
+        block_page: main.block_page,
+        limits: main.limits,
+        policy: Policy::compile(spec),
+        counts,
+    })
 }
 
 impl Config {
     /// One line for `check`: how many departments, services, schedules, users.
     pub fn summary(&self) -> String {
-        String::new()
+        let c = &self.counts;
+        [(c.departments, "department"), (c.services, "service"), (c.schedules, "schedule"), (c.users, "user")]
+            .iter()
+            .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
+}
+
+/// A problem with a file as a whole (`FILE:0:0`).
+fn whole_file(file: &Path, message: String) -> Diagnostic {
+    Diagnostic { file: file.to_path_buf(), line: 0, col: 0, message, hint: None }
+}
+
+/// Reads a file that may be absent.
+fn read_optional(path: &Path, out: &mut Vec<Diagnostic>) -> Option<Source> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(Source::new(path.to_path_buf(), text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            out.push(whole_file(path, format!("cannot read file: {}", io_reason(&err))));
+            None
+        }
+    }
+}
+
+/// Reports a TOML syntax error (one per file).
+fn syntax_error(sink: &mut Sink<'_>, err: &toml::de::Error) {
+    let span = err.span().unwrap_or(0..0);
+    let message = err.message().lines().next().unwrap_or("").trim().trim_end_matches('.');
+    sink.error(&span, format!("invalid TOML: {}", walk::lowercase_first(message)));
+}
+
+/// Checks across files: the default department, `inherits` (unknown
+/// parents, cycles), service and schedule references, users and networks
+/// listed in two departments.
+fn cross_check(
+    main_src: &Source,
+    main: &main_file::MainParts,
+    services: &[crate::policy::ServiceSpec],
+    sources: &[(String, Source)],
+    drafts: &[departments::DepartmentDraft],
+    out: &mut Vec<Diagnostic>,
+) {
+    let dept_names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
+    let all_dept_names: Vec<&str> = sources.iter().map(|(n, _)| n.as_str()).collect();
+    if main.parsed {
+        let (name, span) = &main.default_department;
+        if !all_dept_names.contains(&name.as_str()) {
+            let hint = walk::suggest(name, all_dept_names.iter().copied())
+                .unwrap_or_else(|| format!("create `departments/{name}.toml`"));
+            let message = format!("default department `{name}` does not exist");
+            match span {
+                Some(span) => Sink { src: main_src, out: &mut *out }.error_hint(span, message, Some(hint)),
+                None => out.push(Diagnostic { hint: Some(hint), ..whole_file(&main_src.path, message) }),
+            }
+        }
+    }
+    let service_names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let schedule_names: Vec<&str> = main.schedules.iter().map(|s| s.name.as_str()).collect();
+    let mut user_seen: HashMap<&str, (&str, (u32, u32), &Path)> = HashMap::new();
+    let mut net_seen: HashMap<IpNet, (&str, (u32, u32), &Path)> = HashMap::new();
+    for d in drafts {
+        let Some((_, src)) = sources.get(d.source) else { continue };
+        let mut sink = Sink { src, out: &mut *out };
+        let name = d.spec.name.as_str();
+        if let Some((parent, span)) = &d.inherits {
+            if !all_dept_names.contains(&parent.as_str()) {
+                let hint = name_hint(parent, &all_dept_names, "departments");
+                sink.error_hint(span, format!("`inherits` names unknown department `{parent}`"), hint);
+            }
+        }
+        for (svc, span) in &d.service_refs {
+            if !service_names.contains(&svc.as_str()) {
+                sink.error_hint(span, format!("unknown service `{svc}`"), name_hint(svc, &service_names, "services"));
+            }
+        }
+        if main.parsed {
+            for (sched, span) in &d.schedule_refs {
+                if !schedule_names.contains(&sched.as_str()) {
+                    let hint = name_hint(sched, &schedule_names, "schedules");
+                    sink.error_hint(span, format!("unknown schedule `{sched}`"), hint);
+                }
+            }
+        }
+        for (user, span) in &d.users {
+            let pos = src.position(span.start);
+            match user_seen.get(user.as_str()) {
+                Some((other, (line, col), file)) => sink.error(
+                    span,
+                    format!(
+                        "user `{user}` is in two departments: `{other}` ({}:{line}:{col}) and `{name}`",
+                        file.display()
+                    ),
+                ),
+                None => {
+                    user_seen.insert(user, (name, pos, &src.path));
+                }
+            }
+        }
+        for (net, span) in &d.networks {
+            let pos = src.position(span.start);
+            match net_seen.get(net) {
+                Some((other, (line, col), file)) => sink.error(
+                    span,
+                    format!(
+                        "network `{net}` is in two departments: `{other}` ({}:{line}:{col}) and `{name}`",
+                        file.display()
+                    ),
+                ),
+                None => {
+                    net_seen.insert(*net, (name, pos, &src.path));
+                }
+            }
+        }
+    }
+    // Inheritance cycles, each reported once, at the first member by name.
+    let parent_of = |n: &str| drafts.iter().find(|d| d.spec.name == n).and_then(|d| d.inherits.as_ref());
+    let mut reported: Vec<&str> = Vec::new();
+    for d in drafts {
+        let start = d.spec.name.as_str();
+        let mut chain = vec![start];
+        let mut cur = start;
+        while let Some((parent, _)) = parent_of(cur) {
+            if let Some(i) = chain.iter().position(|c| *c == parent.as_str()) {
+                let cycle = &chain[i..];
+                if i == 0 && !cycle.iter().any(|c| reported.contains(c)) && cycle.iter().min() == Some(&start) {
+                    reported.extend(cycle.iter().copied());
+                    let mut names: Vec<String> = cycle.iter().map(|c| format!("`{c}`")).collect();
+                    names.push(format!("`{start}`"));
+                    if let (Some((_, src)), Some((_, span))) = (sources.get(d.source), &d.inherits) {
+                        Sink { src, out: &mut *out }.error(span, format!("`inherits` cycle: {}", names.join(" -> ")));
+                    }
+                }
+                break;
+            }
+            chain.push(parent.as_str());
+            cur = parent.as_str();
+        }
+    }
+    let _ = dept_names;
 }

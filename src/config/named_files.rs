@@ -1,0 +1,211 @@
+//! Files the main config names: htpasswd, hosts file, PEM certificates and
+//! keys. A file that cannot be read, is empty or does not parse is reported
+//! at the key that names it in the main file; a bad line inside an htpasswd
+//! or hosts file is reported at that line of that file.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::Path;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::Secret;
+use super::walk::{Sink, Source, io_reason};
+use crate::policy::Host;
+
+/// Reads a file as text, reporting failure at `at` (in the main file).
+fn read(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>, what: &str, hint: Option<String>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(err) => {
+            sink.error_hint(at, format!("cannot read {what} `{}`: {}", path.display(), io_reason(&err)), hint);
+            None
+        }
+    }
+}
+
+/// Byte span of a substring of `line` (which starts at `line_start`).
+fn span_in(line_start: usize, line: &str, part: &str) -> Range<usize> {
+    let offset = (part.as_ptr() as usize).saturating_sub(line.as_ptr() as usize);
+    let start = line_start + offset.min(line.len());
+    start..start + part.len()
+}
+
+/// Non-blank, non-comment lines with their byte offsets.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut offset = 0;
+    text.split_inclusive('\n').filter_map(move |raw| {
+        let start = offset;
+        offset += raw.len();
+        let line = raw.trim_end_matches(['\n', '\r']);
+        let trimmed = line.trim_start();
+        (!trimmed.is_empty() && !trimmed.starts_with('#')).then_some((start, line))
+    })
+}
+
+/// Parses an Apache htpasswd file: `user:hash`, bcrypt only.
+pub(crate) fn htpasswd(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> Option<HashMap<String, Secret>> {
+    let hint = Some("create it with `htpasswd -B -c FILE USER`".to_owned());
+    let text = read(sink, path, at, "htpasswd file", hint)?;
+    let src = Source::new(path.to_path_buf(), text);
+    let mut file = Sink { src: &src, out: &mut *sink.out };
+    let mut users = HashMap::new();
+    let mut ok = true;
+    for (start, line) in lines(&src.text) {
+        let Some((user, hash)) = line.split_once(':') else {
+            file.error(&span_in(start, line, line), "expected `user:hash`");
+            ok = false;
+            continue;
+        };
+        let hash = hash.trim_end();
+        if user.is_empty() {
+            file.error(&span_in(start, line, line), "empty user name");
+            ok = false;
+            continue;
+        }
+        let is_bcrypt = ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
+        if !is_bcrypt {
+            file.error_hint(
+                &span_in(start, line, hash),
+                format!(
+                    "unsupported password hash for user `{user}`, only bcrypt (`$2a$`, `$2b$`, `$2y$`) is accepted"
+                ),
+                Some("use `htpasswd -B`".to_owned()),
+            );
+            ok = false;
+            continue;
+        }
+        if hash.len() != 60 {
+            file.error_hint(
+                &span_in(start, line, hash),
+                format!("malformed bcrypt hash for user `{user}`"),
+                Some("use `htpasswd -B`".to_owned()),
+            );
+            ok = false;
+            continue;
+        }
+        match users.entry(user.to_owned()) {
+            Entry::Occupied(_) => {
+                file.error(&span_in(start, line, user), format!("user `{user}` is listed twice"));
+                ok = false;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Secret(hash.to_owned()));
+            }
+        }
+    }
+    ok.then_some(users)
+}
+
+/// Parses an /etc/hosts style file: `ip name [name...]`, `#` comments.
+pub(crate) fn hosts_file(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> Option<HashMap<Host, Vec<IpAddr>>> {
+    let text = read(sink, path, at, "hosts file", None)?;
+    let src = Source::new(path.to_path_buf(), text);
+    let mut file = Sink { src: &src, out: &mut *sink.out };
+    let mut hosts: HashMap<Host, Vec<IpAddr>> = HashMap::new();
+    let mut ok = true;
+    for (start, line) in lines(&src.text) {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_ascii_whitespace();
+        let Some(ip_text) = fields.next() else { continue };
+        let Ok(ip) = ip_text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else {
+            file.error(&span_in(start, line, ip_text), format!("invalid address `{ip_text}` in hosts file"));
+            ok = false;
+            continue;
+        };
+        let mut any = false;
+        for name in fields {
+            any = true;
+            match Host::parse(name) {
+                Ok(host) if host.ip().is_none() => {
+                    let addrs = hosts.entry(host).or_default();
+                    if !addrs.contains(&ip) {
+                        addrs.push(ip);
+                    }
+                }
+                Ok(_) => {
+                    file.error(&span_in(start, line, name), format!("`{name}` is an address, expected a host name"));
+                    ok = false;
+                }
+                Err(e) => {
+                    file.error(&span_in(start, line, name), format!("invalid host name `{name}`: {e}"));
+                    ok = false;
+                }
+            }
+        }
+        if !any {
+            file.error(&span_in(start, line, ip_text), format!("no host name after `{ip_text}`"));
+            ok = false;
+        }
+    }
+    ok.then_some(hosts)
+}
+
+/// Reads a PEM certificate chain (one or more `CERTIFICATE` blocks).
+pub(crate) fn certificates(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> Option<String> {
+    let text = read(sink, path, at, "certificate", None)?;
+    let mut count = 0;
+    for item in CertificateDer::pem_slice_iter(text.as_bytes()) {
+        match item {
+            Ok(_) => count += 1,
+            Err(e) => {
+                sink.error(at, format!("cannot parse certificate `{}`: {}", path.display(), pem_reason(&e)));
+                return None;
+            }
+        }
+    }
+    if count == 0 {
+        sink.error(at, format!("no PEM certificate found in `{}`", path.display()));
+        return None;
+    }
+    Some(text)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn private_key(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> Option<String> {
+    let text = read(sink, path, at, "private key", None)?;
+    match PrivateKeyDer::from_pem_slice(text.as_bytes()) {
+        Ok(_) => Some(text),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+            sink.error(at, format!("no PEM private key found in `{}`", path.display()));
+            None
+        }
+        Err(e) => {
+            sink.error(at, format!("cannot parse private key `{}`: {}", path.display(), pem_reason(&e)));
+            None
+        }
+    }
+}
+
+fn pem_reason(err: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match err {
+        Error::MissingSectionEnd { .. } => "missing PEM end marker".to_owned(),
+        Error::IllegalSectionStart { .. } => "malformed PEM begin line".to_owned(),
+        Error::Base64Decode(_) => "invalid base64 in PEM block".to_owned(),
+        Error::NoItemsFound => "no PEM items found".to_owned(),
+        other => super::walk::lowercase_first(&other.to_string()),
+    }
+}
+
+/// Checks that the key belongs to the (first) certificate: the key's public
+/// key must appear in the certificate. Keys rcgen cannot load are skipped.
+pub(crate) fn check_key_matches(
+    sink: &mut Sink<'_>,
+    cert_pem: &str,
+    key_pem: &str,
+    cert_path: &Path,
+    key_path: &Path,
+    at: &Range<usize>,
+    what: &str,
+) {
+    let Ok(key) = rcgen::KeyPair::from_pem(key_pem) else { return };
+    let Some(Ok(cert)) = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).next() else { return };
+    let public = key.public_key_raw();
+    if public.is_empty() || !cert.as_ref().windows(public.len()).any(|w| w == public) {
+        sink.error(at, format!("the key `{}` does not match the {what} `{}`", key_path.display(), cert_path.display()));
+    }
+}

@@ -1,0 +1,323 @@
+//! Walking a spanned TOML document: positions, typed getters that report
+//! wrong types, unknown-key checks and "did you mean" hints. Every helper
+//! records problems in a [`Sink`] and carries on, so one run finds them all.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::Diagnostic;
+use crate::policy::Origin;
+
+/// A spanned TOML value.
+pub(crate) type Val<'i> = Spanned<DeValue<'i>>;
+
+/// One file's text, with a line index for byte offset -> line:col.
+#[derive(Debug)]
+pub(crate) struct Source {
+    /// The path as the user would name it.
+    pub path: PathBuf,
+    /// The whole text.
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    /// Wraps a file's text.
+    pub fn new(path: PathBuf, text: String) -> Source {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Source { path, text, line_starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn position(&self, offset: usize) -> (u32, u32) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset).saturating_sub(1);
+        let start = self.line_starts.get(line).copied().unwrap_or(0);
+        let col = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        (to_u32(line + 1), to_u32(col + 1))
+    }
+
+    /// Where a span starts, as an [`Origin`].
+    pub fn origin(&self, span: &Range<usize>) -> Origin {
+        let (line, col) = self.position(span.start);
+        Origin { file: Arc::from(self.path.as_path()), line, col }
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Collects diagnostics for one source file.
+pub(crate) struct Sink<'a> {
+    /// The file being walked.
+    pub src: &'a Source,
+    /// Where problems go.
+    pub out: &'a mut Vec<Diagnostic>,
+}
+
+impl Sink<'_> {
+    /// Records an error at a span.
+    pub fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        self.error_hint(span, message, None);
+    }
+
+    /// Records an error with an optional hint.
+    pub fn error_hint(&mut self, span: &Range<usize>, message: impl Into<String>, hint: Option<String>) {
+        let (line, col) = self.src.position(span.start);
+        self.out.push(Diagnostic { file: self.src.path.clone(), line, col, message: message.into(), hint });
+    }
+
+    /// Reports every key of `table` not in `known`, with the nearest known
+    /// key as a hint, else the list of valid keys. `section` names the table
+    /// (`[proxy]`, or a file description).
+    pub fn unknown_keys(&mut self, table: &DeTable<'_>, known: &[&str], section: &str) {
+        for key in table.keys() {
+            let name: &str = key.get_ref();
+            if !known.contains(&name) {
+                let hint = suggest(name, known.iter().copied())
+                    .or_else(|| Some(format!("valid keys: {}", list(known.iter().copied()))));
+                self.error_hint(&key.span(), format!("unknown key `{name}` in {section}"), hint);
+            }
+        }
+    }
+
+    /// Reports a wrong type.
+    pub fn wrong_type(&mut self, value: &Val<'_>, expected: &str) {
+        let found = value.get_ref().type_str();
+        self.error(&value.span(), format!("expected {expected}, found {} {found}", article(found)));
+    }
+
+    /// The value as a string, or a reported type error.
+    pub fn string<'v>(&mut self, value: &'v Val<'_>) -> Option<&'v str> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s),
+            _ => {
+                self.wrong_type(value, "a string");
+                None
+            }
+        }
+    }
+
+    /// The value as a boolean, or a reported type error.
+    pub fn boolean(&mut self, value: &Val<'_>) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(value, "a boolean");
+                None
+            }
+        }
+    }
+
+    /// The value as a table, or a reported type error.
+    pub fn table<'v, 'i>(&mut self, value: &'v Val<'i>) -> Option<&'v DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.wrong_type(value, "a table");
+                None
+            }
+        }
+    }
+
+    /// The value as a non-negative integer within `min..=max`.
+    pub fn integer(&mut self, value: &Val<'_>, min: u64, max: u64) -> Option<u64> {
+        let DeValue::Integer(int) = value.get_ref() else {
+            self.wrong_type(value, "an integer");
+            return None;
+        };
+        let digits: String = int.as_str().chars().filter(|c| *c != '_').collect();
+        let digits = digits.strip_prefix('+').unwrap_or(&digits);
+        let digits = digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0o"))
+            .or_else(|| digits.strip_prefix("0b"))
+            .unwrap_or(digits);
+        match u64::from_str_radix(digits, int.radix()) {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.error(&value.span(), format!("integer `{}` out of range, expected {min} to {max}", int.as_str()));
+                None
+            }
+        }
+    }
+
+    /// The value as an array of strings with their spans; elements of the
+    /// wrong type are reported and skipped.
+    pub fn strings<'v>(&mut self, value: &'v Val<'_>) -> Option<Vec<(&'v str, Range<usize>)>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(value, "an array of strings");
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            if let Some(s) = self.string(item) {
+                out.push((s, item.span()));
+            }
+        }
+        Some(out)
+    }
+
+    /// Like [`Sink::strings`], but a lone string is accepted as a one-element list.
+    pub fn string_or_strings<'v>(&mut self, value: &'v Val<'_>) -> Option<Vec<(&'v str, Range<usize>)>> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(vec![(s, value.span())]),
+            DeValue::Array(_) => self.strings(value),
+            _ => {
+                self.wrong_type(value, "a string or an array of strings");
+                None
+            }
+        }
+    }
+
+    /// Parses a string value with `parse`, reporting its error (message,
+    /// hint) at the value.
+    pub fn parsed<T>(
+        &mut self,
+        value: &Val<'_>,
+        parse: impl FnOnce(&str) -> Result<T, (String, Option<String>)>,
+    ) -> Option<T> {
+        let s = self.string(value)?;
+        self.parse_at(s, &value.span(), parse)
+    }
+
+    /// Parses `s` (written at `span`) with `parse`, reporting its error.
+    pub fn parse_at<T>(
+        &mut self,
+        s: &str,
+        span: &Range<usize>,
+        parse: impl FnOnce(&str) -> Result<T, (String, Option<String>)>,
+    ) -> Option<T> {
+        match parse(s) {
+            Ok(v) => Some(v),
+            Err((message, hint)) => {
+                self.error_hint(span, message, hint);
+                None
+            }
+        }
+    }
+}
+
+/// Looks a key up in a table.
+pub(crate) fn get<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Val<'i>> {
+    table.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(_, v)| v)
+}
+
+/// Entries of a table in source order.
+pub(crate) fn entries<'t, 'i>(table: &'t DeTable<'i>) -> Vec<(&'t Spanned<std::borrow::Cow<'i, str>>, &'t Val<'i>)> {
+    let mut all: Vec<_> = table.iter().collect();
+    all.sort_by_key(|(k, _)| k.span().start);
+    all
+}
+
+/// `a` or `an` for a TOML type name.
+pub(crate) fn article(type_name: &str) -> &'static str {
+    match type_name.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
+/// `` `a`, `b`, `c` ``.
+pub(crate) fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    items.into_iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// "did you mean `x`?" for the nearest candidate within a small edit distance.
+pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// The hint for an unknown name: the near miss, else every known name.
+pub(crate) fn name_hint(word: &str, known: &[&str], what: &str) -> Option<String> {
+    suggest(word, known.iter().copied()).or_else(|| {
+        if known.is_empty() {
+            Some(format!("no {what} are defined"))
+        } else {
+            Some(format!("known {what}: {}", list(known.iter().copied())))
+        }
+    })
+}
+
+/// Levenshtein distance over characters.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Resolves a path written inside `file` against that file's folder.
+pub(crate) fn resolve(file: &Path, written: &str) -> PathBuf {
+    let written = Path::new(written);
+    if written.is_absolute() {
+        return written.to_path_buf();
+    }
+    match file.parent() {
+        Some(dir) => dir.join(written),
+        None => written.to_path_buf(),
+    }
+}
+
+/// A short, lowercase description of an I/O error.
+pub(crate) fn io_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => "file not found".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        std::io::ErrorKind::InvalidData => "not valid UTF-8".to_owned(),
+        _ => {
+            let text = err.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+            lowercase_first(&text)
+        }
+    }
+}
+
+/// Lowercases the first character (messages are lowercase).
+pub(crate) fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_characters() {
+        let src = Source::new(PathBuf::from("f"), "a = 1\nñb = 2\n".to_owned());
+        assert_eq!(src.position(0), (1, 1));
+        assert_eq!(src.position(6), (2, 1));
+        assert_eq!(src.position(8), (2, 2));
+    }
+
+    #[test]
+    fn suggestions_by_edit_distance() {
+        assert_eq!(suggest("blok", ["allow", "block", "log"]).as_deref(), Some("did you mean `block`?"));
+        assert_eq!(suggest("xyzzy", ["allow", "block", "log"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}
