@@ -55,16 +55,24 @@ pub fn render_summary(s: &Summary) -> String {
     out
 }
 
-/// A table with a header row; columns after the first are right-aligned.
+/// A table with a header row; the first column (or the first few, see
+/// [`Table::left_aligned`]) is left-aligned, the rest right-aligned.
 #[derive(Debug, Default)]
 pub struct Table {
     rows: Vec<Vec<String>>,
+    left: usize,
 }
 
 impl Table {
     /// A table with these column headings.
     pub fn new(header: &[&str]) -> Table {
-        Table { rows: vec![header.iter().map(|h| (*h).to_owned()).collect()] }
+        Table { rows: vec![header.iter().map(|h| (*h).to_owned()).collect()], left: 1 }
+    }
+
+    /// Left-aligns the first `n` columns.
+    pub fn left_aligned(mut self, n: usize) -> Table {
+        self.left = n;
+        self
     }
 
     /// Appends a row.
@@ -89,7 +97,7 @@ impl Table {
                     line.push_str("  ");
                 }
                 let pad = widths[i].saturating_sub(cell.chars().count());
-                if i == 0 {
+                if i < self.left {
                     line.push_str(cell);
                     line.push_str(&" ".repeat(pad));
                 } else {
