@@ -152,8 +152,13 @@ fn rules(sink: &mut Sink<'_>, v: &Val<'_>, d: &mut DepartmentDraft) {
                 None
             }
         };
-        if get(table, "domains").is_none() && get(table, "hosts").is_none() {
-            sink.error(&item.span(), "rule needs `domains` or `hosts`");
+        let written = |k: &str| match get(table, k).map(|v| v.get_ref()) {
+            Some(DeValue::Array(a)) => a.len(),
+            Some(_) => 1,
+            None => 0,
+        };
+        if written("domains") + written("hosts") == 0 {
+            sink.error(&item.span(), "rule needs at least one entry in `domains` or `hosts`");
             continue;
         }
         if let Some(action) = action {

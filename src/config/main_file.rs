@@ -71,6 +71,9 @@ pub(crate) struct MainParts {
     pub limits: Limits,
     pub timezone: jiff::tz::TimeZone,
     pub schedules: Vec<ScheduleSpec>,
+    /// Every schedule name declared, valid or not (so that a reference to
+    /// a broken schedule is not also reported as unknown).
+    pub schedule_names: Vec<String>,
     /// `default_department` and where it was written.
     pub default_department: (String, Option<Range<usize>>),
     /// Files named by the main file that were read.
@@ -115,6 +118,7 @@ impl MainParts {
             limits: Limits::default(),
             timezone: jiff::tz::TimeZone::UTC,
             schedules: Vec::new(),
+            schedule_names: Vec::new(),
             default_department: ("default".to_owned(), None),
             files: Vec::new(),
         }
@@ -136,6 +140,9 @@ pub(crate) fn parse(src: &Source, out: &mut Vec<Diagnostic>) -> MainParts {
     let doc = doc.get_ref();
     sink.unknown_keys(doc, TOP_KEYS, "the main file");
     for (key, value) in entries(doc) {
+        if !TOP_KEYS.contains(&key.get_ref().as_ref()) {
+            continue; // reported above
+        }
         let Some(table) = sink.table(value) else { continue };
         match key.get_ref().as_ref() {
             "proxy" => proxy(&mut sink, table, &mut parts),
@@ -204,7 +211,7 @@ fn proxy(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
                 }
             }
             "connect_ports" => {
-                if let Some(DeValueArray(items)) = array(sink, v, "an array of port numbers") {
+                if let Some(items) = array(sink, v, "an array of port numbers") {
                     p.connect_ports = items
                         .iter()
                         .filter_map(|i| sink.integer(i, 1, 65535))
@@ -268,12 +275,10 @@ fn proxy(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
     }
 }
 
-/// An array value (wrapper so the match above reads naturally).
-struct DeValueArray<'v, 'i>(&'v [Val<'i>]);
-
-fn array<'v, 'i>(sink: &mut Sink<'_>, v: &'v Val<'i>, expected: &str) -> Option<DeValueArray<'v, 'i>> {
+/// The items of an array value, or a reported type error.
+fn array<'v, 'i>(sink: &mut Sink<'_>, v: &'v Val<'i>, expected: &str) -> Option<&'v [Val<'i>]> {
     match v.get_ref() {
-        toml::de::DeValue::Array(a) => Some(DeValueArray(a)),
+        toml::de::DeValue::Array(a) => Some(a),
         _ => {
             sink.wrong_type(v, expected);
             None
@@ -411,12 +416,15 @@ fn schedules(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
     for (key, v) in entries(table) {
         let name: &str = key.get_ref();
         if name == "timezone" {
-            if let Some(tz) = sink.parsed(v, values::timezone) {
+            if v.get_ref().is_table() {
+                sink.error(&key.span(), "`timezone` is reserved for the time zone name, not a schedule");
+            } else if let Some(tz) = sink.parsed(v, values::timezone) {
                 parts.timezone = tz;
             }
             continue;
         }
         let Some(t) = sink.table(v) else { continue };
+        parts.schedule_names.push(name.to_owned());
         sink.unknown_keys(t, SCHEDULE_KEYS, &format!("schedule `{name}`"));
         let days = match get(t, "days") {
             Some(d) => {
@@ -460,7 +468,8 @@ fn schedules(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
             name: name.to_owned(),
             days,
             from_minute: from,
-            to_minute: to,
+            // `to = "00:00"` ends at the midnight after `from`.
+            to_minute: if to == 0 { 1440 } else { to },
             origin: Some(sink.src.origin(&key.span())),
         });
     }
@@ -549,7 +558,7 @@ fn limits(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
         let name: &str = key.get_ref();
         let slot = match name {
             "max_header_bytes" => {
-                if let Some(n) = sink.integer(v, 1024, 16 * 1024 * 1024) {
+                if let Some(n) = sink.integer(v, 1, 16 * 1024 * 1024) {
                     l.max_header_bytes = usize::try_from(n).unwrap_or(usize::MAX);
                 }
                 continue;

@@ -5,6 +5,12 @@
 //! a [`Diagnostic`] (`FILE:LINE:COL: error: MESSAGE`, with a hint where one
 //! helps), and on success returns one immutable [`Config`] snapshot holding
 //! the compiled [`Policy`]. The proxy swaps whole snapshots on reload.
+//!
+//! Each file is parsed into a spanned TOML document and walked by small
+//! validators that record problems and carry on (`walk` holds the helpers,
+//! `values` the value parsers): `main_file`, `services`, `departments`, and
+//! `named_files` for the htpasswd, hosts and PEM files; [`load`] then runs
+//! the cross-file checks and builds the [`PolicySpec`].
 
 mod departments;
 mod diagnostic;
@@ -305,7 +311,7 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
     if services_src.is_some() {
         files.push(services_path.clone());
     }
-    let services = services::parse(services_src.as_ref(), &mut out);
+    let catalogue = services::parse(services_src.as_ref(), &mut out);
 
     let dept_dir = walk::resolve(main_file, "departments");
     let mut dept_sources: Vec<(String, Source)> = Vec::new();
@@ -316,6 +322,8 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "toml") && !p.is_dir())
+                // Editor droppings such as Emacs' `.#sales.toml` lock files.
+                .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
                 .collect();
             paths.sort();
             for path in paths {
@@ -351,8 +359,12 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
         .filter_map(|(i, (name, src))| departments::parse(name, i, src, &mut out))
         .collect();
 
-    cross_check(&main_src, &main, &services, &dept_sources, &drafts, &mut out);
-    files.extend(main.files.iter().cloned());
+    cross_check(&main_src, &main, &catalogue, &dept_sources, &drafts, &mut out);
+    for file in &main.files {
+        if !files.contains(file) {
+            files.push(file.clone());
+        }
+    }
 
     if !out.is_empty() {
         let mut order: Vec<PathBuf> = vec![main_file.to_path_buf(), services_path];
@@ -366,14 +378,14 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
     users.extend(drafts.iter().flat_map(|d| d.spec.users.iter().map(String::as_str)));
     let counts = Counts {
         departments: drafts.len(),
-        services: services.len(),
+        services: catalogue.services.len(),
         schedules: main.schedules.len(),
         users: users.len(),
     };
     let spec = PolicySpec {
         timezone: main.timezone,
         schedules: main.schedules,
-        services,
+        services: catalogue.services,
         departments: drafts.into_iter().map(|d| d.spec).collect(),
         default_department: main.default_department.0,
     };
@@ -426,7 +438,13 @@ fn read_optional(path: &Path, out: &mut Vec<Diagnostic>) -> Option<Source> {
 fn syntax_error(sink: &mut Sink<'_>, err: &toml::de::Error) {
     let span = err.span().unwrap_or(0..0);
     let message = err.message().lines().next().unwrap_or("").trim().trim_end_matches('.');
-    sink.error(&span, format!("invalid TOML: {}", walk::lowercase_first(message)));
+    let mut message = format!("invalid TOML: {}", walk::lowercase_first(message));
+    if message.ends_with("duplicate key") {
+        if let Some(key) = sink.src.text.get(span.clone()).filter(|k| !k.is_empty() && !k.contains('\n')) {
+            message = format!("{message} `{key}`");
+        }
+    }
+    sink.error(&span, message);
 }
 
 /// Checks across files: the default department, `inherits` (unknown
@@ -435,12 +453,11 @@ fn syntax_error(sink: &mut Sink<'_>, err: &toml::de::Error) {
 fn cross_check(
     main_src: &Source,
     main: &main_file::MainParts,
-    services: &[crate::policy::ServiceSpec],
+    catalogue: &services::Catalogue,
     sources: &[(String, Source)],
     drafts: &[departments::DepartmentDraft],
     out: &mut Vec<Diagnostic>,
 ) {
-    let dept_names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
     let all_dept_names: Vec<&str> = sources.iter().map(|(n, _)| n.as_str()).collect();
     if main.parsed {
         let (name, span) = &main.default_department;
@@ -454,8 +471,8 @@ fn cross_check(
             }
         }
     }
-    let service_names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-    let schedule_names: Vec<&str> = main.schedules.iter().map(|s| s.name.as_str()).collect();
+    let service_names: Vec<&str> = catalogue.names.iter().map(String::as_str).collect();
+    let schedule_names: Vec<&str> = main.schedule_names.iter().map(String::as_str).collect();
     let mut user_seen: HashMap<&str, (&str, (u32, u32), &Path)> = HashMap::new();
     let mut net_seen: HashMap<IpNet, (&str, (u32, u32), &Path)> = HashMap::new();
     for d in drafts {
@@ -469,7 +486,7 @@ fn cross_check(
             }
         }
         for (svc, span) in &d.service_refs {
-            if !service_names.contains(&svc.as_str()) {
+            if catalogue.complete && !service_names.contains(&svc.as_str()) {
                 sink.error_hint(span, format!("unknown service `{svc}`"), name_hint(svc, &service_names, "services"));
             }
         }
@@ -536,5 +553,7 @@ fn cross_check(
             cur = parent.as_str();
         }
     }
-    let _ = dept_names;
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,8 +23,19 @@ struct Draft {
     hosts: Vec<(Host, Option<Range<usize>>)>,
 }
 
+/// The catalogue, and whether every service name is known (false after a
+/// syntax error in `services.toml`: references are then not checked).
+pub(crate) struct Catalogue {
+    /// Every service, built-in ones first.
+    pub services: Vec<ServiceSpec>,
+    /// Every service name declared, including ones with errors.
+    pub names: Vec<String>,
+    /// `services.toml` parsed (or is absent).
+    pub complete: bool,
+}
+
 /// Builds the catalogue. `src` is `services.toml`, if present.
-pub(crate) fn parse(src: Option<&Source>, out: &mut Vec<Diagnostic>) -> Vec<ServiceSpec> {
+pub(crate) fn parse(src: Option<&Source>, out: &mut Vec<Diagnostic>) -> Catalogue {
     let mut drafts: Vec<Draft> = BUILTIN
         .iter()
         .map(|b| Draft {
@@ -33,22 +44,35 @@ pub(crate) fn parse(src: Option<&Source>, out: &mut Vec<Diagnostic>) -> Vec<Serv
             hosts: b.hosts.iter().filter_map(|d| Host::parse(d).ok()).map(|h| (h, None)).collect(),
         })
         .collect();
+    let mut names: Vec<String> = drafts.iter().map(|d| d.name.clone()).collect();
+    let mut complete = true;
     if let Some(src) = src {
         let mut sink = Sink { src, out: &mut *out };
         match DeTable::parse(&src.text) {
-            Ok(doc) => read_file(&mut sink, doc.get_ref(), &mut drafts),
-            Err(err) => super::syntax_error(&mut sink, &err),
+            Ok(doc) => {
+                for key in doc.get_ref().keys() {
+                    if !names.iter().any(|n| n == key.get_ref().as_ref()) {
+                        names.push(key.get_ref().to_string());
+                    }
+                }
+                read_file(&mut sink, doc.get_ref(), &mut drafts);
+            }
+            Err(err) => {
+                super::syntax_error(&mut sink, &err);
+                complete = false;
+            }
         }
         check_duplicates(&mut Sink { src, out }, &drafts);
     }
-    drafts
+    let services = drafts
         .into_iter()
         .map(|d| ServiceSpec {
             name: d.name,
             domains: dedup(d.domains.into_iter().map(|(h, _)| h)),
             hosts: dedup(d.hosts.into_iter().map(|(h, _)| h)),
         })
-        .collect()
+        .collect();
+    Catalogue { services, names, complete }
 }
 
 fn dedup(items: impl Iterator<Item = Host>) -> Vec<Host> {

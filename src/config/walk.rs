@@ -242,6 +242,8 @@ pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a s
 
 /// The hint for an unknown name: the near miss, else every known name.
 pub(crate) fn name_hint(word: &str, known: &[&str], what: &str) -> Option<String> {
+    let mut known = known.to_vec();
+    known.sort_unstable();
     suggest(word, known.iter().copied()).or_else(|| {
         if known.is_empty() {
             Some(format!("no {what} are defined"))
@@ -251,20 +253,31 @@ pub(crate) fn name_hint(word: &str, known: &[&str], what: &str) -> Option<String
     })
 }
 
-/// Levenshtein distance over characters.
+/// Edit distance over characters (optimal string alignment: insertions,
+/// deletions, substitutions and swaps of neighbours each cost one).
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for (i, cell) in d.iter_mut().step_by(width).enumerate() {
+        *cell = i;
     }
-    prev[b.len()]
+    for (j, cell) in d.iter_mut().take(width).enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best =
+                (d[(i - 1) * width + j] + 1).min(d[i * width + j - 1] + 1).min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = best;
+        }
+    }
+    d[a.len() * width + b.len()]
 }
 
 /// Resolves a path written inside `file` against that file's folder.
@@ -319,5 +332,8 @@ mod tests {
         assert_eq!(suggest("blok", ["allow", "block", "log"]).as_deref(), Some("did you mean `block`?"));
         assert_eq!(suggest("xyzzy", ["allow", "block", "log"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("vidoe", "video"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(suggest("vidoe", ["clips", "video"]).as_deref(), Some("did you mean `video`?"));
     }
 }

@@ -1,0 +1,753 @@
+//! Unit tests for config loading: one test per kind of problem, asserting
+//! file, line, column, message and hint, on fixture trees in a temp dir.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::*;
+use crate::policy::catalogue::BUILTIN;
+
+const MAIN: &str = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n";
+
+/// Writes `files` (path relative to the temp dir, contents) and returns the dir.
+fn tree(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// Loads `socialgate.toml` from a tree built from `files`; every diagnostic
+/// rendered as `REL:LINE:COL: MESSAGE` plus ` [hint: HINT]`.
+fn errors(files: &[(&str, &str)]) -> Vec<String> {
+    let dir = tree(files);
+    errors_in(dir.path())
+}
+
+fn errors_in(dir: &Path) -> Vec<String> {
+    match load(&dir.join("socialgate.toml")) {
+        Ok(_) => Vec::new(),
+        Err(diags) => diags
+            .0
+            .iter()
+            .map(|d| {
+                let rel = d.file.strip_prefix(dir).unwrap_or(&d.file).display().to_string();
+                let hint = d.hint.as_ref().map(|h| format!(" [hint: {h}]")).unwrap_or_default();
+                let line = format!("{rel}:{}:{}: {}{hint}", d.line, d.col, d.message);
+                line.replace(&format!("{}/", dir.display()), "")
+            })
+            .collect(),
+    }
+}
+
+fn loads(files: &[(&str, &str)]) -> (TempDir, Config) {
+    let dir = tree(files);
+    let config = match load(&dir.path().join("socialgate.toml")) {
+        Ok(c) => c,
+        Err(d) => panic!("expected a valid config, got:\n{d}"),
+    };
+    (dir, config)
+}
+
+/// A valid tree: the main file plus the default department.
+fn with_main<'a>(main: &'a str, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut files = vec![("socialgate.toml", main), ("departments/default.toml", "")];
+    files.extend_from_slice(more);
+    files
+}
+
+fn one_error(files: &[(&str, &str)]) -> String {
+    let errs = errors(files);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    errs.into_iter().next().unwrap()
+}
+
+#[test]
+fn minimal_config_is_complete_and_has_defaults() {
+    let (dir, config) = loads(&with_main(MAIN, &[]));
+    assert_eq!(config.proxy.listen, vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(config.proxy.connect_ports, vec![443]);
+    assert!(config.proxy.block_private_destinations);
+    assert_eq!(config.proxy.forwarded_for, ForwardedFor::Add);
+    assert_eq!(config.proxy.status_host.as_str(), "socialgate.status");
+    assert_eq!(config.proxy.non_tls_tunnels, NonTlsTunnels::Allow);
+    assert_eq!(config.identity.auth, AuthMode::None);
+    assert_eq!(config.identity.realm, "socialgate");
+    assert_eq!(config.log.access_log, LogTarget::Stdout);
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert!(config.log.allowed);
+    assert_eq!(config.log.pseudonym_key_file, dir.path().join("pseudonym.key"));
+    assert!(config.admin.is_none());
+    assert!(config.intercept.is_none());
+    assert!(!config.pac.fallback_direct);
+    assert_eq!(config.limits.header_timeout, Duration::from_secs(30));
+    assert_eq!(config.limits.max_connections, 10000);
+    assert!(config.files.contains(&dir.path().join("departments/default.toml")));
+    assert!(config.files.contains(&dir.path().join("departments")));
+    let services = BUILTIN.len();
+    assert_eq!(
+        config.summary(),
+        format!("1 department, {services} service{}, 0 schedules, 0 users", if services == 1 { "" } else { "s" })
+    );
+}
+
+#[test]
+fn full_config_is_read() {
+    let main = r#"
+[proxy]
+listen = ["127.0.0.1:0", "[::1]:0"]
+connect_ports = [443, 8443]
+block_private_destinations = false
+allow_destinations = ["10.9.0.0/16"]
+hosts_file = "hosts"
+nameservers = ["127.0.0.53", "127.0.0.1:5353"]
+forwarded_for = "delete"
+status_host = "Status.Local."
+non_tls_tunnels = "refuse"
+proxy_protocol_from = ["127.0.0.1/32"]
+
+[identity]
+auth = "basic"
+htpasswd = "users.htpasswd"
+realm = "corp"
+default_department = "staff"
+auth_exempt_networks = ["10.99.0.0/16"]
+
+[schedules]
+timezone = "Europe/Oslo"
+[schedules.work-hours]
+days = ["mon", "tue", "wed", "thu", "fri"]
+from = "08:00"
+to = "16:00"
+[schedules.night]
+from = "22:00"
+to = "06:00"
+
+[log]
+access_log = "../logs/access.log"
+format = "squid"
+allowed = false
+pseudonymize_users = true
+pseudonym_key_file = "keys/p.key"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[pac]
+proxy = "proxy.example.com:3128"
+direct = ["*.corp.example", "10.0.0.0/8"]
+fallback_direct = true
+
+[block_page]
+contact = "it@example.com"
+
+[limits]
+max_header_bytes = 32768
+header_timeout = "500ms"
+idle_timeout = "5m"
+tunnel_idle_timeout = "1h"
+connect_timeout = "10s"
+upstream_response_timeout = "60s"
+sni_peek_timeout = "5s"
+max_connections = 100
+shutdown_grace = "0s"
+"#;
+    let hash = "$2y$05$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234";
+    let htpasswd = format!("# users\n\nalice:{hash}\ncarol:{hash}\n");
+    let sales = r#"
+description = "Sales and PR"
+inherits = "staff"
+networks = ["10.20.0.0/16"]
+users = ["alice", "bob"]
+default = "allow"
+
+[services]
+video = { action = "block", during = "work-hours", otherwise = "log" }
+
+[[rules]]
+domains = ["tiktok.com", "instagram.com"]
+hosts = ["api.example.net"]
+action = "block"
+"#;
+    let services = "[video]\ndomains = [\"video.example\"]\nhosts = [\"cdn.shared.example\"]\n";
+    let (dir, config) = loads(&[
+        ("socialgate.toml", main),
+        ("users.htpasswd", &htpasswd),
+        ("hosts", "127.0.0.1 origin.test Other.Test.\n::1 origin.test # v6\n"),
+        ("services.toml", services),
+        ("departments/staff.toml", "default = { action = \"log\" }\n"),
+        ("departments/sales.toml", sales),
+    ]);
+    let p = &config.proxy;
+    assert_eq!(p.listen.len(), 2);
+    assert_eq!(p.connect_ports, vec![443, 8443]);
+    assert!(!p.block_private_destinations);
+    assert_eq!(p.nameservers[0], "127.0.0.53:53".parse::<SocketAddr>().unwrap());
+    assert_eq!(p.nameservers[1], "127.0.0.1:5353".parse::<SocketAddr>().unwrap());
+    assert_eq!(p.forwarded_for, ForwardedFor::Delete);
+    assert_eq!(p.status_host.as_str(), "status.local");
+    assert_eq!(p.non_tls_tunnels, NonTlsTunnels::Refuse);
+    let origin = Host::parse("origin.test").unwrap();
+    assert_eq!(p.hosts[&origin].len(), 2);
+    assert!(p.hosts.contains_key(&Host::parse("other.test").unwrap()));
+    assert_eq!(config.identity.auth, AuthMode::Basic);
+    assert_eq!(config.identity.users.len(), 2);
+    assert_eq!(config.identity.realm, "corp");
+    assert_eq!(config.log.access_log, LogTarget::File(dir.path().join("../logs/access.log")));
+    assert_eq!(config.log.format, LogFormat::Squid);
+    assert_eq!(config.admin.as_ref().map(|a| a.listen.port()), Some(0));
+    assert_eq!(config.pac.proxy.as_deref(), Some("proxy.example.com:3128"));
+    assert_eq!(config.pac.direct.len(), 2);
+    assert!(config.pac.fallback_direct);
+    assert_eq!(config.block_page.contact, "it@example.com");
+    assert_eq!(config.limits.header_timeout, Duration::from_millis(500));
+    assert_eq!(config.limits.idle_timeout, Duration::from_secs(300));
+    assert_eq!(config.limits.tunnel_idle_timeout, Duration::from_secs(3600));
+    assert_eq!(config.limits.shutdown_grace, Duration::ZERO);
+    assert_eq!(config.limits.max_header_bytes, 32768);
+    assert!(config.files.contains(&dir.path().join("users.htpasswd")));
+    assert!(config.files.contains(&dir.path().join("hosts")));
+    assert!(config.files.contains(&dir.path().join("services.toml")));
+    assert_eq!(config.counts.departments, 2);
+    assert_eq!(config.counts.services, BUILTIN.len() + 1);
+    assert_eq!(config.counts.schedules, 2);
+    // alice is in both the htpasswd file and sales; bob only in sales.
+    assert_eq!(config.counts.users, 3);
+}
+
+#[test]
+fn unknown_key_suggests_the_nearest() {
+    let e = one_error(&with_main("[proxy]\nlisen = [\"127.0.0.1:0\"]\n", &[]));
+    assert_eq!(e, "socialgate.toml:2:1: unknown key `lisen` in `[proxy]` [hint: did you mean `listen`?]");
+}
+
+#[test]
+fn unknown_key_without_near_miss_lists_valid_keys() {
+    let e = one_error(&with_main("[admin]\nlisten = \"127.0.0.1:0\"\nfrobnicate = 1\n", &[]));
+    assert_eq!(e, "socialgate.toml:3:1: unknown key `frobnicate` in `[admin]` [hint: valid keys: `listen`]");
+    let e = one_error(&with_main("proxi = 3\n", &[]));
+    assert_eq!(e, "socialgate.toml:1:1: unknown key `proxi` in the main file [hint: did you mean `proxy`?]");
+}
+
+#[test]
+fn wrong_types_name_expected_and_found() {
+    let errs = errors(&with_main(
+        "[proxy]\nconnect_ports = \"443\"\nblock_private_destinations = \"yes\"\n[identity]\nrealm = 5\n",
+        &[],
+    ));
+    assert_eq!(
+        errs,
+        [
+            "socialgate.toml:2:17: expected an array of port numbers, found a string",
+            "socialgate.toml:3:30: expected a boolean, found a string",
+            "socialgate.toml:5:9: expected a string, found an integer",
+        ]
+    );
+}
+
+#[test]
+fn empty_listen_and_bad_addresses() {
+    let errs = errors(&with_main(
+        "[proxy]\nlisten = []\nnameservers = [\"dns.example\"]\nconnect_ports = [0, 443]\n[admin]\nlisten = \"127.0.0.1\"\n",
+        &[],
+    ));
+    assert_eq!(
+        errs,
+        [
+            "socialgate.toml:2:10: empty `listen` in `[proxy]`, expected at least one `ip:port` [hint: e.g. `listen = [\"127.0.0.1:3128\"]`]",
+            "socialgate.toml:3:16: invalid nameserver `dns.example`, expected `ip` or `ip:port`",
+            "socialgate.toml:4:18: integer `0` out of range, expected 1 to 65535",
+            "socialgate.toml:6:10: invalid address `127.0.0.1`, expected `ip:port` [hint: add a port, e.g. `127.0.0.1:3128`]",
+        ]
+    );
+}
+
+#[test]
+fn unknown_action_suggests_block() {
+    let e = one_error(&with_main(MAIN, &[("departments/sales.toml", "default = \"blok\"\n")]));
+    assert_eq!(
+        e,
+        "departments/sales.toml:1:11: unknown action `blok`, expected one of `allow`, `block`, `log` [hint: did you mean `block`?]"
+    );
+}
+
+#[test]
+fn action_tables_are_checked() {
+    let dept = "[services]\na = { during = \"x\" }\nb = 3\nc = { action = \"log\", otherwise = \"block\" }\nd = { action = \"log\", when = \"x\" }\n";
+    let services = "[a]\ndomains = [\"a.example\"]\n[b]\ndomains = [\"b.example\"]\n[c]\nhosts = [\"c.example\"]\n[d]\nhosts = [\"d.example\"]\n";
+    let errs = errors(&with_main(MAIN, &[("departments/sales.toml", dept), ("services.toml", services)]));
+    assert_eq!(
+        errs,
+        [
+            "departments/sales.toml:2:5: action table needs `action`",
+            "departments/sales.toml:2:16: unknown schedule `x` [hint: no schedules are defined]",
+            "departments/sales.toml:3:5: expected an action (`allow`, `block`, `log`) or a table `{ action, during, otherwise }`, found an integer",
+            "departments/sales.toml:4:35: `otherwise` needs `during`",
+            "departments/sales.toml:5:23: unknown key `when` in an action table [hint: valid keys: `action`, `during`, `otherwise`]",
+        ]
+    );
+}
+
+#[test]
+fn unknown_service_and_schedule_list_the_known_ones() {
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[schedules.work-hours]\nfrom = \"08:00\"\nto = \"16:00\"\n[schedules.lunch]\nfrom = \"12:00\"\nto = \"13:00\"\n";
+    let services = "[video]\ndomains = [\"video.example\"]\n";
+    let dept = "[services]\nvideos = \"block\"\nzzzzzz = \"block\"\nvideo = { action = \"block\", during = \"work-hour\" }\n[[rules]]\ndomains = [\"x.example\"]\naction = { action = \"log\", during = \"afternoon\" }\n";
+    let errs = errors(&with_main(main, &[("services.toml", services), ("departments/sales.toml", dept)]));
+    let builtin: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
+    let mut known: Vec<String> = builtin.iter().map(|n| format!("`{n}`")).collect();
+    known.push("`video`".to_owned());
+    known.sort();
+    assert_eq!(
+        errs,
+        [
+            "departments/sales.toml:2:1: unknown service `videos` [hint: did you mean `video`?]".to_owned(),
+            format!(
+                "departments/sales.toml:3:1: unknown service `zzzzzz` [hint: known services: {}]",
+                known.join(", ")
+            ),
+            "departments/sales.toml:4:38: unknown schedule `work-hour` [hint: did you mean `work-hours`?]".to_owned(),
+            "departments/sales.toml:7:37: unknown schedule `afternoon` [hint: known schedules: `lunch`, `work-hours`]"
+                .to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn schedule_problems() {
+    let main = r#"[proxy]
+listen = ["127.0.0.1:0"]
+[schedules]
+timezone = "Europe/Olso"
+[schedules.a]
+days = ["mon", "thursday", "xyz"]
+from = "8:00"
+to = "25:00"
+[schedules.b]
+from = "24:00"
+to = "08:00"
+[schedules.c]
+from = "09:00"
+to = "09:00"
+[schedules.d]
+from = "09:00"
+[schedules.e]
+from = "09:00"
+to = "17:00"
+weekdays = ["mon"]
+"#;
+    let errs = errors(&with_main(main, &[]));
+    assert_eq!(
+        errs,
+        [
+            "socialgate.toml:4:12: unknown time zone `Europe/Olso`, expected an IANA name such as `Europe/Oslo` or `UTC`",
+            "socialgate.toml:6:16: unknown day `thursday`, expected one of `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun` [hint: did you mean `thu`?]",
+            "socialgate.toml:6:28: unknown day `xyz`, expected one of `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun`",
+            "socialgate.toml:7:8: invalid time `8:00`, expected `HH:MM` between `00:00` and `24:00`",
+            "socialgate.toml:8:6: invalid time `25:00`, expected `HH:MM` between `00:00` and `24:00`",
+            "socialgate.toml:10:8: `from` cannot be `24:00`, use `00:00`",
+            "socialgate.toml:14:6: schedule `c` is empty: `from` and `to` are equal [hint: for the whole day use `from = \"00:00\"` and `to = \"24:00\"`]",
+            "socialgate.toml:15:12: schedule `d` needs `to` (`HH:MM`)",
+            "socialgate.toml:20:1: unknown key `weekdays` in schedule `e` [hint: valid keys: `days`, `from`, `to`]",
+        ]
+    );
+}
+
+#[test]
+fn valid_schedules_reach_the_policy_spec() {
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[schedules]\ntimezone = \"UTC\"\n[schedules.late]\ndays = [\"sat\", \"sun\"]\nfrom = \"22:00\"\nto = \"24:00\"\n";
+    let (_dir, config) = loads(&with_main(main, &[]));
+    assert_eq!(config.counts.schedules, 1);
+    let main =
+        "[schedules.night]\nfrom = \"22:00\"\nto = \"00:00\"\n[schedules.timezone]\nfrom = \"01:00\"\nto = \"02:00\"\n";
+    let e = one_error(&with_main(main, &[]));
+    assert_eq!(e, "socialgate.toml:4:12: `timezone` is reserved for the time zone name, not a schedule");
+}
+
+#[test]
+fn bad_durations_and_limits() {
+    let errs = errors(&with_main(
+        "[limits]\nheader_timeout = \"30\"\nidle_timeout = 30\nconnect_timeout = \"0s\"\nmax_header_bytes = -1\n",
+        &[],
+    ));
+    assert_eq!(
+        errs,
+        [
+            "socialgate.toml:2:18: invalid duration `30`, expected a number followed by `ms`, `s`, `m` or `h` [hint: e.g. `30s`, `500ms`, `5m`, `1h`]",
+            "socialgate.toml:3:16: expected a string, found an integer",
+            "socialgate.toml:4:19: `connect_timeout` must be greater than zero",
+            "socialgate.toml:5:20: integer `-1` out of range, expected 1 to 16777216",
+        ]
+    );
+}
+
+#[test]
+fn bad_networks() {
+    let dept = "networks = [\"10.20.0.0/33\", \"10.20.1.0/16\", \"10.30.0.0/16\"]\n";
+    let errs =
+        errors(&with_main("[identity]\nauth_exempt_networks = [\"nope\"]\n", &[("departments/sales.toml", dept)]));
+    assert_eq!(
+        errs,
+        [
+            "socialgate.toml:2:25: invalid network `nope`, expected an address or a CIDR such as `10.20.0.0/16`",
+            "departments/sales.toml:1:13: invalid network `10.20.0.0/33`, expected an address or a CIDR such as `10.20.0.0/16`",
+            "departments/sales.toml:1:29: network `10.20.1.0/16` has host bits set [hint: did you mean `10.20.0.0/16`?]",
+        ]
+    );
+}
+
+#[test]
+fn keyword_values_list_valid_values() {
+    let errs = errors(&with_main(
+        "[proxy]\nforwarded_for = \"ad\"\nnon_tls_tunnels = \"deny\"\n[identity]\nauth = \"digest\"\n[log]\nformat = \"jsn\"\n",
+        &[],
+    ));
+    assert_eq!(
+        errs,
+        [
+            "socialgate.toml:2:17: unknown `forwarded_for` mode `ad`, expected one of `add`, `delete`, `keep` [hint: did you mean `add`?]",
+            "socialgate.toml:3:19: unknown `non_tls_tunnels` mode `deny`, expected one of `allow`, `refuse`",
+            "socialgate.toml:5:8: unknown `auth` mode `digest`, expected one of `basic`, `none`",
+            "socialgate.toml:7:10: unknown log format `jsn`, expected one of `json`, `squid` [hint: did you mean `json`?]",
+        ]
+    );
+}
+
+#[test]
+fn syntax_error_is_one_diagnostic_and_other_files_are_still_checked() {
+    let errs = errors(&with_main(
+        "[proxy]\nlisten = [\"127.0.0.1:0\"\n",
+        &[("departments/sales.toml", "default = \"blok\"\nnetworks = [\"x\"]\n"), ("departments/it.toml", "a = = 1\n")],
+    ));
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(errs[0].starts_with("socialgate.toml:2:"), "{}", errs[0]);
+    assert!(errs[0].contains("invalid TOML: "), "{}", errs[0]);
+    assert!(errs[1].starts_with("departments/it.toml:1:"), "{}", errs[1]);
+    assert!(errs[2].starts_with("departments/sales.toml:1:11: unknown action `blok`"));
+    assert!(errs[3].starts_with("departments/sales.toml:2:13: invalid network `x`"));
+}
+
+#[test]
+fn all_problems_of_one_file_are_reported() {
+    let dept = "descripton = \"x\"\nusers = [\"a\", 1]\ndefault = \"nope\"\n[[rules]]\naction = \"block\"\n[[rules]]\ndomains = [\"bad domain\"]\n[[rules]]\ndomains = []\nhosts = []\naction = \"log\"\n";
+    let errs = errors(&with_main(MAIN, &[("departments/sales.toml", dept)]));
+    assert_eq!(
+        errs,
+        [
+            "departments/sales.toml:1:1: unknown key `descripton` in a department file [hint: did you mean `description`?]",
+            "departments/sales.toml:2:15: expected a string, found an integer",
+            "departments/sales.toml:3:11: unknown action `nope`, expected one of `allow`, `block`, `log`",
+            "departments/sales.toml:4:1: rule needs at least one entry in `domains` or `hosts`",
+            "departments/sales.toml:6:1: rule needs `action`",
+            "departments/sales.toml:7:12: invalid host name `bad domain`: invalid character ' ' in host name",
+            "departments/sales.toml:8:1: rule needs at least one entry in `domains` or `hosts`",
+        ]
+    );
+}
+
+#[test]
+fn user_and_network_in_two_departments() {
+    let errs = errors(&with_main(
+        MAIN,
+        &[
+            ("departments/hr.toml", "users = [\"alice\"]\nnetworks = [\"10.1.0.0/16\"]\n"),
+            ("departments/sales.toml", "networks = [\"10.2.0.0/16\", \"10.1.0.0/16\"]\nusers = [\"bob\", \"alice\"]\n"),
+        ],
+    ));
+    let dir_hr = "departments/hr.toml";
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].starts_with("departments/sales.toml:1:28: network `10.1.0.0/16` is in two departments: `hr` ("));
+    assert!(errs[0].ends_with(&format!("{dir_hr}:2:13) and `sales`")), "{}", errs[0]);
+    assert!(errs[1].starts_with("departments/sales.toml:2:17: user `alice` is in two departments: `hr` ("));
+    assert!(errs[1].ends_with(&format!("{dir_hr}:1:10) and `sales`")), "{}", errs[1]);
+}
+
+#[test]
+fn inherits_unknown_parent_and_cycles() {
+    let errs = errors(&with_main(
+        MAIN,
+        &[
+            ("departments/a.toml", "inherits = \"b\"\n"),
+            ("departments/b.toml", "inherits = \"c\"\n"),
+            ("departments/c.toml", "inherits = \"a\"\n"),
+            ("departments/self.toml", "inherits = \"self\"\n"),
+            ("departments/sales.toml", "inherits = \"defualt\"\n"),
+            ("departments/x.toml", "inherits = \"a\"\n"),
+        ],
+    ));
+    assert_eq!(
+        errs,
+        [
+            "departments/a.toml:1:12: `inherits` cycle: `a` -> `b` -> `c` -> `a`",
+            "departments/sales.toml:1:12: `inherits` names unknown department `defualt` [hint: did you mean `default`?]",
+            "departments/self.toml:1:12: `inherits` cycle: `self` -> `self`",
+        ]
+    );
+}
+
+#[test]
+fn default_department_must_exist() {
+    let e = one_error(&[("socialgate.toml", MAIN)]);
+    assert_eq!(
+        e,
+        "socialgate.toml:0:0: default department `default` does not exist [hint: create `departments/default.toml`]"
+    );
+    let e = one_error(&[
+        ("socialgate.toml", "[identity]\ndefault_department = \"staf\"\n"),
+        ("departments/staff.toml", ""),
+    ]);
+    assert_eq!(e, "socialgate.toml:2:22: default department `staf` does not exist [hint: did you mean `staff`?]");
+}
+
+#[test]
+fn unreadable_main_file() {
+    let dir = TempDir::new().unwrap();
+    let errs = errors_in(dir.path());
+    assert_eq!(errs, ["socialgate.toml:0:0: cannot read config file: file not found"]);
+}
+
+#[test]
+fn invalid_department_file_names() {
+    let errs = errors(&with_main(
+        MAIN,
+        &[("departments/a b.toml", ""), ("departments/notes.txt", "x"), ("departments/.#default.toml", "x")],
+    ));
+    assert_eq!(
+        errs,
+        ["departments/a b.toml:0:0: invalid department name `a b`, expected letters, digits, `-`, `_` or `.`"]
+    );
+}
+
+#[test]
+fn htpasswd_needs_bcrypt() {
+    let hash = "$2b$05$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234";
+    let file = format!(
+        "# staff\n\nalice:{hash}\nbob:$apr1$xyz$abcdefgh\ncarol:{{SHA}}abc=\nnocolon\ndave:$2y$short\nalice:{hash}\n"
+    );
+    let errs = errors(&with_main("[identity]\nauth = \"basic\"\n", &[("users.htpasswd", &file)]));
+    let only = "only bcrypt (`$2a$`, `$2b$`, `$2y$`) is accepted [hint: use `htpasswd -B`]";
+    assert_eq!(
+        errs,
+        [
+            format!("users.htpasswd:4:5: unsupported password hash for user `bob`, {only}"),
+            format!("users.htpasswd:5:7: unsupported password hash for user `carol`, {only}"),
+            "users.htpasswd:6:1: expected `user:hash`".to_owned(),
+            "users.htpasswd:7:6: malformed bcrypt hash for user `dave` [hint: use `htpasswd -B`]".to_owned(),
+            "users.htpasswd:8:1: user `alice` is listed twice".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn htpasswd_required_for_basic_optional_for_none() {
+    let e = one_error(&with_main("[identity]\nauth = \"basic\"\n", &[]));
+    assert_eq!(
+        e,
+        "socialgate.toml:2:8: cannot read htpasswd file `users.htpasswd`: file not found [hint: create it with `htpasswd -B -c FILE USER`]"
+    );
+    let (_dir, config) = loads(&with_main("[identity]\nauth = \"none\"\n", &[]));
+    assert!(config.identity.users.is_empty());
+    // Named but absent is fine without authentication (the SPEC's example does it).
+    let (_dir, config) = loads(&with_main("[identity]\nhtpasswd = \"missing\"\n", &[]));
+    assert!(config.identity.users.is_empty());
+    let e = one_error(&with_main("[identity]\nauth = \"basic\"\nhtpasswd = \"missing\"\n", &[]));
+    assert_eq!(
+        e,
+        "socialgate.toml:3:12: cannot read htpasswd file `missing`: file not found [hint: create it with `htpasswd -B -c FILE USER`]"
+    );
+}
+
+#[test]
+fn hosts_file_problems() {
+    let hosts = "# test\n127.0.0.1 ok.test\n300.1.1.1 bad.test\n127.0.0.2\n127.0.0.3 bad_name! 10.0.0.1\n";
+    let errs = errors(&with_main("[proxy]\nhosts_file = \"hosts\"\n", &[("hosts", hosts)]));
+    assert_eq!(
+        errs,
+        [
+            "hosts:3:1: invalid address `300.1.1.1` in hosts file",
+            "hosts:4:1: no host name after `127.0.0.2`",
+            "hosts:5:11: invalid host name `bad_name!`: invalid character '!' in host name",
+            "hosts:5:21: `10.0.0.1` is an address, expected a host name",
+        ]
+    );
+    let e = one_error(&with_main("[proxy]\nhosts_file = \"nope\"\n", &[]));
+    assert!(e.starts_with("socialgate.toml:2:14: cannot read hosts file `"), "{e}");
+    assert!(e.ends_with("nope`: file not found"), "{e}");
+}
+
+fn cert_and_key(name: &str) -> (String, String) {
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}
+
+#[test]
+fn tls_and_intercept_files_are_read_and_matched() {
+    let (cert, key) = cert_and_key("proxy.test");
+    let (ca, ca_key) = cert_and_key("ca.test");
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"tls/c.pem\"\nkey = \"tls/k.pem\"\n[intercept]\nca_cert = \"tls/ca.pem\"\nca_key = \"tls/ca.key\"\n";
+    let (_dir, config) = loads(&with_main(
+        main,
+        &[("tls/c.pem", &cert), ("tls/k.pem", &key), ("tls/ca.pem", &ca), ("tls/ca.key", &ca_key)],
+    ));
+    let tls = config.proxy.tls.as_ref().unwrap();
+    assert_eq!(tls.cert_pem, cert);
+    assert_eq!(tls.key_pem.0, key);
+    assert!(!format!("{tls:?}").contains("PRIVATE"));
+    assert_eq!(config.intercept.as_ref().unwrap().ca_cert_pem, ca);
+
+    // Swapped CA key, empty cert, garbage key, missing file.
+    let errs = errors(&with_main(
+        main,
+        &[
+            ("tls/c.pem", ""),
+            ("tls/k.pem", "-----BEGIN PRIVATE KEY-----\n!!!\n"),
+            ("tls/ca.pem", &ca),
+            ("tls/ca.key", &key),
+        ],
+    ));
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs[0].starts_with("socialgate.toml:5:8: no PEM certificate found in `"), "{}", errs[0]);
+    assert!(errs[1].starts_with("socialgate.toml:6:7: cannot parse private key `"), "{}", errs[1]);
+    assert!(errs[2].starts_with("socialgate.toml:8:11: the key `"), "{}", errs[2]);
+    assert!(errs[2].contains("tls/ca.key` does not match the CA certificate `"), "{}", errs[2]);
+    assert!(errs[2].ends_with("tls/ca.pem`"), "{}", errs[2]);
+
+    let errs = errors(&with_main("[intercept]\nca_cert = \"none.pem\"\n", &[]));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].starts_with("socialgate.toml:1:2: `[intercept]` needs `ca_key`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("socialgate.toml:2:11: cannot read certificate `"), "{}", errs[1]);
+}
+
+#[test]
+fn services_file_problems() {
+    let services = r#"[video]
+domains = ["video.example", "shared.example"]
+[clips]
+domains = ["shared.example"]
+hosts = ["cdn.video.example"]
+replace = "yes"
+[other]
+host = ["x.example"]
+"#;
+    let errs = errors(&with_main(MAIN, &[("services.toml", services)]));
+    assert_eq!(
+        errs,
+        [
+            "services.toml:4:12: `shared.example` is in the `domains` of both `video` (services.toml:2:29) and `clips`",
+            "services.toml:6:11: expected a boolean, found a string",
+            "services.toml:7:2: service `other` has neither `domains` nor `hosts`",
+            "services.toml:8:1: unknown key `host` in service `other` [hint: did you mean `hosts`?]",
+        ]
+    );
+}
+
+#[test]
+fn services_extend_and_replace_by_name() {
+    // A service may be named twice only through built-ins; a host entry and a
+    // domain entry of the same name in two services are fine.
+    let services =
+        "[video]\ndomains = [\"video.example\", \"googleapis.example\"]\n[api]\nhosts = [\"googleapis.example\"]\n";
+    let (_dir, config) = loads(&with_main(MAIN, &[("services.toml", services)]));
+    assert_eq!(config.counts.services, BUILTIN.len() + 2);
+    if let Some(builtin) = BUILTIN.first() {
+        let name = builtin.name;
+        let text = format!("[{name}]\nreplace = true\ndomains = [\"only.example\"]\n");
+        let (_dir, config) = loads(&with_main(MAIN, &[("services.toml", &text)]));
+        assert_eq!(config.counts.services, BUILTIN.len());
+    }
+}
+
+#[test]
+fn display_format_matches_the_spec() {
+    let d = Diagnostic {
+        file: PathBuf::from("departments/sales.toml"),
+        line: 3,
+        col: 11,
+        message: "unknown action `blok`, expected one of `allow`, `block`, `log`".to_owned(),
+        hint: Some("did you mean `block`?".to_owned()),
+    };
+    assert_eq!(
+        d.to_string(),
+        "departments/sales.toml:3:11: error: unknown action `blok`, expected one of `allow`, `block`, `log`\n  = hint: did you mean `block`?"
+    );
+}
+
+#[test]
+fn never_panics_on_odd_input() {
+    let inputs = [
+        "",
+        "\u{feff}",
+        "[proxy]\nlisten = \"\"\n",
+        "proxy = 1\nidentity = []\nlimits = \"x\"\n",
+        "[proxy]\n[proxy]\n",
+        "[[proxy]]\n",
+        "[schedules]\ntimezone = 3\nx = 1\n",
+        "[proxy.tls]\n",
+        "[pac]\nproxy = \":\"\ndirect = [\"a b\", \"10.0.0.0/99\"]\n",
+        "[limits]\nmax_connections = 99999999999999999999999\nmax_header_bytes = 0x10\n",
+        "x = \"\u{1F600}\u{1F600}\"\n",
+        "\0\0\0",
+    ];
+    for input in inputs {
+        for dept in [
+            "",
+            "rules = 1\nservices = 2\nusers = \"a\"\n",
+            "[[rules]]\n[[rules]]\naction = {}\n",
+            "default = {action=\"x\", during=1, otherwise=[]}\n",
+        ] {
+            let dir = tree(&[("socialgate.toml", input), ("departments/default.toml", dept), ("services.toml", input)]);
+            if let Err(d) = load(&dir.path().join("socialgate.toml")) {
+                for diag in &d.0 {
+                    assert!(!diag.message.is_empty());
+                    assert!(!diag.message.ends_with('.'), "{diag}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn builtin_entries_cannot_be_claimed_by_another_service() {
+    let Some(builtin) = BUILTIN.iter().find(|b| !b.domains.is_empty()) else { return };
+    let (name, domain) = (builtin.name, builtin.domains[0]);
+    // Re-listing a built-in service's own domain is fine.
+    let own = format!("[{name}]\ndomains = [\"{domain}\", \"extra.example\"]\n");
+    let (_dir, config) = loads(&with_main(MAIN, &[("services.toml", &own)]));
+    assert_eq!(config.counts.services, BUILTIN.len());
+    let other = format!("[mine]\ndomains = [\"{domain}\"]\n");
+    let e = one_error(&with_main(MAIN, &[("services.toml", &other)]));
+    assert_eq!(e, format!("services.toml:2:12: `{domain}` is in the `domains` of both `{name}` (built in) and `mine`"));
+    // Unless the built-in list is replaced.
+    let replaced = format!("[{name}]\nreplace = true\ndomains = [\"only.example\"]\n{other}");
+    loads(&with_main(MAIN, &[("services.toml", &replaced)]));
+}
+
+#[test]
+fn the_policy_is_compiled_from_the_files() {
+    let (_dir, config) = loads(&with_main(
+        MAIN,
+        &[("departments/sales.toml", "networks = [\"10.20.0.0/16\"]\nusers = [\"alice\"]\ndefault = \"block\"\n")],
+    ));
+    let sales = config.policy.department_id("sales").expect("sales compiled");
+    assert_eq!(config.policy.department_name(sales), "sales");
+    assert!(config.policy.department_id("default").is_some());
+    let placed = config.policy.place(&crate::policy::Identity { user: Some("alice"), client_ip: None });
+    assert_eq!(placed.department, sales);
+}
+
+#[test]
+fn broken_declarations_are_not_also_unknown_references() {
+    // The schedule exists but is invalid; services.toml does not parse.
+    let main = "[schedules.work]\nfrom = \"8\"\nto = \"16:00\"\n";
+    let dept = "[services]\nvideo = { action = \"block\", during = \"work\" }\n";
+    let errs = errors(&with_main(main, &[("services.toml", "[video\n"), ("departments/sales.toml", dept)]));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].starts_with("socialgate.toml:2:8: invalid time `8`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("services.toml:1:"), "{}", errs[1]);
+}

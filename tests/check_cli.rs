@@ -1,0 +1,82 @@
+//! `socialgate check` run as a real binary on the fixture trees under
+//! `tests/fixtures/check/`: exit code, the one-line summary on success, and
+//! the exact diagnostics on failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+use socialgate::policy::catalogue::BUILTIN;
+
+fn check(config: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "off")
+        .args(["--config", config, "check"])
+        .output()
+        .expect("run socialgate")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("utf-8 output")
+}
+
+#[test]
+fn valid_config_prints_a_one_line_summary() {
+    let out = check("tests/fixtures/check/valid/socialgate.toml");
+    let services = BUILTIN.len() + 2;
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "tests/fixtures/check/valid/socialgate.toml: ok (3 departments, {services} services, 2 schedules, 3 users)\n"
+        )
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+const INVALID: &str = "\
+tests/fixtures/check/invalid/socialgate.toml:2:10: error: empty `listen` in `[proxy]`, expected at least one `ip:port`
+  = hint: e.g. `listen = [\"127.0.0.1:3128\"]`
+tests/fixtures/check/invalid/socialgate.toml:3:1: error: unknown key `conect_ports` in `[proxy]`
+  = hint: did you mean `connect_ports`?
+tests/fixtures/check/invalid/socialgate.toml:8:22: error: default department `staff` does not exist
+  = hint: create `departments/staff.toml`
+tests/fixtures/check/invalid/socialgate.toml:11:16: error: unknown day `tues`, expected one of `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun`
+  = hint: did you mean `tue`?
+tests/fixtures/check/invalid/socialgate.toml:16:18: error: invalid duration `30 seconds`, expected a number followed by `ms`, `s`, `m` or `h`
+  = hint: e.g. `30s`, `500ms`, `5m`, `1h`
+tests/fixtures/check/invalid/services.toml:5:12: error: `video.example` is in the `domains` of both `video` (tests/fixtures/check/invalid/services.toml:2:12) and `clips`
+tests/fixtures/check/invalid/departments/broken.toml:1:17: error: invalid TOML: invalid basic string, expected `\"`
+tests/fixtures/check/invalid/departments/default.toml:1:11: error: unknown action `blok`, expected one of `allow`, `block`, `log`
+  = hint: did you mean `block`?
+tests/fixtures/check/invalid/departments/marketing.toml:1:12: error: `inherits` cycle: `marketing` -> `sales` -> `marketing`
+tests/fixtures/check/invalid/departments/marketing.toml:3:13: error: invalid network `10.20.0.0/33`, expected an address or a CIDR such as `10.20.0.0/16`
+tests/fixtures/check/invalid/departments/marketing.toml:6:38: error: unknown schedule `work-hour`
+  = hint: did you mean `work-hours`?
+tests/fixtures/check/invalid/departments/sales.toml:2:10: error: user `alice` is in two departments: `marketing` (tests/fixtures/check/invalid/departments/marketing.toml:2:17) and `sales`
+tests/fixtures/check/invalid/departments/sales.toml:5:1: error: unknown service `vidoe`
+  = hint: did you mean `video`?
+tests/fixtures/check/invalid/users.htpasswd:1:7: error: unsupported password hash for user `alice`, only bcrypt (`$2a$`, `$2b$`, `$2y$`) is accepted
+  = hint: use `htpasswd -B`
+tests/fixtures/check/invalid/socialgate.toml: 14 errors
+";
+
+#[test]
+fn invalid_config_reports_every_problem_of_every_file() {
+    let out = check("tests/fixtures/check/invalid/socialgate.toml");
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(text(&out.stderr), INVALID);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn missing_config_is_one_error() {
+    let out = check("tests/fixtures/check/nowhere/socialgate.toml");
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        "tests/fixtures/check/nowhere/socialgate.toml:0:0: error: cannot read config file: file not found\n\
+         tests/fixtures/check/nowhere/socialgate.toml: 1 error\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
