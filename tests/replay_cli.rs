@@ -31,7 +31,6 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-#[ignore = "needs the policy engine (branch policy)"]
 fn json_lists_every_flip_by_department_and_service() {
     let out = replay(&fixture("socialgate.toml"), &["--format", "json", &log()]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
@@ -48,7 +47,6 @@ fn json_lists_every_flip_by_department_and_service() {
 }
 
 #[test]
-#[ignore = "needs the policy engine (branch policy)"]
 fn text_output_groups_by_department() {
     let out = replay(&fixture("socialgate.toml"), &[&log()]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
