@@ -23,16 +23,20 @@ fi
 size=$(stat -c %s "$log")
 cat "$log" > /dev/null # warm the page cache so the run measures parsing, not the disk
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (wall time suffers when others share core $core)"
 for run in 1 2 3; do
   /usr/bin/time -v taskset -c "$core" "$bin" report --format json "$log" > "$work/out.json" 2> "$work/time.txt"
   secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$work/time.txt")
+  cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$work/time.txt")
   rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
-  python3 - "$records" "$secs" "$rss_kb" "$size" "$run" <<'PY'
+  python3 - "$records" "$secs" "$cpu" "$rss_kb" "$size" "$run" <<'PY'
 import sys
-records, secs, rss_kb, size, run = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+records, secs, cpu, rss_kb, size, run = (int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]),
+                                         int(sys.argv[5]), sys.argv[6])
 rate = records / secs if secs > 0 else float("inf")
-print(f"run {run}: {records} records ({size/1e6:.0f} MB) in {secs:.2f} s = {rate:,.0f} records/s "
-      f"({size/1e6/secs:.0f} MB/s), peak RSS {rss_kb/1024:.1f} MiB")
+cpu_rate = records / cpu if cpu > 0 else float("inf")
+print(f"run {run}: {records} records ({size/1e6:.0f} MB): wall {secs:.2f} s = {rate:,.0f} records/s; "
+      f"CPU (user+sys) {cpu:.2f} s = {cpu_rate:,.0f} records/s; peak RSS {rss_kb/1024:.1f} MiB")
 PY
 done
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("report:", d["records"], "records,", len(d["departments"]), "departments")' "$work/out.json"

@@ -2,12 +2,12 @@
 //! time (memory grows only with distinct departments, users, services and
 //! hours), turned at the end into the SPEC 6 [`Summary`].
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::fasthash::{FxHashMap, FxHashSet};
 use super::input::Parsed;
 use crate::policy::Action;
 
@@ -41,7 +41,7 @@ impl Filter {
 
 #[derive(Debug, Default)]
 struct ServiceAgg {
-    users: HashSet<u32>,
+    users: FxHashSet<u32>,
     allowed: u64,
     logged: u64,
     blocked: u64,
@@ -50,11 +50,11 @@ struct ServiceAgg {
 
 #[derive(Debug, Default)]
 struct DeptAgg {
-    users: HashMap<Box<str>, u32>,
-    clients: HashMap<IpAddr, u32>,
+    users: FxHashMap<Box<str>, u32>,
+    clients: FxHashMap<IpAddr, u32>,
     requests: u64,
-    services: HashMap<Box<str>, ServiceAgg>,
-    hours: HashMap<i64, u64>,
+    services: FxHashMap<Box<str>, ServiceAgg>,
+    hours: FxHashMap<i64, u64>,
 }
 
 impl DeptAgg {
@@ -82,7 +82,7 @@ pub struct Aggregator {
     records: u64,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
-    departments: HashMap<Box<str>, DeptAgg>,
+    departments: FxHashMap<Box<str>, DeptAgg>,
 }
 
 impl Aggregator {
