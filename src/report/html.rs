@@ -12,8 +12,15 @@ use super::text::{human_bytes, percent};
 /// shown in buckets of several hours.
 const MAX_TIME_BARS: i64 = 168;
 
-/// Department colours (colour-blind friendly, Okabe-Ito), reused cyclically.
-const PALETTE: [&str; 8] = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
+/// Department colours (Okabe-Ito, then four of Tol's muted scheme), reused
+/// cyclically beyond twelve departments.
+const PALETTE: [&str; 12] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#882255", "#44AA99",
+    "#999933", "#AA4499",
+];
+
+/// Charts are drawn for about this many pixels of width.
+const CHART_WIDTH: f64 = 900.0;
 
 /// Escapes text for HTML element content and quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -126,10 +133,11 @@ fn share_chart(out: &mut String, s: &Summary) {
     let depts: Vec<&str> = s.departments.iter().map(|d| d.name.as_str()).collect();
     out.push_str("<figure>\n<figcaption>Share of active users who reached each service, per department</figcaption>\n");
     legend(out, &depts);
-    let bar_w = 22.0_f64;
-    let gap = 26.0_f64;
-    let group_w = bar_w * depts.len().max(1) as f64 + gap;
     let (left, top, plot_h, bottom) = (44.0_f64, 10.0_f64, 200.0_f64, 40.0_f64);
+    let groups = services.len().max(1) as f64;
+    let gap = 26.0_f64;
+    let bar_w = ((CHART_WIDTH - left - 10.0 - gap * groups) / (groups * depts.len().max(1) as f64)).clamp(3.0, 22.0);
+    let group_w = bar_w * depts.len().max(1) as f64 + gap;
     let width = (left + group_w * services.len().max(1) as f64 + 10.0).max(320.0);
     let height = top + plot_h + bottom;
     let _ = writeln!(
@@ -164,7 +172,7 @@ fn share_chart(out: &mut String, s: &Summary) {
                 "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"><title>{} / {}: {}</title></rect>",
                 gx + bar_w * i as f64,
                 top + plot_h - h,
-                bar_w - 2.0,
+                (bar_w - 2.0).max(1.0),
                 PALETTE[i % PALETTE.len()],
                 escape(&d.name),
                 escape(service),
@@ -219,8 +227,9 @@ fn hourly_chart(out: &mut String, s: &Summary) {
     let depts: Vec<&str> = s.departments.iter().map(|d| d.name.as_str()).collect();
     legend(out, &depts);
     let (left, top, plot_h, bottom) = (54.0_f64, 10.0_f64, 200.0_f64, 46.0_f64);
-    let bar_w = (720.0 / bars as f64).clamp(3.0, 30.0);
-    let width = (left + bar_w * bars as f64 + 10.0).max(320.0);
+    let bar_w = ((CHART_WIDTH - left - 50.0) / bars as f64).clamp(3.0, 30.0);
+    // Room on the right for the last axis label.
+    let width = (left + bar_w * bars as f64 + 50.0).max(320.0);
     let height = top + plot_h + bottom;
     let _ = writeln!(
         out,
