@@ -265,3 +265,17 @@ fn html_escapes_names_from_the_log() {
     assert!(html.contains("x&quot;&gt;&lt;img src=x&gt;"));
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 }
+
+#[test]
+fn an_overlong_line_is_skipped_and_the_next_one_read() {
+    let mut input = vec![b'x'; 3 * 1024 * 1024];
+    input.push(b'\n');
+    input.extend(std::fs::read(fixture("access.log")).unwrap());
+    let out = socialgate(&["report", "--format", "json", "-"], Some(&input));
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(err.contains("-:1: warning: not a valid record: line longer than"), "{err}");
+    assert!(err.contains("3 lines skipped"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"], 27);
+}

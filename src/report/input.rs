@@ -20,6 +20,10 @@ pub const MAX_DESCRIBED: usize = 5;
 
 const BUF_SIZE: usize = 256 * 1024;
 
+/// Longer lines are not records (a record is well under 10 kB); they are
+/// counted as invalid without being held in memory.
+pub const MAX_LINE: u64 = 1024 * 1024;
+
 /// One access-log record, borrowed from its line where possible. It accepts
 /// exactly what [`crate::access_log::Record`] accepts (same field names and
 /// types, unknown fields ignored), but does not copy strings.
@@ -196,11 +200,18 @@ pub fn for_each_record(paths: &[PathBuf], mut visit: impl FnMut(&Parsed<'_>)) ->
         let mut line_no: u64 = 0;
         loop {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|source| InputError { path: name.clone(), source })?;
+            let io_err = |source| InputError { path: name.clone(), source };
+            let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut buf).map_err(io_err)?;
             if n == 0 {
                 break;
             }
             line_no += 1;
+            if buf.len() as u64 > MAX_LINE && buf.last() != Some(&b'\n') {
+                // Keep memory bounded: drop the rest of the line unread.
+                reader.skip_until(b'\n').map_err(|source| InputError { path: name.clone(), source })?;
+                bad.note(&name, line_no, None, || format!("line longer than {MAX_LINE} bytes"));
+                continue;
+            }
             let line = trim_ascii(&buf);
             if line.is_empty() {
                 continue;
