@@ -296,8 +296,32 @@ fn hourly_chart(out: &mut String, s: &Summary) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use super::super::input::parse_line;
+    use super::super::summary::{Aggregator, Filter};
     use super::*;
+
+    #[test]
+    fn long_periods_are_shown_in_buckets_of_hours() {
+        let mut agg = Aggregator::new(Filter::default());
+        let start = jiff::Timestamp::from_second(1_795_000_000).unwrap();
+        for hour in 0..(30 * 24) {
+            let ts = start + jiff::SignedDuration::from_hours(hour);
+            let line = serde_json::json!({
+                "ts": ts.to_string(), "client": "10.0.0.1", "user": null, "department": "d", "method": "GET",
+                "host": "h.example", "port": 80, "url": null, "sni": null, "service": "s", "rule": "default",
+                "action": "allow", "status": 200, "bytes_up": 1, "bytes_down": 1, "duration_ms": 1,
+                "closed_by": "client"
+            })
+            .to_string();
+            agg.add(&parse_line(line.as_bytes()).unwrap());
+        }
+        let html = render_summary(&agg.finish());
+        assert!(html.contains("Requests per 5 hours (UTC)"));
+        // 1 share bar + 144 hour buckets.
+        assert_eq!(html.matches("<rect").count(), 1 + 144);
+    }
 
     #[test]
     fn escapes_markup() {
