@@ -7,7 +7,6 @@
 //! functions here are the CLI edge: they write results to stdout and
 //! diagnostics (invalid lines) to stderr.
 
-pub mod fasthash;
 pub mod html;
 pub mod input;
 pub mod replay;
