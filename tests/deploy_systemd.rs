@@ -291,10 +291,8 @@ fn healthz(port: u16) -> bool {
 
 /// The proxy's own status page: answered without any upstream, and logged.
 fn status_page(port: u16) {
-    let _ = http(
-        port,
-        "GET http://socialgate.status/ HTTP/1.1\r\nHost: socialgate.status\r\nConnection: close\r\n\r\n",
-    );
+    let _ =
+        http(port, "GET http://socialgate.status/ HTTP/1.1\r\nHost: socialgate.status\r\nConnection: close\r\n\r\n");
 }
 
 #[test]
