@@ -171,6 +171,11 @@ fn deployment_is_replicated_probed_limited_and_locked_down() {
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    // `command` replaces the image's ENTRYPOINT (which has `--config`
+    // already): `args` alone would pass `--config` twice.
+    assert_eq!(c["command"], serde_json::json!(["/usr/local/bin/socialgate"]));
+    let dockerfile = std::fs::read_to_string(repo("deploy/container/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("COPY --from=build /usr/local/bin/socialgate /usr/local/bin/socialgate"));
     assert_eq!(c["args"], serde_json::json!(["--config", "/etc/socialgate/socialgate.toml", "run"]));
     let mount = &c["volumeMounts"][0];
     assert_eq!(mount["mountPath"], "/etc/socialgate");
