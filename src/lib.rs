@@ -26,11 +26,15 @@
 //! exactly one access-log record per request or tunnel, on every path.
 
 pub mod access_log;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod pac;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod report;
 pub mod resolve;
+pub mod tls;

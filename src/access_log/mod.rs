@@ -1,6 +1,8 @@
 //! The access log: the one [`Record`] type (written by the proxy, read by
 //! `report` and `replay`) and the writer task that never drops a record.
 
+pub mod pseudonym;
+pub mod squid;
 pub mod writer;
 
 pub use writer::{LogSink, LogWriter, Reserved};

@@ -96,29 +96,46 @@ pub fn explain(config_path: &Path, args: &ExplainArgs) -> CmdResult {
     if args.json {
         println!("{}", json(&decision, args, &target));
     } else {
-        print!("{}", text(&decision, args, &target, at));
+        print!("{}", text(&decision, args, &target, at.to_zoned(policy.timezone().clone())));
     }
     Ok(())
 }
 
-fn json(d: &Decision, args: &ExplainArgs, target: &Target) -> serde_json::Value {
-    serde_json::json!({
-        "department": &*d.department,
-        "department_source": d.department_source.as_str(),
-        "user": args.user,
-        "client_ip": args.client_ip.map(|ip| ip.to_string()),
-        "host": target.host.as_str(),
-        "service": d.service.as_deref(),
-        "rule": &*d.rule,
-        "schedule": d.schedule.as_deref(),
-        "action": d.action.as_str(),
-    })
+/// `explain --json`, in the SPEC's field order.
+#[derive(serde::Serialize)]
+struct ExplainJson<'a> {
+    department: &'a str,
+    department_source: &'static str,
+    user: Option<&'a str>,
+    client_ip: Option<String>,
+    host: &'a str,
+    service: Option<&'a str>,
+    rule: &'a str,
+    schedule: Option<&'a str>,
+    action: &'static str,
 }
 
-fn text(d: &Decision, args: &ExplainArgs, target: &Target, at: jiff::Timestamp) -> String {
+fn json(d: &Decision, args: &ExplainArgs, target: &Target) -> String {
+    let out = ExplainJson {
+        department: &d.department,
+        department_source: d.department_source.as_str(),
+        user: args.user.as_deref(),
+        client_ip: args.client_ip.map(|ip| ip.to_string()),
+        host: target.host.as_str(),
+        service: d.service.as_deref(),
+        rule: &d.rule,
+        schedule: d.schedule.as_deref(),
+        action: d.action.as_str(),
+    };
+    serde_json::to_string(&out).unwrap_or_default()
+}
+
+fn text(d: &Decision, args: &ExplainArgs, target: &Target, at: jiff::Zoned) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let kind = if target.connect { "CONNECT" } else { args.method.as_deref().unwrap_or("GET") };
+    let tz = at.time_zone().clone();
+    let at = at.strftime("%Y-%m-%d %H:%M:%S %Z (%a)");
     let _ = writeln!(out, "request     {kind} {}:{} at {at}", target.host, target.port);
     let why = match d.department_source {
         crate::policy::DepartmentSource::User => {
@@ -144,6 +161,7 @@ fn text(d: &Decision, args: &ExplainArgs, target: &Target, at: jiff::Timestamp) 
         }
     }
     if let Some(until) = d.valid_until {
+        let until = until.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z (%a)");
         let _ = writeln!(out, "changes at  {until}");
     }
     let _ = writeln!(out, "action      {}", d.action);

@@ -5,6 +5,7 @@
 //! stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod ca;
 mod explain;
 mod run;
 
@@ -42,6 +43,9 @@ pub enum Command {
     Pac,
     /// Re-decide logged requests under the current config; show what changes.
     Replay(crate::report::ReplayArgs),
+    /// Manage the company CA used by `[intercept]` block pages.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 /// Parses the arguments, runs the command, returns the exit code.
@@ -62,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => crate::report::report_command(&args),
         Command::Pac => pac(&cli.config),
         Command::Replay(args) => crate::report::replay_command(&cli.config, &args),
+        Command::Ca(cmd) => ca::ca(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

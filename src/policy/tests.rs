@@ -773,14 +773,10 @@ fn department_views() {
 
 // ---------------------------------------------------------------- performance
 
-// Measuring the test itself is fine; the engine never reads a clock.
-use std::time::Instant as Clock;
-
-/// 100,000 catalogue domains: compiling and deciding stay fast. The bounds
-/// are loose enough for an unoptimised build on a busy machine; the real
-/// numbers (release) are far lower.
+/// 100,000 catalogue domains compile and decide correctly (speed is measured
+/// in the benchmarks, never in tests).
 #[test]
-fn large_catalogue_is_fast() {
+fn large_catalogue_decides_correctly() {
     let mut s = spec(vec![dept("default").service("s7", always(Action::Block))], "default");
     s.services = (0..10)
         .map(|i| ServiceSpec {
@@ -789,27 +785,21 @@ fn large_catalogue_is_fast() {
             hosts: Vec::new(),
         })
         .collect();
-    let started = Clock::now();
     let policy = Policy::compile(s);
-    let compile = started.elapsed();
-    assert!(compile < std::time::Duration::from_secs(5), "compile took {compile:?}");
-
     let p = policy.place(&Identity::default());
-    let probes = [host("a.b.d4242.svc7.example"), host("www.unrelated.test"), host("d9999.svc0.example")];
     let now = at(THU_10_LOCAL);
-    let rounds = 20_000u32;
-    let started = Clock::now();
-    let mut blocked = 0;
-    for _ in 0..rounds {
-        for h in &probes {
-            if policy.decide(p, h, now).action == Action::Block {
-                blocked += 1;
-            }
-        }
+    let cases = [
+        ("a.b.d4242.svc7.example", Some("s7"), Action::Block),
+        ("d9999.svc7.example", Some("s7"), Action::Block),
+        ("xd9999.svc7.example", None, Action::Allow),
+        ("www.unrelated.test", None, Action::Allow),
+        ("d9999.svc0.example", Some("s0"), Action::Allow),
+        ("svc0.example", None, Action::Allow),
+    ];
+    for (h, service, action) in cases {
+        let d = policy.decide(p, &host(h), now);
+        assert_eq!((d.service.as_deref(), d.action), (service, action), "{h}");
     }
-    let per = started.elapsed() / (rounds * probes.len() as u32);
-    assert_eq!(blocked, rounds);
-    assert!(per < std::time::Duration::from_micros(20), "decide took {per:?}");
 }
 
 // ---------------------------------------------------------------- purity

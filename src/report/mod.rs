@@ -1,11 +1,26 @@
 //! `socialgate report` and `socialgate replay`: streaming summaries of access
-//! logs in constant memory.
+//! logs in constant memory (memory grows only with distinct departments,
+//! users, services and hours).
+//!
+//! [`input`] reads the logs, [`summary`] aggregates for `report`, [`replay`]
+//! re-decides for `replay`; [`text`] and [`html`] render. The two command
+//! functions here are the CLI edge: they write results to stdout and
+//! diagnostics (invalid lines) to stderr.
 
+pub mod html;
+pub mod input;
+pub mod replay;
+pub mod summary;
+pub mod text;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cli::CmdResult;
+use anyhow::anyhow;
 
-/// Output format of `report` and `replay`.
+use crate::cli::{CmdResult, Failure};
+
+/// Output format of `report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Aligned tables.
@@ -16,6 +31,15 @@ pub enum Format {
     Html,
 }
 
+/// Output format of `replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayFormat {
+    /// Aligned tables.
+    Text,
+    /// One JSON object (see docs/reports.md).
+    Json,
+}
+
 /// `socialgate report` arguments.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -23,10 +47,10 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Only records at or after this time (RFC 3339, or a date = 00:00 UTC).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = valid_bound)]
     pub since: Option<String>,
     /// Only records before this time (RFC 3339, or a date = 00:00 UTC).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = valid_bound)]
     pub until: Option<String>,
     /// Only this department.
     #[arg(long, value_name = "D")]
@@ -41,20 +65,90 @@ pub struct ReportArgs {
 pub struct ReplayArgs {
     /// Output format (text or json).
     #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    pub format: ReplayFormat,
     /// Access logs (JSON lines, plain or .gz); `-` is stdin.
     #[arg(value_name = "LOG", required = true)]
     pub logs: Vec<PathBuf>,
 }
 
+/// Checks a `--since`/`--until` value while parsing arguments, so a bad one
+/// is a usage error (exit 2).
+fn valid_bound(s: &str) -> Result<String, input::BadTime> {
+    input::parse_bound(s).map(|_| s.to_owned())
+}
+
+/// Builds the report filter from the arguments.
+pub fn filter_from_args(args: &ReportArgs) -> Result<summary::Filter, input::BadTime> {
+    Ok(summary::Filter {
+        since: args.since.as_deref().map(input::parse_bound).transpose()?,
+        until: args.until.as_deref().map(input::parse_bound).transpose()?,
+        department: args.department.clone(),
+    })
+}
+
 /// Runs `socialgate report`.
 pub fn report_command(args: &ReportArgs) -> CmdResult {
-    let _ = args;
-    Ok(())
+    let filter = filter_from_args(args)?;
+    let mut agg = summary::Aggregator::new(filter);
+    let bad = input::for_each_record(&args.logs, |rec| agg.add(rec))?;
+    report_bad_lines(&bad);
+    let summary = agg.finish();
+    let rendered = match args.format {
+        Format::Json => json_line(&summary)?,
+        Format::Text => text::render_summary(&summary),
+        Format::Html => html::render_summary(&summary),
+    };
+    write_stdout(&rendered)
 }
 
 /// Runs `socialgate replay` with the config at `config`.
 pub fn replay_command(config: &Path, args: &ReplayArgs) -> CmdResult {
-    let _ = (config, args);
-    Ok(())
+    let config = crate::cli::load_config(config)?;
+    let mut replayer = replay::Replayer::new(&config.policy);
+    let bad = input::for_each_record(&args.logs, |rec| replayer.add(rec))?;
+    report_bad_lines(&bad);
+    let outcome = replayer.finish();
+    let rendered = match args.format {
+        ReplayFormat::Json => json_line(&outcome)?,
+        ReplayFormat::Text => replay::render_text(&outcome),
+    };
+    write_stdout(&rendered)
+}
+
+fn json_line<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
+    let mut s = serde_json::to_string(value).map_err(|e| anyhow!("cannot encode the result: {e}"))?;
+    s.push('\n');
+    Ok(s)
+}
+
+fn write_stdout(s: &str) -> CmdResult {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow!("cannot write the result: {e}").into()),
+    }
+}
+
+/// Writes the invalid-line summary to stderr: the first few with
+/// `file:line`, then the total.
+fn report_bad_lines(bad: &input::BadLines) {
+    if bad.count == 0 {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    for b in &bad.first {
+        let column = b.column.map(|c| format!(":{c}")).unwrap_or_default();
+        let _ = writeln!(err, "{}:{}{column}: warning: not a valid record: {}", b.path, b.line, b.message);
+    }
+    if bad.count > bad.first.len() as u64 {
+        let _ = writeln!(err, "... and {} more", bad.count - bad.first.len() as u64);
+    }
+    let _ = writeln!(
+        err,
+        "warning: {} line{} skipped (not valid records)",
+        bad.count,
+        if bad.count == 1 { "" } else { "s" }
+    );
 }

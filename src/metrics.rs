@@ -1,0 +1,172 @@
+//! Prometheus metrics: one [`Metrics`] value per process, shared by the
+//! proxy (which counts) and the admin endpoint (which encodes).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of `socialgate_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Department name.
+    pub department: String,
+    /// Catalogue service, or `none`.
+    pub service: String,
+    /// `allow`, `log` or `block`.
+    pub action: String,
+}
+
+/// A single `kind`/`direction`/`result` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The label value.
+    pub kind: &'static str,
+}
+
+/// Labels of `socialgate_bytes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `up` (from clients) or `down` (to clients).
+    pub direction: &'static str,
+}
+
+/// Labels of `socialgate_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// Every metric socialgate exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests and tunnels by department, service and action.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Open client connections.
+    pub active_connections: Gauge,
+    /// Open CONNECT tunnels.
+    pub active_tunnels: Gauge,
+    /// Bytes crossing the client side.
+    pub bytes: Family<DirectionLabel, Counter>,
+    /// Upstream failures by kind (`dns_error`, `connection_refused`, ...).
+    pub upstream_errors: Family<KindLabel, Counter>,
+    /// Failed proxy authentications.
+    pub auth_failures: Counter,
+    /// Config reloads by result.
+    pub reloads: Family<ResultLabel, Counter>,
+    /// Generation of the configuration in force (1 at start).
+    pub config_generation: Gauge,
+    /// Access-log records written.
+    pub log_records: Counter,
+    /// Access-log write failures.
+    pub log_write_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("socialgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests and tunnels by department, service and action", requests.clone());
+        let active_connections = Gauge::default();
+        registry.register("active_connections", "Open client connections", active_connections.clone());
+        let active_tunnels = Gauge::default();
+        registry.register("active_tunnels", "Open CONNECT tunnels", active_tunnels.clone());
+        let bytes = Family::<DirectionLabel, Counter>::default();
+        registry.register("bytes", "Bytes crossing the client side (up = from clients)", bytes.clone());
+        let upstream_errors = Family::<KindLabel, Counter>::default();
+        registry.register("upstream_errors", "Upstream failures by kind", upstream_errors.clone());
+        let auth_failures = Counter::default();
+        registry.register("auth_failures", "Failed proxy authentications", auth_failures.clone());
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register("reloads", "Configuration reloads by result", reloads.clone());
+        let config_generation = Gauge::default();
+        registry.register("config_generation", "Generation of the configuration in force", config_generation.clone());
+        let log_records = Counter::default();
+        registry.register("access_log_records", "Access-log records written", log_records.clone());
+        let log_write_errors = Counter::default();
+        registry.register("access_log_write_errors", "Access-log write failures", log_write_errors.clone());
+        config_generation.set(1);
+        Metrics {
+            registry,
+            requests,
+            active_connections,
+            active_tunnels,
+            bytes,
+            upstream_errors,
+            auth_failures,
+            reloads,
+            config_generation,
+            log_records,
+            log_write_errors,
+        }
+    }
+
+    /// Counts one finished request or tunnel.
+    pub fn count_request(&self, department: &str, service: Option<&str>, action: &str) {
+        let labels = RequestLabels {
+            department: department.to_owned(),
+            service: service.unwrap_or("none").to_owned(),
+            action: action.to_owned(),
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    /// Counts bytes crossing the client side.
+    pub fn count_bytes(&self, up: u64, down: u64) {
+        self.bytes.get_or_create(&DirectionLabel { direction: "up" }).inc_by(up);
+        self.bytes.get_or_create(&DirectionLabel { direction: "down" }).inc_by(down);
+    }
+
+    /// Counts a reload attempt; on success the generation goes up by one.
+    pub fn count_reload(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+        if success {
+            self.config_generation.inc();
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_the_spec_names() {
+        let m = Metrics::new();
+        m.count_request("sales", Some("facebook"), "log");
+        m.count_request("sales", None, "allow");
+        m.count_bytes(10, 20);
+        m.count_reload(true);
+        m.count_reload(false);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"socialgate_requests_total{department="sales",service="facebook",action="log"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"socialgate_requests_total{department="sales",service="none",action="allow"} 1"#));
+        assert!(text.contains(r#"socialgate_bytes_total{direction="down"} 20"#));
+        assert!(text.contains(r#"socialgate_reloads_total{result="failure"} 1"#));
+        assert!(text.contains("socialgate_config_generation 2"));
+        assert!(text.contains("socialgate_active_tunnels 0"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,290 @@
+//! Reading access logs for `report` and `replay`: plain or gzip files (found
+//! by their magic bytes) or stdin, streamed line by line into borrowed
+//! [`LogLine`]s, with invalid lines counted and located, never fatal.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use flate2::bufread::MultiGzDecoder;
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::access_log::ClosedBy;
+use crate::policy::Action;
+
+/// How many invalid lines are described one by one; the rest are only counted.
+pub const MAX_DESCRIBED: usize = 5;
+
+const BUF_SIZE: usize = 256 * 1024;
+
+/// Longer lines are not records (a record is well under 10 kB); they are
+/// counted as invalid without being held in memory.
+pub const MAX_LINE: u64 = 1024 * 1024;
+
+/// One access-log record, borrowed from its line where possible. It accepts
+/// exactly what [`crate::access_log::Record`] accepts (same field names and
+/// types, unknown fields ignored), but does not copy strings.
+#[derive(Debug, Deserialize)]
+pub struct LogLine<'a> {
+    /// When the request head arrived (parsed by [`LogLine::timestamp`]).
+    #[serde(borrow)]
+    pub ts: Cow<'a, str>,
+    /// Client address.
+    pub client: IpAddr,
+    /// Authenticated (possibly pseudonymised) user.
+    #[serde(borrow)]
+    pub user: Option<Cow<'a, str>>,
+    /// Department name as logged.
+    #[serde(borrow)]
+    pub department: Cow<'a, str>,
+    /// Request method.
+    #[serde(borrow)]
+    pub method: Cow<'a, str>,
+    /// Host the decision used.
+    #[serde(borrow)]
+    pub host: Cow<'a, str>,
+    /// Destination port.
+    pub port: u16,
+    /// URL without query.
+    #[serde(borrow)]
+    pub url: Option<Cow<'a, str>>,
+    /// TLS SNI seen in a tunnel.
+    #[serde(borrow)]
+    pub sni: Option<Cow<'a, str>>,
+    /// Catalogue service.
+    #[serde(borrow)]
+    pub service: Option<Cow<'a, str>>,
+    /// What decided.
+    #[serde(borrow)]
+    pub rule: Cow<'a, str>,
+    /// The action taken.
+    pub action: Action,
+    /// HTTP status.
+    pub status: u16,
+    /// Bytes from the client.
+    pub bytes_up: u64,
+    /// Bytes to the client.
+    pub bytes_down: u64,
+    /// Duration.
+    pub duration_ms: u64,
+    /// Who ended it.
+    pub closed_by: ClosedBy,
+}
+
+/// A parsed line: the record and its timestamp.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    /// The record.
+    pub line: LogLine<'a>,
+    /// Its `ts`, parsed.
+    pub ts: Timestamp,
+}
+
+/// Why a line is not a valid record.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// Not JSON, or not the record's shape.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// Not UTF-8.
+    #[error("not UTF-8: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
+    /// `ts` is not an RFC 3339 timestamp.
+    #[error("invalid `ts`: {0}")]
+    Ts(#[from] jiff::Error),
+}
+
+impl LineError {
+    /// The column of a JSON error (lines are single JSON objects).
+    pub fn column(&self) -> Option<usize> {
+        match self {
+            LineError::Json(e) if e.column() > 0 => Some(e.column()),
+            _ => None,
+        }
+    }
+
+    /// The reason, without serde_json's "at line 1 column N" suffix.
+    pub fn message(&self) -> String {
+        let full = self.to_string();
+        match full.rsplit_once(" at line ") {
+            Some((msg, _)) if matches!(self, LineError::Json(_)) => msg.to_owned(),
+            _ => full,
+        }
+    }
+}
+
+/// Parses one line (without its newline).
+pub fn parse_line(bytes: &[u8]) -> Result<Parsed<'_>, LineError> {
+    // One UTF-8 check for the whole line is cheaper than serde_json's check
+    // of every borrowed string.
+    let text = std::str::from_utf8(bytes)?;
+    let line: LogLine<'_> = serde_json::from_str(text)?;
+    let ts: Timestamp = line.ts.parse()?;
+    Ok(Parsed { line, ts })
+}
+
+/// An input that could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct InputError {
+    /// The file (`-` for stdin).
+    pub path: String,
+    /// What went wrong.
+    #[source]
+    pub source: io::Error,
+}
+
+/// An invalid line, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// The file (`-` for stdin).
+    pub path: String,
+    /// 1-based line number.
+    pub line: u64,
+    /// 1-based column, when the JSON parser knows it.
+    pub column: Option<usize>,
+    /// Why it was rejected.
+    pub message: String,
+}
+
+/// Invalid lines seen while reading: the total and the first few.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BadLines {
+    /// How many lines were not valid records.
+    pub count: u64,
+    /// The first [`MAX_DESCRIBED`] of them.
+    pub first: Vec<BadLine>,
+}
+
+impl BadLines {
+    fn note(&mut self, path: &str, line: u64, column: Option<usize>, message: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first.len() < MAX_DESCRIBED {
+            self.first.push(BadLine { path: path.to_owned(), line, column, message: message() });
+        }
+    }
+}
+
+fn display_path(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn open(path: &Path) -> Result<Box<dyn BufRead>, InputError> {
+    let name = display_path(path);
+    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(path).map_err(|source| InputError { path: name.clone(), source })?)
+    };
+    let mut buffered = BufReader::with_capacity(BUF_SIZE, raw);
+    let head = buffered.fill_buf().map_err(|source| InputError { path: name, source })?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(BufReader::with_capacity(BUF_SIZE, MultiGzDecoder::new(buffered))))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
+/// Streams every valid record of every log in `paths`, in order, to `visit`.
+/// Blank lines are skipped; invalid lines are counted in the returned
+/// [`BadLines`]. Fails on the first input that cannot be opened or read.
+pub fn for_each_record(paths: &[PathBuf], mut visit: impl FnMut(&Parsed<'_>)) -> Result<BadLines, InputError> {
+    let mut bad = BadLines::default();
+    let mut buf = Vec::with_capacity(4096);
+    for path in paths {
+        let name = display_path(path);
+        let mut reader = open(path)?;
+        let mut line_no: u64 = 0;
+        loop {
+            buf.clear();
+            let io_err = |source| InputError { path: name.clone(), source };
+            let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut buf).map_err(io_err)?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            if buf.len() as u64 > MAX_LINE && buf.last() != Some(&b'\n') {
+                // Keep memory bounded: drop the rest of the line unread.
+                reader.skip_until(b'\n').map_err(|source| InputError { path: name.clone(), source })?;
+                bad.note(&name, line_no, None, || format!("line longer than {MAX_LINE} bytes"));
+                continue;
+            }
+            let line = trim_ascii(&buf);
+            if line.is_empty() {
+                continue;
+            }
+            match parse_line(line) {
+                Ok(parsed) => visit(&parsed),
+                Err(err) => bad.note(&name, line_no, err.column(), || err.message()),
+            }
+        }
+    }
+    Ok(bad)
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    &bytes[start..end.max(start)]
+}
+
+/// Error for a `--since`/`--until` value that is neither RFC 3339 nor a date.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid time `{0}`: expected RFC 3339 (2026-11-26T09:00:00Z) or a date (2026-11-26)")]
+pub struct BadTime(pub String);
+
+/// Parses a filter bound: an RFC 3339 timestamp, or a bare date meaning
+/// 00:00 UTC that day.
+pub fn parse_bound(input: &str) -> Result<Timestamp, BadTime> {
+    if let Ok(ts) = input.parse::<Timestamp>() {
+        return Ok(ts);
+    }
+    input
+        .parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(|| BadTime(input.to_owned()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"ts":"2026-11-26T09:15:02.481Z","client":"10.20.4.17","user":"al\"ice","department":"sales","method":"CONNECT","host":"www.facebook.com","port":443,"url":null,"sni":"www.facebook.com","service":"facebook","rule":"services.facebook","action":"log","status":200,"bytes_up":1830,"bytes_down":48211,"duration_ms":5120,"closed_by":"client"}"#;
+
+    #[test]
+    fn parses_the_spec_record_and_agrees_with_record() {
+        let parsed = parse_line(LINE.as_bytes()).unwrap();
+        let record: crate::access_log::Record = serde_json::from_str(LINE).unwrap();
+        assert_eq!(parsed.ts, record.ts);
+        assert_eq!(parsed.line.user.as_deref(), Some("al\"ice"));
+        assert_eq!(parsed.line.action, Action::Log);
+        assert_eq!(parsed.line.client, record.client);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert!(parse_line(b"not json").is_err());
+        assert!(parse_line(LINE.replace("\"log\"", "\"maybe\"").as_bytes()).is_err());
+        assert!(parse_line(LINE.replace("2026-11-26T09", "yesterday").as_bytes()).is_err());
+        assert!(parse_line(LINE.replace("\"port\":443,", "").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn bounds_accept_dates_and_timestamps() {
+        assert_eq!(parse_bound("2026-11-26").unwrap(), "2026-11-26T00:00:00Z".parse().unwrap());
+        assert_eq!(parse_bound("2026-11-26T10:00:00+01:00").unwrap(), "2026-11-26T09:00:00Z".parse().unwrap());
+        assert!(parse_bound("26/11/2026").is_err());
+    }
+
+    #[test]
+    fn trims_whitespace() {
+        assert_eq!(trim_ascii(b"  x \r\n"), b"x");
+        assert_eq!(trim_ascii(b" \n"), b"");
+    }
+}

@@ -1,0 +1,345 @@
+//! Reading a TLS ClientHello's server name (SNI) from the first bytes of a
+//! CONNECT tunnel, before any byte is passed to the origin.
+//!
+//! The parser is pure and incremental: feed it everything read so far and
+//! it answers whether it needs more, found a ClientHello (with or without
+//! SNI), or is looking at something else. The ClientHello may arrive split
+//! across any number of reads and across several TLS records; the total is
+//! bounded by [`MAX_HELLO_BYTES`].
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The most bytes read while looking for a complete ClientHello.
+pub const MAX_HELLO_BYTES: usize = 32 * 1024;
+
+/// What the bytes read so far are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peek {
+    /// A prefix of a TLS handshake: read more.
+    NeedMore,
+    /// Not a TLS handshake (some other protocol).
+    NotTls,
+    /// A complete ClientHello; `sni` is the `host_name` it asks for.
+    ClientHello {
+        /// The server name, as sent (not yet normalised).
+        sni: Option<String>,
+    },
+    /// A TLS record that cannot be a valid ClientHello.
+    Malformed(&'static str),
+}
+
+const CONTENT_HANDSHAKE: u8 = 22;
+const HANDSHAKE_CLIENT_HELLO: u8 = 1;
+const EXT_SERVER_NAME: u16 = 0;
+
+/// Inspects the bytes read so far from a client.
+pub fn peek(buf: &[u8]) -> Peek {
+    peek_needing(buf).0
+}
+
+/// Like [`peek`], and with `NeedMore` also the buffer length below which
+/// another look cannot answer differently (so a client trickling bytes
+/// does not make the reader re-parse after every byte).
+fn peek_needing(buf: &[u8]) -> (Peek, usize) {
+    let (peek, need) = gather(buf);
+    (peek, need.max(buf.len() + 1))
+}
+
+fn gather(buf: &[u8]) -> (Peek, usize) {
+    // Gather the handshake bytes carried by consecutive handshake records.
+    let mut handshake: Vec<u8> = Vec::new();
+    let mut rest = buf;
+    loop {
+        let offset = buf.len() - rest.len();
+        if rest.is_empty() {
+            return (Peek::NeedMore, 0);
+        }
+        if rest[0] != CONTENT_HANDSHAKE {
+            let verdict = if handshake.is_empty() {
+                Peek::NotTls
+            } else {
+                Peek::Malformed("non-handshake record inside a ClientHello")
+            };
+            return (verdict, 0);
+        }
+        if rest.len() >= 2 && rest[1] != 3 {
+            return (if handshake.is_empty() { Peek::NotTls } else { Peek::Malformed("bad record version") }, 0);
+        }
+        if rest.len() < 5 {
+            return (Peek::NeedMore, offset + 5);
+        }
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        if len == 0 || len > 16384 + 2048 {
+            return (Peek::Malformed("bad record length"), 0);
+        }
+        let Some(fragment) = rest.get(5..5 + len) else {
+            handshake.extend_from_slice(&rest[5..]);
+            return match check_header(&handshake) {
+                Err(bad) => (bad, 0),
+                Ok(_) => (Peek::NeedMore, offset + 5 + len),
+            };
+        };
+        handshake.extend_from_slice(fragment);
+        rest = &rest[5 + len..];
+        match check_header(&handshake) {
+            Err(bad) => return (bad, 0),
+            Ok(Some(total)) if handshake.len() >= total => return (parse_client_hello(&handshake[4..total]), 0),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Validates the handshake header; returns the message's total length once known.
+fn check_header(handshake: &[u8]) -> Result<Option<usize>, Peek> {
+    if let Some(&kind) = handshake.first()
+        && kind != HANDSHAKE_CLIENT_HELLO
+    {
+        return Err(Peek::Malformed("first handshake message is not a ClientHello"));
+    }
+    if handshake.len() < 4 {
+        return Ok(None);
+    }
+    let len = (usize::from(handshake[1]) << 16) | (usize::from(handshake[2]) << 8) | usize::from(handshake[3]);
+    if len + 4 > MAX_HELLO_BYTES {
+        return Err(Peek::Malformed("ClientHello too large"));
+    }
+    Ok(Some(len + 4))
+}
+
+/// A cursor over a byte slice that never panics.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn vec8(&mut self) -> Option<&'a [u8]> {
+        let n = usize::from(self.u8()?);
+        self.take(n)
+    }
+    fn vec16(&mut self) -> Option<&'a [u8]> {
+        let n = usize::from(self.u16()?);
+        self.take(n)
+    }
+}
+
+fn parse_client_hello(body: &[u8]) -> Peek {
+    match parse_body(body) {
+        Some(sni) => Peek::ClientHello { sni },
+        None => Peek::Malformed("truncated or inconsistent ClientHello"),
+    }
+}
+
+/// `Some(sni)` for a well-formed body, `None` when malformed.
+fn parse_body(body: &[u8]) -> Option<Option<String>> {
+    let mut r = Reader(body);
+    r.take(2)?; // legacy_version
+    r.take(32)?; // random
+    r.vec8()?; // legacy_session_id
+    r.vec16()?; // cipher_suites
+    r.vec8()?; // legacy_compression_methods
+    if r.0.is_empty() {
+        return Some(None); // no extensions at all
+    }
+    let mut exts = Reader(r.vec16()?);
+    let mut sni = None;
+    while !exts.0.is_empty() {
+        let kind = exts.u16()?;
+        let data = exts.vec16()?;
+        if kind == EXT_SERVER_NAME {
+            if sni.is_some() {
+                return None; // duplicate extension
+            }
+            let mut list = Reader(Reader(data).vec16()?);
+            while !list.0.is_empty() {
+                let name_type = list.u8()?;
+                let name = list.vec16()?;
+                if name_type == 0 && sni.is_none() {
+                    let name = std::str::from_utf8(name).ok()?;
+                    if name.is_empty() || name.bytes().any(|b| !b.is_ascii_graphic()) {
+                        return None;
+                    }
+                    sni = Some(name.to_owned());
+                }
+            }
+        }
+    }
+    Some(sni)
+}
+
+/// What [`read_client_hello`] found, with every byte it read kept in `buf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peeked {
+    /// A complete ClientHello.
+    ClientHello {
+        /// Its SNI name, if any.
+        sni: Option<String>,
+    },
+    /// The first bytes are not TLS (or none arrived before the deadline).
+    NotTls,
+    /// TLS-looking bytes that are not a valid ClientHello (or a truncated
+    /// one when the client closed or the deadline passed).
+    Malformed(&'static str),
+    /// The client closed before sending anything.
+    Closed,
+}
+
+/// Reads from `client` into `buf` until the bytes are a complete ClientHello,
+/// clearly not TLS, malformed, over [`MAX_HELLO_BYTES`], or `wait` passes.
+/// Every byte read stays in `buf`, to be sent on to the origin.
+pub async fn read_client_hello<R: AsyncRead + Unpin>(
+    client: &mut R,
+    buf: &mut Vec<u8>,
+    wait: Duration,
+) -> std::io::Result<Peeked> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut need = 0;
+    loop {
+        let verdict = if buf.len() < need {
+            Peek::NeedMore
+        } else {
+            let (verdict, more) = peek_needing(buf);
+            need = more;
+            verdict
+        };
+        match verdict {
+            Peek::ClientHello { sni } => return Ok(Peeked::ClientHello { sni }),
+            Peek::NotTls => return Ok(Peeked::NotTls),
+            Peek::Malformed(why) => return Ok(Peeked::Malformed(why)),
+            Peek::NeedMore if buf.len() >= MAX_HELLO_BYTES => return Ok(Peeked::Malformed("ClientHello too large")),
+            Peek::NeedMore => {}
+        }
+        let mut chunk = [0u8; 4096];
+        let room = (MAX_HELLO_BYTES - buf.len()).min(chunk.len());
+        let read = tokio::time::timeout_at(deadline, client.read(&mut chunk[..room])).await;
+        match read {
+            Err(_elapsed) if buf.is_empty() => return Ok(Peeked::NotTls),
+            Err(_elapsed) => return Ok(Peeked::Malformed("ClientHello incomplete before the deadline")),
+            Ok(Ok(0)) if buf.is_empty() => return Ok(Peeked::Closed),
+            Ok(Ok(0)) => return Ok(Peeked::Malformed("client closed inside a ClientHello")),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(err)) => return Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A real ClientHello from rustls for `name`.
+    fn client_hello(name: &str) -> Vec<u8> {
+        let roots = rustls::RootCertStore::empty();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), server).unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn finds_sni_in_a_real_client_hello() {
+        let hello = client_hello("www.facebook.com");
+        assert_eq!(peek(&hello), Peek::ClientHello { sni: Some("www.facebook.com".into()) });
+    }
+
+    #[test]
+    fn every_prefix_needs_more() {
+        let hello = client_hello("www.youtube.com");
+        for cut in 0..hello.len() {
+            assert_eq!(peek(&hello[..cut]), Peek::NeedMore, "prefix of {cut} bytes");
+        }
+    }
+
+    #[test]
+    fn a_hello_split_across_records_is_reassembled() {
+        let hello = client_hello("m.facebook.com");
+        let body = &hello[5..];
+        let mut split = Vec::new();
+        for chunk in body.chunks(7) {
+            split.extend_from_slice(&[22, 3, 1]);
+            split.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            split.extend_from_slice(chunk);
+        }
+        assert_eq!(peek(&split), Peek::ClientHello { sni: Some("m.facebook.com".into()) });
+    }
+
+    #[test]
+    fn other_protocols_are_not_tls() {
+        assert_eq!(peek(b"GET / HTTP/1.1\r\n"), Peek::NotTls);
+        assert_eq!(peek(b"SSH-2.0-OpenSSH_9.6\r\n"), Peek::NotTls);
+        assert_eq!(peek(&[22, 9]), Peek::NotTls);
+    }
+
+    #[test]
+    fn garbage_is_malformed_never_a_panic() {
+        assert!(matches!(peek(&[22, 3, 1, 0, 0]), Peek::Malformed(_)));
+        assert!(matches!(peek(&[22, 3, 1, 0, 4, 2, 0, 0, 0]), Peek::Malformed(_)));
+        // A handshake header claiming a 16 MiB ClientHello.
+        assert!(matches!(peek(&[22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]), Peek::Malformed(_)));
+        // A complete but inconsistent body.
+        let mut bad = vec![22, 3, 1, 0, 8, 1, 0, 0, 4];
+        bad.extend_from_slice(&[3, 3, 0xff, 0xff]);
+        assert!(matches!(peek(&bad), Peek::Malformed(_)));
+        // Every truncation and every single-byte corruption of a real hello.
+        let hello = client_hello("www.linkedin.com");
+        for i in 0..hello.len() {
+            let mut c = hello.clone();
+            c[i] ^= 0xa5;
+            let _ = peek(&c);
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_a_hello_arriving_one_byte_at_a_time() {
+        let hello = client_hello("www.twitter.com");
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let sent = hello.clone();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for b in sent {
+                client.write_all(&[b]).await.unwrap();
+                client.flush().await.unwrap();
+            }
+            client
+        });
+        let mut buf = Vec::new();
+        let got = read_client_hello(&mut server, &mut buf, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got, Peeked::ClientHello { sni: Some("www.twitter.com".into()) });
+        assert_eq!(buf, hello, "every byte kept for the origin");
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn silence_is_not_tls_and_a_stalled_hello_is_malformed() {
+        let (_client, mut server) = tokio::io::duplex(64);
+        let mut buf = Vec::new();
+        let got = read_client_hello(&mut server, &mut buf, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(got, Peeked::NotTls);
+
+        let (mut client, mut server) = tokio::io::duplex(64);
+        use tokio::io::AsyncWriteExt;
+        client.write_all(&client_hello("x.test")[..10]).await.unwrap();
+        let mut buf = Vec::new();
+        let got = read_client_hello(&mut server, &mut buf, Duration::from_millis(50)).await.unwrap();
+        assert!(matches!(got, Peeked::Malformed(_)), "{got:?}");
+        drop(client);
+    }
+}

@@ -1,0 +1,89 @@
+//! `socialgate replay` run as a binary: the log in tests/fixtures/replay/
+//! re-decided under the config next to it (expected changes worked out by
+//! hand in tests/fixtures/replay/README.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay").join(name)
+}
+
+fn replay(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .arg("--config")
+        .arg(config)
+        .arg("replay")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn log() -> String {
+    fixture("replay.log").display().to_string()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn json_lists_every_flip_by_department_and_service() {
+    let out = replay(&fixture("socialgate.toml"), &["--format", "json", &log()]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap();
+    // Compare change by change first, for a readable failure.
+    for (g, w) in got["changes"].as_array().unwrap().iter().zip(want["changes"].as_array().unwrap()) {
+        assert_eq!(g, w);
+    }
+    assert_eq!(got, want);
+    assert_eq!(text(&out.stdout), std::fs::read_to_string(fixture("expected.json")).unwrap());
+    assert!(text(&out.stderr).contains("replay.log:21:"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn text_output_groups_by_department() {
+    let out = replay(&fixture("socialgate.toml"), &[&log()]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.starts_with("socialgate replay: 20 records, 18 re-decided, 13 would change"), "{s}");
+    assert!(s.contains("department sales: 7 requests would change\n"), "{s}");
+    let row = format!("  facebook  {:<14}  {:>8}  {:>5}\n", "log -> block", 4, 3);
+    assert!(s.contains(&row), "{s}");
+    let example = s.lines().find(|l| l.contains("2026-11-26T08:05:00Z")).unwrap();
+    let words: Vec<&str> = example.split("  ").map(str::trim).filter(|w| !w.is_empty()).collect();
+    assert_eq!(
+        words,
+        ["2026-11-26T08:05:00Z", "log -> block", "alice", "www.facebook.com", "www.facebook.com", "services.facebook"]
+    );
+}
+
+#[test]
+fn invalid_config_exits_1_with_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("socialgate.toml");
+    std::fs::write(&main, "[proxy]\nlisten = [\"127.0.0.1:3128\"]\nbogus = 1\n").unwrap();
+    let out = replay(&main, &[&log()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("socialgate.toml"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unreadable_log_exits_1_naming_it() {
+    let missing = fixture("no-such.log");
+    let out = replay(&fixture("socialgate.toml"), &[missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no-such.log"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn html_is_not_a_replay_format() {
+    let out = replay(&fixture("socialgate.toml"), &["--format", "html", &log()]);
+    assert_eq!(out.status.code(), Some(2));
+}

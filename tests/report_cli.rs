@@ -1,0 +1,281 @@
+//! `socialgate report` run as a binary against the hand-written fixture log
+//! (tests/fixtures/report/README.md lists the expected figures).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report").join(name)
+}
+
+fn socialgate(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(bytes).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn expected(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).unwrap()
+}
+
+fn log_path() -> String {
+    fixture("access.log").display().to_string()
+}
+
+#[test]
+fn json_report_matches_the_hand_checked_figures() {
+    let out = socialgate(&["report", "--format", "json", &log_path()], None);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), expected("expected.json"));
+
+    // The same figures, spelled out for a reader.
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["records"], 27);
+    assert_eq!(v["from"], "2026-11-25T23:50:00Z");
+    assert_eq!(v["to"], "2026-11-27T07:30:00Z");
+    let names: Vec<&str> = v["departments"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["engineering", "hr", "sales"]);
+    let eng = &v["departments"][0];
+    assert_eq!(eng["active_users"], 4, "three client addresses without a user, plus dave");
+    assert_eq!(eng["requests"], 9);
+    assert_eq!(
+        eng["services"][2],
+        serde_json::json!({"name":"youtube","users":3,"share":0.75,"allowed":3,"logged":0,"blocked":0,"bytes":843400})
+    );
+    let hr_hours: Vec<&str> =
+        v["departments"][1]["busiest_hours"].as_array().unwrap().iter().map(|h| h["hour"].as_str().unwrap()).collect();
+    assert_eq!(
+        hr_hours,
+        [
+            "2026-11-26T08:00:00Z",
+            "2026-11-26T09:00:00Z",
+            "2026-11-26T10:00:00Z",
+            "2026-11-26T13:00:00Z",
+            "2026-11-27T07:00:00Z"
+        ],
+        "ties: earlier hour first"
+    );
+    let sales_fb = &v["departments"][2]["services"][0];
+    assert_eq!(sales_fb["users"], 2);
+    assert_eq!(sales_fb["logged"], 4);
+    assert_eq!(sales_fb["bytes"], 48000);
+}
+
+#[test]
+fn json_field_order_is_the_specs() {
+    let out = socialgate(&["report", "--format", "json", &log_path()], None);
+    let s = stdout(&out);
+    assert!(s.starts_with(r#"{"from":"#));
+    assert!(s.contains(r#"{"name":"engineering","active_users":4,"requests":9,"services":[{"name":"linkedin","users":1,"share":0.25,"allowed":1,"logged":0,"blocked":0,"bytes":6400}"#));
+    assert!(s.contains(r#""busiest_hours":[{"hour":"2026-11-26T09:00:00Z","requests":4}"#));
+}
+
+#[test]
+fn filters_since_until_and_department() {
+    let out = socialgate(
+        &[
+            "report",
+            "--format",
+            "json",
+            "--since",
+            "2026-11-26",
+            "--until",
+            "2026-11-26T10:00:00Z",
+            "--department",
+            "sales",
+            &log_path(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), expected("expected-sales-morning.json"));
+}
+
+#[test]
+fn since_is_inclusive_and_until_exclusive() {
+    let at = "2026-11-26T09:10:00Z"; // carol's blocked youtube request in sales
+    let from = socialgate(&["report", "--format", "json", "--since", at, "--department", "sales", &log_path()], None);
+    let v: serde_json::Value = serde_json::from_slice(&from.stdout).unwrap();
+    assert_eq!(v["from"], at);
+    let until = socialgate(&["report", "--format", "json", "--until", at, "--department", "sales", &log_path()], None);
+    let v: serde_json::Value = serde_json::from_slice(&until.stdout).unwrap();
+    assert_eq!(v["to"], "2026-11-26T08:45:00Z");
+}
+
+#[test]
+fn filters_that_match_nothing_give_an_empty_report() {
+    let out = socialgate(&["report", "--format", "json", "--department", "legal", &log_path()], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "{\"from\":null,\"to\":null,\"records\":0,\"departments\":[]}\n");
+}
+
+#[test]
+fn bad_time_is_a_usage_error() {
+    let out = socialgate(&["report", "--since", "yesterday", &log_path()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("yesterday"));
+}
+
+#[test]
+fn gzip_input_gives_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read(fixture("access.log")).unwrap();
+    // Two gzip members, as logrotate + cat produce: MultiGzDecoder reads both.
+    let (first, second) = plain.split_at(plain.len() / 2);
+    let mut gz = Vec::new();
+    for part in [first, second] {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(part).unwrap();
+        gz.extend(enc.finish().unwrap());
+    }
+    // Detected by magic bytes, whatever the name.
+    for name in ["access.log.gz", "access.log.1"] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &gz).unwrap();
+        let out = socialgate(&["report", "--format", "json", path.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        assert_eq!(stdout(&out), expected("expected.json"), "{name}");
+    }
+}
+
+#[test]
+fn stdin_is_read_for_dash() {
+    let plain = std::fs::read(fixture("access.log")).unwrap();
+    let out = socialgate(&["report", "--format", "json", "-"], Some(&plain));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), expected("expected.json"));
+    assert!(stderr(&out).contains("-:9:"), "stdin is named `-`: {}", stderr(&out));
+}
+
+#[test]
+fn several_logs_are_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = expected("access.log");
+    let lines: Vec<&str> = text.lines().collect();
+    let (a, b) = lines.split_at(20);
+    let pa = dir.path().join("a.log");
+    let pb = dir.path().join("b.log");
+    std::fs::write(&pa, a.join("\n")).unwrap();
+    std::fs::write(&pb, b.join("\n") + "\n").unwrap();
+    let out = socialgate(&["report", "--format", "json", pa.to_str().unwrap(), pb.to_str().unwrap()], None);
+    assert_eq!(stdout(&out), expected("expected.json"));
+}
+
+#[test]
+fn malformed_lines_are_counted_on_stderr_and_not_fatal() {
+    let out = socialgate(&["report", &log_path()], None);
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(err.contains("access.log:9:"), "{err}");
+    assert!(err.contains("access.log:22:"), "{err}");
+    assert!(err.contains("`maybe`"), "{err}");
+    assert!(err.contains("2 lines skipped"), "{err}");
+    assert!(!err.contains("access.log:15:"), "blank lines are not errors: {err}");
+}
+
+#[test]
+fn many_malformed_lines_are_summarised() {
+    let junk = "garbage\n".repeat(12);
+    let out = socialgate(&["report", "-"], Some(junk.as_bytes()));
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert_eq!(err.matches("warning: not a valid record").count(), 5, "{err}");
+    assert!(err.contains("and 7 more"), "{err}");
+    assert!(err.contains("12 lines skipped"), "{err}");
+}
+
+#[test]
+fn unreadable_log_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.log");
+    let out = socialgate(&["report", &log_path(), missing.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(missing.to_str().unwrap()), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+
+    // A directory opens but cannot be read.
+    let out = socialgate(&["report", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(dir.path().to_str().unwrap()));
+}
+
+#[test]
+fn corrupt_gzip_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.gz");
+    std::fs::write(&path, [0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x00]).unwrap();
+    let out = socialgate(&["report", path.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("broken.gz"));
+}
+
+#[test]
+fn text_report_is_aligned_tables() {
+    let out = socialgate(&["report", &log_path()], None);
+    let s = stdout(&out);
+    assert!(s.starts_with("socialgate report: 27 records from 2026-11-25T23:50:00Z to 2026-11-27T07:30:00Z (UTC)\n"));
+    assert!(s.contains("department sales: 3 active users, 10 requests\n"));
+    assert!(s.contains(
+        "  service   users  share  allowed  logged  blocked     bytes\n  ----------------------------------------------------------\n  facebook      2  66.7%        0       4        0   48.0 kB\n"
+    ), "{s}");
+    assert!(s.contains("  2026-11-26 09:00           4\n"), "{s}");
+}
+
+#[test]
+fn html_is_self_contained_with_two_charts() {
+    let out = socialgate(&["report", "--format", "html", &log_path()], None);
+    assert_eq!(out.status.code(), Some(0));
+    let html = stdout(&out);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(html.matches("<svg").count(), 2, "share chart and requests-per-hour chart");
+    for banned in ["http://", "https://", "src=", "<script", "<link", "@import", "url("] {
+        assert!(!html.contains(banned), "found {banned}");
+    }
+    assert!(html.contains("@media print"));
+    assert!(html.contains("<h2>engineering</h2>"));
+}
+
+#[test]
+fn html_escapes_names_from_the_log() {
+    let line = r#"{"ts":"2026-11-26T08:05:00.000Z","client":"10.20.0.11","user":"<b>","department":"<script>alert(1)</script>","method":"GET","host":"a.example","port":80,"url":null,"sni":null,"service":"x\"><img src=x>","rule":"default","action":"allow","status":200,"bytes_up":1,"bytes_down":1,"duration_ms":1,"closed_by":"client"}"#;
+    let out = socialgate(&["report", "--format", "html", "-"], Some(line.as_bytes()));
+    let html = stdout(&out);
+    assert!(!html.contains("<script>"));
+    assert!(!html.contains("<img"));
+    assert!(html.contains("x&quot;&gt;&lt;img src=x&gt;"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+}
+
+#[test]
+fn an_overlong_line_is_skipped_and_the_next_one_read() {
+    let mut input = vec![b'x'; 3 * 1024 * 1024];
+    input.push(b'\n');
+    input.extend(std::fs::read(fixture("access.log")).unwrap());
+    let out = socialgate(&["report", "--format", "json", "-"], Some(&input));
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(err.contains("-:1: warning: not a valid record: line longer than"), "{err}");
+    assert!(err.contains("3 lines skipped"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"], 27);
+}
