@@ -225,15 +225,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(admin) = &config.admin {
         own.push(admin.listen);
     }
-    let (sink, writer) = LogWriter::start(&config.log.access_log, config.limits.max_connections).map_err(|source| {
-        StartError::AccessLog {
-            path: match &config.log.access_log {
-                crate::config::LogTarget::Stdout => "-".into(),
-                crate::config::LogTarget::File(path) => path.display().to_string(),
-            },
-            source,
-        }
-    })?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (sink, writer) =
+        LogWriter::start(&config.log, config.limits.max_connections, metrics.clone()).map_err(|source| {
+            StartError::AccessLog {
+                path: match &config.log.access_log {
+                    crate::config::LogTarget::Stdout => "-".into(),
+                    crate::config::LogTarget::File(path) => path.display().to_string(),
+                },
+                source,
+            }
+        })?;
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::new(config), &own)));
     let (phase, _) = watch::channel(Phase::Serving);
     let shared = Arc::new(Shared {
