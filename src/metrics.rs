@@ -170,3 +170,22 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
     }
 }
+
+/// Holds a gauge one higher for as long as it lives (an open connection or
+/// tunnel).
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    /// Raises `gauge` by one until the guard is dropped.
+    pub fn new(gauge: &Gauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -182,14 +182,29 @@ impl LogWriter {
         let _ = self.tx.send(Msg::Reopen).await;
     }
 
-    /// Applies a reloaded `[log]` section. An invalid one (a key file that
-    /// cannot be created) is reported and the current encoding kept.
-    pub async fn configure(&self, log: &LogConfig) {
-        match Encoding::from_config(log) {
-            Ok(encoding) => {
-                let _ = self.tx.send(Msg::Configure(Box::new(encoding), log.access_log.clone())).await;
+    /// Applies a reloaded `[log]` section to the records queued from now on.
+    /// An invalid one (a key file that cannot be created) is reported and
+    /// the current encoding kept.
+    pub fn configure(&self, log: &LogConfig) {
+        let encoding = match Encoding::from_config(log) {
+            Ok(encoding) => encoding,
+            Err(err) => {
+                tracing::error!(%err, "access log settings not applied");
+                return;
             }
-            Err(err) => tracing::error!(%err, "access log settings not applied"),
+        };
+        match self.tx.try_send(Msg::Configure(Box::new(encoding), log.access_log.clone())) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                // The queue is full: deliver as soon as there is room.
+                let tx = self.tx.clone();
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    handle.spawn(async move {
+                        let _ = tx.send(msg).await;
+                    });
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
@@ -438,7 +453,7 @@ mod tests {
 
         config.format = LogFormat::Json;
         config.pseudonymize_users = false;
-        writer.configure(&config).await;
+        writer.configure(&config);
         sink.send(rec).await;
         writer.close().await;
         let text = std::fs::read_to_string(&path).unwrap();

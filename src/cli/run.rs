@@ -1,5 +1,11 @@
 //! `socialgate run`: start the proxy and serve until SIGTERM/SIGINT; SIGHUP
-//! or a change to any config file reloads the configuration.
+//! or a change to any config file reloads the configuration; SIGUSR1
+//! reopens the access log (logrotate).
+//!
+//! Changes are seen through inotify on the config folders (editors that
+//! rename over a file and Kubernetes ConfigMap symlink swaps included) and,
+//! as a backstop for filesystems without inotify, by polling the files'
+//! size and modification time every second.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -24,6 +30,9 @@ pub fn run(path: &Path) -> CmdResult {
         for addr in &running.tls_addrs {
             tracing::info!(%addr, "proxy listening (TLS)");
         }
+        if let Some(addr) = running.admin_addr {
+            tracing::info!(%addr, "admin endpoint listening");
+        }
         signals.wait(&running, path, files).await;
         tracing::info!("shutting down");
         running.shutdown();
@@ -38,6 +47,7 @@ struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
@@ -48,6 +58,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 
@@ -55,15 +66,26 @@ impl Signals {
     /// file changes.
     async fn wait(mut self, running: &crate::proxy::Running, path: &Path, mut files: Fingerprint) {
         let mut tick = tokio::time::interval(WATCH_EVERY);
+        let mut watch = Watch::new(&files.files);
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
-                _ = self.hup.recv() => reload(running, path, &mut files).await,
+                _ = self.hup.recv() => reload(running, path, &mut files, &mut watch).await,
+                _ = self.usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening the access log");
+                    running.reopen_log().await;
+                }
+                Some(changed) = watch.next_change() => {
+                    if files.changed().await {
+                        tracing::info!(file = %changed.display(), "a config file changed");
+                        reload(running, path, &mut files, &mut watch).await;
+                    }
+                }
                 _ = tick.tick() => {
                     if files.changed().await {
                         tracing::info!("a config file changed");
-                        reload(running, path, &mut files).await;
+                        reload(running, path, &mut files, &mut watch).await;
                     }
                 }
             }
@@ -77,22 +99,59 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Loads the config again and swaps it in if it is valid; otherwise the
 /// running one stays and the problems are logged as `check` prints them.
-async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Fingerprint) {
+async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Fingerprint, watch: &mut Watch) {
     let path = path.to_owned();
     match tokio::task::spawn_blocking(move || crate::config::load(&path)).await {
         Ok(Ok(config)) => {
             *files = Fingerprint::of(config.files.clone());
+            watch.update(&config.files);
             running.reload(config);
             tracing::info!("configuration reloaded");
         }
         Ok(Err(diags)) => {
             // Not reloaded again until something changes again.
             files.changed().await;
+            running.reload_failed();
             tracing::error!("reload failed, keeping the running configuration:\n{diags}");
         }
         Err(err) => tracing::error!(%err, "reload task failed"),
     }
 }
+
+/// inotify on the config folders, when the platform offers it.
+struct Watch {
+    inner: Option<(crate::reload::ConfigWatcher, tokio::sync::mpsc::Receiver<PathBuf>)>,
+}
+
+impl Watch {
+    fn new(files: &[PathBuf]) -> Watch {
+        match crate::reload::ConfigWatcher::new(files) {
+            Ok(watch) => Watch { inner: Some(watch) },
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch the config folders; polling every second instead");
+                Watch { inner: None }
+            }
+        }
+    }
+
+    fn update(&mut self, files: &[PathBuf]) {
+        if let Some((watcher, _)) = &mut self.inner {
+            watcher.update(files);
+        }
+    }
+
+    /// The next change after a burst settles; never resolves without a watcher.
+    async fn next_change(&mut self) -> Option<PathBuf> {
+        match &mut self.inner {
+            Some((_, rx)) => crate::reload::next_change(rx, DEBOUNCE).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Quiet time that ends a burst of file events (an editor's save, a
+/// ConfigMap swap) before reloading once.
+const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// The modification time and size of every config file and folder, to
 /// notice a change by polling (portable, and immune to editors that
@@ -138,12 +197,13 @@ impl Signals {
 
     async fn wait(self, running: &crate::proxy::Running, path: &Path, mut files: Fingerprint) {
         let mut tick = tokio::time::interval(WATCH_EVERY);
+        let mut watch = Watch::new(&files.files);
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = tick.tick() => {
                     if files.changed().await {
-                        reload(running, path, &mut files).await;
+                        reload(running, path, &mut files, &mut watch).await;
                     }
                 }
             }

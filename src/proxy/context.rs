@@ -113,6 +113,13 @@ impl Ctx {
         }
     }
 
+    /// Counts the finished request in the metrics (whatever the log keeps).
+    fn count(&self) {
+        let metrics = &self.shared.metrics;
+        metrics.count_request(&self.department, self.service.as_deref(), self.action.as_str());
+        metrics.count_bytes(self.bytes_up.load(Ordering::Relaxed), self.bytes_down);
+    }
+
     /// `[log] allowed = false` keeps only block and log decisions.
     fn wanted(&self) -> bool {
         self.snap.config.log.allowed || self.action != Action::Allow
@@ -121,6 +128,7 @@ impl Ctx {
     /// Writes the record, waiting while the writer is behind.
     pub(crate) async fn log(mut self, status: u16, closed_by: ClosedBy) {
         self.done = true;
+        self.count();
         if let Some(conn) = &self.conn {
             conn.idle();
         }
@@ -150,6 +158,7 @@ impl Ctx {
 
     fn emit_detached(&mut self, status: u16, closed_by: ClosedBy) {
         self.done = true;
+        self.count();
         if let Some(conn) = &self.conn {
             conn.idle();
         }

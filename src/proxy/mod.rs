@@ -69,6 +69,7 @@ pub struct Running {
     shared: Arc<Shared>,
     accept_tasks: Vec<JoinHandle<()>>,
     writer: LogWriter,
+    admin_stop: watch::Sender<bool>,
 }
 
 /// One configuration with what is derived from it: requests load it once
@@ -116,6 +117,7 @@ pub(crate) struct Shared {
     pub(crate) tracker: Tracker,
     pub(crate) phase: watch::Sender<Phase>,
     pub(crate) head_replies: Arc<conn::HeadReplies>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Bumped on every reload, so open tunnels re-decide.
     pub(crate) generation: watch::Sender<u64>,
 }
@@ -218,13 +220,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         None => None,
     };
-    // TODO(admin): the admin endpoint is served by `admin.rs` (another issue);
-    // its configured address is already refused as a destination.
     let mut own = listen_addrs.clone();
     own.extend(&tls_addrs);
-    if let Some(admin) = &config.admin {
-        own.push(admin.listen);
-    }
+    let mut admin_addr = None;
+    let admin_listener = match &config.admin {
+        Some(admin) => {
+            let addr = admin.listen;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+            let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            own.push(local);
+            admin_addr = Some(local);
+            Some(listener)
+        }
+        None => None,
+    };
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (sink, writer) =
         LogWriter::start(&config.log, config.limits.max_connections, metrics.clone()).map_err(|source| {
@@ -247,14 +257,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         phase,
         generation: watch::channel(0).0,
         head_replies: Arc::new(respond::head_replies()),
+        metrics: metrics.clone(),
     });
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
+    if let Some(listener) = admin_listener {
+        let snapshot = shared.snapshot.clone();
+        let state = crate::admin::AdminState {
+            metrics: metrics.clone(),
+            pac: Arc::new(move || crate::pac::render(&snapshot.load().config)),
+        };
+        tokio::spawn(crate::admin::serve(listener, state, admin_stop_rx));
+    }
     let plain = listeners.into_iter().map(|listener| (listener, None));
     let tls = tls_listeners.into_iter().map(|listener| (listener, acceptor.clone()));
     let accept_tasks = plain
         .chain(tls)
         .map(|(listener, tls)| tokio::spawn(server::accept_loop(shared.clone(), listener, tls)))
         .collect();
-    Ok(Running { listen_addrs, tls_addrs, admin_addr: None, shared, accept_tasks, writer })
+    Ok(Running { listen_addrs, tls_addrs, admin_addr, shared, accept_tasks, writer, admin_stop })
 }
 
 /// The TLS server config for `[proxy.tls]` (ring provider, TLS 1.2 and
@@ -290,8 +310,31 @@ impl Running {
     /// and tunnels in flight keep the snapshot they started with.
     pub fn reload(&self, config: Config) {
         // Listen addresses are bound once; a changed `listen` needs a restart.
+        self.writer.configure(&config.log);
         self.shared.snapshot.store(Arc::new(Snapshot::new(Arc::new(config), &self.shared.own)));
         self.shared.generation.send_modify(|generation| *generation += 1);
+        self.shared.metrics.count_reload(true);
+    }
+
+    /// Records a reload attempt whose config failed validation (the running
+    /// config stays).
+    pub fn reload_failed(&self) {
+        self.shared.metrics.count_reload(false);
+    }
+
+    /// Reopens the access-log file (SIGUSR1, after logrotate renamed it).
+    pub async fn reopen_log(&self) {
+        self.writer.reopen().await;
+    }
+
+    /// The process's metrics (also served on the admin endpoint).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.snapshot.load().config.clone()
     }
 
     /// Begins graceful shutdown: stop accepting, let in-flight work finish
@@ -321,6 +364,7 @@ impl Running {
             let _ = tokio::time::timeout(CUT_LINGER, self.shared.tracker.wait_idle()).await;
         }
         self.writer.close().await;
+        self.admin_stop.send_replace(true);
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! and the PAC file. This is the only place that picks a status code for
 //! them, and every one carries `Proxy-Status` (RFC 9209).
 
+use crate::metrics::KindLabel;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
@@ -144,6 +145,15 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
     if let Some(rule) = refusal.logged_as() {
         ctx.rule = rule.to_owned();
         ctx.action = Action::Block;
+    }
+    match &refusal {
+        Refusal::Upstream(_) => {
+            ctx.shared.metrics.upstream_errors.get_or_create(&KindLabel { kind: refusal.proxy_status_error() }).inc();
+        }
+        Refusal::AuthRequired => {
+            ctx.shared.metrics.auth_failures.inc();
+        }
+        _ => {}
     }
     let status = refusal.status();
     let connect = ctx.method == "CONNECT";

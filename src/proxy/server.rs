@@ -116,6 +116,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let _token = token;
+    let _gauge = crate::metrics::GaugeGuard::new(&shared.metrics.active_connections);
     let limits = shared.snapshot.load().config.limits.clone();
     let state = ConnState::new();
     let io = ClientIo::new(stream, state.clone(), &limits, shared.head_replies.clone());

@@ -37,8 +37,10 @@ pub(crate) async fn tunnel(
     };
     let token = ctx.shared.enter();
     let host = host.clone();
+    let gauge = crate::metrics::GaugeGuard::new(&ctx.shared.metrics.active_tunnels);
     tokio::spawn(async move {
         let _token = token;
+        let _gauge = gauge;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => run(ctx, TokioIo::new(upgraded), origin, host, valid_until).await,
             Err(err) => {

@@ -1,0 +1,142 @@
+//! The admin endpoint: `/healthz`, `/metrics` moving with traffic and
+//! reloads, `/proxy.pac`, 404 elsewhere, and never reachable through the
+//! proxy itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use support::{Client, Company, EchoOrigin, WAIT, bounded};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A company proxy with `[admin] listen` on an ephemeral port.
+async fn start_with_admin(company: Company) -> (socialgate::proxy::Running, Company) {
+    let path = company.write(&[443]);
+    let mut main = std::fs::read_to_string(&path).unwrap();
+    main.push_str(
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[pac]\nproxy = \"proxy.corp.test:3128\"\ndirect = [\"*.corp.test\"]\n",
+    );
+    std::fs::write(&path, main).unwrap();
+    let config = socialgate::config::load(&path).unwrap_or_else(|d| panic!("{d}"));
+    (socialgate::proxy::start(config).await.unwrap(), company)
+}
+
+/// `GET path` on the admin endpoint: (status, content type, body).
+async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(admin)).await.unwrap().unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// Polls `/metrics` until it contains `line` (records and counters are
+/// updated when a request's log record is written, just after the reply).
+async fn metrics_until(admin: SocketAddr, line: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, _, body) = admin_get(admin, "/metrics").await;
+        if body.contains(line) {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/metrics never showed `{line}`:\n{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_serves_health_pac_and_metrics_that_move_with_traffic() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let (running, _company) = start_with_admin(Company::new()).await;
+        let admin = running.admin_addr.expect("admin listener bound");
+        let proxy = running.listen_addrs[0];
+
+        assert_eq!(admin_get(admin, "/healthz").await, (200, "text/plain; charset=utf-8".into(), "ok\n".into()));
+        let (status, content_type, pac) = admin_get(admin, "/proxy.pac").await;
+        assert_eq!((status, content_type.as_str()), (200, "application/x-ns-proxy-autoconfig"));
+        assert!(pac.contains("PROXY proxy.corp.test:3128") && pac.contains("*.corp.test"), "{pac}");
+        assert_eq!(admin_get(admin, "/nope").await.0, 404);
+
+        let blocked = Client::connect(proxy, "127.0.0.1")
+            .await
+            .get(&format!("http://www.facebook.com:{}/", origin.port()), &[])
+            .await;
+        assert_eq!(blocked.status, 403);
+        let logged = Client::connect(proxy, "127.0.0.2")
+            .await
+            .get(&format!("http://www.facebook.com:{}/", origin.port()), &[])
+            .await;
+        assert_eq!(logged.status, 200);
+
+        let text =
+            metrics_until(admin, r#"socialgate_requests_total{department="sales",service="facebook",action="log"} 1"#)
+                .await;
+        assert!(
+            text.contains(r#"socialgate_requests_total{department="default",service="facebook",action="block"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("socialgate_access_log_records_total"), "{text}");
+        assert!(text.contains("socialgate_config_generation 1"), "{text}");
+        assert!(text.contains("socialgate_active_connections"), "{text}");
+
+        running.shutdown();
+        tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reloads_and_upstream_errors_are_counted() {
+    bounded(async {
+        let (running, company) = start_with_admin(Company::new()).await;
+        let admin = running.admin_addr.unwrap();
+        let config = socialgate::config::load(&company.dir().join("socialgate.toml")).unwrap();
+        running.reload(config);
+        running.reload_failed();
+        let text = metrics_until(admin, "socialgate_config_generation 2").await;
+        assert!(text.contains(r#"socialgate_reloads_total{result="success"} 1"#), "{text}");
+        assert!(text.contains(r#"socialgate_reloads_total{result="failure"} 1"#), "{text}");
+
+        let refused = Client::connect(running.listen_addrs[0], "127.0.0.1")
+            .await
+            .get(&format!("http://example.test:{}/", support::closed_port()), &[])
+            .await;
+        assert_eq!(refused.status, 502);
+        metrics_until(admin, r#"socialgate_upstream_errors_total{kind="connection_refused"} 1"#).await;
+
+        running.shutdown();
+        tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_admin_port_is_never_reachable_through_the_proxy() {
+    bounded(async {
+        // Loopback is an allowed destination here, and still the admin port is refused.
+        let (running, _company) = start_with_admin(Company::new()).await;
+        let admin = running.admin_addr.unwrap();
+        let proxy = running.listen_addrs[0];
+        let via_http = Client::connect(proxy, "127.0.0.3")
+            .await
+            .get(&format!("http://127.0.0.1:{}/metrics", admin.port()), &[])
+            .await;
+        assert_eq!(via_http.status, 403);
+        assert!(via_http.header("proxy-status").unwrap().contains("destination_ip_prohibited"));
+        running.shutdown();
+        tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+    })
+    .await;
+}
