@@ -188,7 +188,6 @@ fn logrotate_accepts_the_snippet() {
 /// process: SIGUSR1 reopens the access log (a renamed file is replaced by a
 /// new one), SIGHUP reloads, neither stops it; SIGTERM exits 0.
 #[test]
-#[ignore = "needs `run` with the admin endpoint and SIGUSR1 reopen (proxy + operations work); run with --ignored"]
 fn the_running_proxy_survives_hup_and_reopens_its_log_on_usr1() {
     let dir = tempfile::tempdir().unwrap();
     let proxy_port = free_port();
