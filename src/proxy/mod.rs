@@ -13,10 +13,10 @@
 mod conn;
 mod context;
 mod forward;
+mod intercept;
 mod proxy_protocol;
 mod respond;
 mod server;
-mod sni;
 mod tunnel;
 
 use std::net::SocketAddr;
@@ -82,6 +82,9 @@ pub(crate) struct Snapshot {
     pub(crate) resolver: Arc<Resolver>,
     pub(crate) guard: Arc<Guard>,
     pub(crate) upstream: forward::UpstreamClient,
+    /// `[intercept]`: mints block-page certificates (per snapshot, so a
+    /// reloaded CA takes effect at once).
+    pub(crate) minter: Option<Arc<crate::tls::mint::Minter>>,
 }
 
 impl Snapshot {
@@ -93,7 +96,20 @@ impl Snapshot {
             own: own.to_vec(),
         });
         let upstream = forward::upstream_client(resolver.clone(), guard.clone(), config.limits.connect_timeout);
-        Snapshot { config, resolver, guard, upstream }
+        let minter = config.intercept.as_ref().and_then(|ca| {
+            match crate::tls::mint::Minter::new(
+                &ca.ca_cert_pem,
+                &ca.ca_key_pem.0,
+                crate::tls::mint::DEFAULT_CACHE_HOSTS,
+            ) {
+                Ok(minter) => Some(Arc::new(minter)),
+                Err(err) => {
+                    tracing::error!(%err, "intercept CA unusable; blocked HTTPS gets a plain 403");
+                    None
+                }
+            }
+        });
+        Snapshot { config, resolver, guard, upstream, minter }
     }
 }
 

@@ -244,6 +244,18 @@ fn page(ctx: &Ctx, refusal: &Refusal) -> String {
     html_page(refusal.summary(), &body)
 }
 
+/// The HTTP block page as a whole `Connection: close` response, for the
+/// block page served inside an intercepted TLS connection.
+pub(crate) fn block_page_bytes(ctx: &Ctx) -> Vec<u8> {
+    let body = page(ctx, &Refusal::Blocked);
+    format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nProxy-Status: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        proxy_status(Refusal::Blocked.proxy_status_error(), &ctx.rule),
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Serves `bytes` made by the proxy itself with a 200 (the PAC file, the
 /// status page), logs it and returns the response.
 pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String) -> Response<ProxyBody> {

@@ -272,6 +272,9 @@ async fn handle(
     let decision = config.policy.decide(placement, &host, ctx.ts);
     ctx.decided(&decision);
     if decision.action == Action::Block {
+        if connect && let Some(minter) = ctx.snap.minter.clone() {
+            return tunnel::intercept_blocked(ctx, req, &host, minter);
+        }
         return refuse(ctx, Refusal::Blocked).await;
     }
     if connect {

@@ -14,10 +14,50 @@ use tokio::net::TcpStream;
 
 use super::context::{Ctx, PolicyWatch};
 use super::respond::{ProxyBody, Refusal, refuse, tunnel_established};
-use super::{Phase, sni};
+use super::{Phase, intercept};
 use crate::access_log::ClosedBy;
 use crate::config::NonTlsTunnels;
 use crate::policy::{Action, Host, Identity};
+use crate::tls::peek::{Peeked, read_client_hello};
+
+/// Answers a CONNECT the policy blocks when `[intercept]` is configured:
+/// `200`, then TLS as the host with a minted certificate and the block page
+/// (`403`) inside, so the browser shows why.
+pub(crate) fn intercept_blocked(
+    mut ctx: Ctx,
+    req: Request<Incoming>,
+    host: &Host,
+    minter: std::sync::Arc<crate::tls::mint::Minter>,
+) -> Response<ProxyBody> {
+    let token = ctx.shared.enter();
+    let host = host.clone();
+    tokio::spawn(async move {
+        let _token = token;
+        let mut client = match hyper::upgrade::on(req).await {
+            Ok(upgraded) => TokioIo::new(upgraded),
+            Err(err) => {
+                tracing::debug!(%err, "CONNECT upgrade failed");
+                ctx.log(403, ClosedBy::Error).await;
+                return;
+            }
+        };
+        let mut first = Vec::new();
+        let wait = ctx.snap.config.limits.sni_peek_timeout;
+        match read_client_hello(&mut client, &mut first, wait).await {
+            Ok(Peeked::ClientHello { sni }) => {
+                let sni = sni.and_then(|name| Host::parse(&name).ok());
+                let name = sni.as_ref().unwrap_or(&host).to_string();
+                ctx.sni = sni.map(|h| h.to_string());
+                if let Err(err) = intercept::serve_block_page(&mut ctx, &minter, client, first, &name).await {
+                    tracing::debug!(%err, host = %ctx.host, "block page over TLS not delivered");
+                }
+            }
+            _ => ctx.set_up(first.len() as u64),
+        }
+        ctx.log(403, ClosedBy::Proxy).await;
+    });
+    tunnel_established()
+}
 
 /// Opens the tunnel for an allowed CONNECT.
 pub(crate) async fn tunnel(
@@ -73,8 +113,9 @@ where
             }
         }
     };
-    let peeking = peek_first_bytes(&mut client, snap.config.limits.sni_peek_timeout);
-    let (first, peeked) = tokio::select! {
+    let mut first = Vec::new();
+    let peeking = read_client_hello(&mut client, &mut first, snap.config.limits.sni_peek_timeout);
+    let peeked = tokio::select! {
         peeked = peeking => peeked,
         closed_by = stop(None) => {
             ctx.set_up(0);
@@ -82,9 +123,10 @@ where
             return;
         }
     };
+    ctx.set_up(first.len() as u64);
     let mut also = None;
     match peeked {
-        sni::Peek::ClientHello(Some(name)) => match Host::parse(&name) {
+        Ok(Peeked::ClientHello { sni: Some(name) }) => match Host::parse(&name) {
             Ok(sni_host) => {
                 ctx.sni = Some(sni_host.to_string());
                 if sni_host != host {
@@ -100,18 +142,42 @@ where
             }
             Err(_) => ctx.sni = Some(name),
         },
-        sni::Peek::ClientHello(None) => {}
-        sni::Peek::NotTls | sni::Peek::NeedMore => {
+        Ok(Peeked::ClientHello { sni: None }) => {}
+        Ok(Peeked::NotTls) => {
             if snap.config.proxy.non_tls_tunnels == NonTlsTunnels::Refuse {
                 ctx.rule = "non_tls_tunnels".into();
                 ctx.action = Action::Block;
             }
         }
+        Ok(Peeked::Closed) => {
+            ctx.log(200, ClosedBy::Client).await;
+            return;
+        }
+        Ok(Peeked::Malformed(why)) => {
+            // Truncated, oversized or garbage TLS: nothing reaches the origin.
+            tracing::debug!(why, host = %ctx.host, "malformed ClientHello; closing the tunnel");
+            ctx.rule = "request".into();
+            ctx.action = Action::Block;
+            ctx.log(400, ClosedBy::Proxy).await;
+            return;
+        }
+        Err(err) => {
+            tracing::debug!(%err, host = %ctx.host, "tunnel read failed before the ClientHello");
+            ctx.log(200, ClosedBy::Error).await;
+            return;
+        }
     }
-    ctx.set_up(first.len() as u64);
     if ctx.action == Action::Block {
-        // The 200 is already sent: closing is all that is left.
-        // TODO(intercept): with `[intercept]`, serve the block page over TLS.
+        // The 200 is already sent: with `[intercept]` the block page is
+        // served over TLS, else closing is all that is left.
+        if let Some(minter) = snap.minter.clone()
+            && ctx.rule != "non_tls_tunnels"
+        {
+            let name = ctx.sni.clone().unwrap_or_else(|| host.to_string());
+            if let Err(err) = intercept::serve_block_page(&mut ctx, &minter, client, first, &name).await {
+                tracing::debug!(%err, host = %ctx.host, "block page over TLS not delivered");
+            }
+        }
         ctx.log(403, ClosedBy::Policy).await;
         return;
     }
@@ -124,28 +190,6 @@ where
     ctx.set_up(first.len() as u64 + up);
     ctx.bytes_down = down;
     ctx.log(200, closed_by).await;
-}
-
-/// Reads what the client sends first, until it is clearly a ClientHello
-/// (or clearly not), the client stops sending, or `timeout` passes.
-async fn peek_first_bytes<C: AsyncRead + Unpin>(client: &mut C, timeout: Duration) -> (Vec<u8>, sni::Peek) {
-    let mut first = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut chunk = [0u8; 4096];
-    loop {
-        let read = tokio::time::timeout_at(deadline, client.read(&mut chunk)).await;
-        match read {
-            Ok(Ok(n)) if n > 0 => {
-                first.extend_from_slice(&chunk[..n]);
-                let peeked = sni::peek(&first);
-                if peeked != sni::Peek::NeedMore || first.len() >= sni::MAX_RECORD {
-                    return (first, peeked);
-                }
-            }
-            // Closed, failed or silent: whatever came is not a ClientHello.
-            _ => return (first, sni::Peek::NotTls),
-        }
-    }
 }
 
 /// Copies both ways; returns (client->origin bytes, origin->client bytes,
