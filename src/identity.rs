@@ -96,6 +96,13 @@ impl Authenticator {
             return AuthOutcome::Missing;
         };
         let Some(stored) = config.users.get(&creds.user) else {
+            // Spend the time a real check would, against some user's hash,
+            // so response timing does not tell which users exist.
+            if let Some(any) = config.users.values().next() {
+                let hash = any.0.clone();
+                let password = creds.password;
+                let _ = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash)).await;
+            }
             return AuthOutcome::Invalid;
         };
         let key = cache_key(&creds, &stored.0);

@@ -103,3 +103,27 @@ async fn an_idle_tunnel_is_closed_after_tunnel_idle_timeout() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reload_that_blocks_an_open_tunnel_cuts_it() {
+    bounded(async {
+        let origin = SilentOrigin::start().await;
+        let mut proxy = Company::new().start(&[origin.addr.port()]).await;
+        let mut seller = proxy.client_from("127.0.0.2").await;
+        assert_eq!(seller.connect_to(&format!("twitter.com:{}", origin.addr.port()), &[]).await.status, 200);
+
+        proxy.reload(|company| {
+            company.department(
+                "sales",
+                "networks = [\"127.0.0.2/32\"]\nusers = [\"alice\"]\ndefault = \"allow\"\n[services]\ntwitter = \"block\"\n",
+            )
+        });
+
+        assert!(seller.closed().await, "the tunnel outlived its policy");
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["closed_by"], "policy");
+        assert_eq!(r["action"], "allow", "logged with its original action");
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -183,7 +183,10 @@ async fn a_malformed_request_gets_400_and_the_proxy_carries_on() {
 
         let mut broken = proxy.client().await;
         broken.send("THIS IS NOT HTTP\r\n\r\n").await;
-        assert_eq!(broken.reply(true).await.status, 400);
+        let reply = broken.reply(true).await;
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.header("proxy-status"), Some("socialgate; error=http_request_error; details=\"request\""));
+        assert!(broken.closed().await);
 
         let reply = proxy.client().await.get(&format!("http://example.test:{}/ok", origin.port()), &[]).await;
         assert_eq!(reply.status, 200);
@@ -224,6 +227,31 @@ async fn with_allowed_false_only_block_and_log_decisions_are_written() {
         let all = support::wait_for_records(&company.dir().join("access.log"), 2).await;
         assert_eq!(all.len(), 2, "{all:?}");
         assert!(records.iter().all(|r| r["action"] != "allow"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_that_blocks_a_streaming_response_cuts_it() {
+    bounded(async {
+        let origin = support::TricklingOrigin::start().await;
+        let mut proxy = Company::new().start(&[443]).await;
+        let mut seller = proxy.client_from("127.0.0.2").await;
+        let reply = seller.get_head(&format!("http://twitter.com:{}/stream", origin.addr.port())).await;
+        assert_eq!(reply.status, 200);
+
+        proxy.reload(|company| {
+            company.department(
+                "sales",
+                "networks = [\"127.0.0.2/32\"]\nusers = [\"alice\"]\ndefault = \"allow\"\n[services]\ntwitter = \"block\"\n",
+            )
+        });
+
+        assert!(seller.closed().await, "the response outlived its policy");
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["closed_by"], "policy");
+        assert_eq!(r["action"], "allow");
+        proxy.stop().await;
     })
     .await;
 }

@@ -5,7 +5,7 @@ pub mod pseudonym;
 pub mod squid;
 pub mod writer;
 
-pub use writer::{LogSink, LogWriter};
+pub use writer::{LogSink, LogWriter, Reserved};
 
 use std::net::IpAddr;
 

@@ -2,16 +2,17 @@
 //! [`Ctx::log`], the one function that turns it into the access-log record.
 //! Every exit path ends in exactly one call to it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::conn::ConnState;
 use super::{Phase, Shared, Snapshot};
-use crate::access_log::{ClosedBy, Record};
-use crate::policy::{Action, Decision};
+use crate::access_log::{ClosedBy, Record, Reserved};
+use crate::policy::{Action, Decision, Host, Identity};
 
 /// Everything known about one request so far.
 #[derive(Debug)]
@@ -35,6 +36,12 @@ pub(crate) struct Ctx {
     /// they stream (shared with the body wrapper).
     pub(crate) bytes_up: Arc<AtomicU64>,
     pub(crate) bytes_down: u64,
+    /// The client connection, told when this request is done.
+    pub(crate) conn: Option<Arc<ConnState>>,
+    /// Room reserved in the access log for a record written from sync code.
+    pub(crate) permit: Option<Reserved>,
+    /// The record was written (or deliberately not).
+    done: bool,
 }
 
 impl Ctx {
@@ -61,6 +68,9 @@ impl Ctx {
             action: Action::Block,
             bytes_up: Arc::new(AtomicU64::new(0)),
             bytes_down: 0,
+            conn: None,
+            permit: None,
+            done: false,
         }
     }
 
@@ -104,20 +114,63 @@ impl Ctx {
     }
 
     /// Writes the record, waiting while the writer is behind.
-    pub(crate) async fn log(self, status: u16, closed_by: ClosedBy) {
+    pub(crate) async fn log(mut self, status: u16, closed_by: ClosedBy) {
+        self.done = true;
+        if let Some(conn) = &self.conn {
+            conn.idle();
+        }
         if self.wanted() {
             let record = self.record(status, closed_by);
-            self.shared.sink.send(record).await;
+            match self.permit.take() {
+                Some(permit) => permit.send(record),
+                None => self.shared.sink.send(record).await,
+            }
         }
     }
 
-    /// Writes the record from synchronous code (a body's `Drop`). Work cut
-    /// at the end of the shutdown grace period is logged as `shutdown`.
-    pub(crate) fn log_detached(self, status: u16, closed_by: ClosedBy) {
+    /// Reserves room in the access log now (waiting while the writer is
+    /// behind), so the record can be written later from synchronous code.
+    pub(crate) async fn reserve_log(&mut self) {
+        if self.wanted() && self.permit.is_none() {
+            self.permit = self.shared.sink.reserve().await;
+        }
+    }
+
+    /// Writes the record from synchronous code (a body's `Drop`), into the
+    /// room reserved by [`Ctx::reserve_log`]. Work cut at the end of the
+    /// shutdown grace period is logged as `shutdown`.
+    pub(crate) fn log_detached(mut self, status: u16, closed_by: ClosedBy) {
+        self.emit_detached(status, closed_by);
+    }
+
+    fn emit_detached(&mut self, status: u16, closed_by: ClosedBy) {
+        self.done = true;
+        if let Some(conn) = &self.conn {
+            conn.idle();
+        }
         if self.wanted() {
             let closed_by = if self.shared.current_phase() == Phase::Cut { ClosedBy::Shutdown } else { closed_by };
             let record = self.record(status, closed_by);
-            self.shared.sink.send_detached(record);
+            match self.permit.take() {
+                Some(permit) => permit.send(record),
+                None => self.shared.sink.send_detached(record),
+            }
+        }
+    }
+
+    /// Counts only `n` bytes up (a tunnel's payload, not the CONNECT head).
+    pub(crate) fn set_up(&self, n: u64) {
+        self.bytes_up.store(n, Ordering::Relaxed);
+    }
+}
+
+/// A request dropped before any exit path logged it (hyper dropped the
+/// service future: the client went away mid-request, or shutdown cut the
+/// connection) is still logged, with status 0: nothing was sent.
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if !self.done {
+            self.emit_detached(0, ClosedBy::Client);
         }
     }
 }
@@ -127,4 +180,48 @@ impl Ctx {
 pub(crate) fn head_size(first_line: usize, headers: &http::HeaderMap) -> u64 {
     let fields: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
     (first_line + 2 + fields + 2) as u64
+}
+
+/// What an open tunnel or streaming response was decided for, to decide it again when a schedule
+/// boundary passes or the configuration is reloaded.
+pub(crate) struct PolicyWatch {
+    pub(crate) user: Option<String>,
+    pub(crate) client: IpAddr,
+    pub(crate) host: Host,
+    pub(crate) valid_until: Option<Timestamp>,
+}
+
+impl PolicyWatch {
+    /// Resolves when the current policy would block the tunnel.
+    pub(crate) async fn until_blocked(mut self, shared: Arc<Shared>) {
+        let mut generation = shared.generation.subscribe();
+        loop {
+            let boundary = async {
+                match self.valid_until {
+                    Some(at) => {
+                        let ms = at.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
+                        // Just past the boundary, so the new window is in force.
+                        tokio::time::sleep(Duration::from_millis(ms.unsigned_abs() + 1)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = boundary => {}
+                changed = generation.changed() => {
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            let snap = shared.snapshot.load_full();
+            let policy = &snap.config.policy;
+            let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
+            let decision = policy.decide(placement, &self.host, Timestamp::now());
+            if decision.action == Action::Block {
+                return;
+            }
+            self.valid_until = decision.valid_until;
+        }
+    }
 }

@@ -19,10 +19,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use jiff::Timestamp;
 use tokio::net::TcpStream;
 
 use super::Snapshot;
-use super::context::{Ctx, head_size};
+use super::context::{Ctx, PolicyWatch, head_size};
 use super::respond::{BoxError, ProxyBody, Refusal, Upstream, refuse};
 use crate::access_log::ClosedBy;
 use crate::config::ForwardedFor;
@@ -103,7 +104,13 @@ fn add_via(headers: &mut HeaderMap) {
 }
 
 /// Forwards an absolute-form `http://` request whose decision allows it.
-pub(crate) async fn forward(ctx: Ctx, req: Request<Incoming>, host: &Host, port: u16) -> Response<ProxyBody> {
+pub(crate) async fn forward(
+    ctx: Ctx,
+    req: Request<Incoming>,
+    host: &Host,
+    port: u16,
+    valid_until: Option<Timestamp>,
+) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
     let authority = authority(host, port);
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -156,14 +163,20 @@ pub(crate) async fn forward(ctx: Ctx, req: Request<Incoming>, host: &Host, port:
         }
         Ok(Ok(response)) => response,
     };
+    let mut ctx = ctx;
+    // Backpressure here, while the request can still wait; the record is
+    // then written without waiting when the body ends or is dropped.
+    ctx.reserve_log().await;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     add_via(&mut parts.headers);
     let status = parts.status.as_u16();
     let head = head_size(parts.status.as_str().len() + 9, &parts.headers)
         + parts.status.canonical_reason().map_or(0, |r| r.len() as u64);
-    let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0 };
-    Response::from_parts(parts, logged.boxed())
+    let watch = PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), valid_until };
+    let policy = Box::pin(watch.until_blocked(ctx.shared.clone()));
+    let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0, policy };
+    Response::from_parts(parts, logged.boxed_unsync())
 }
 
 pub(crate) fn authority(host: &Host, port: u16) -> String {
@@ -229,6 +242,8 @@ pin_project_lite::pin_project! {
         status: u16,
         head: u64,
         bytes: u64,
+        // Resolves when the policy now blocks this response: it is cut.
+        policy: Pin<Box<dyn Future<Output = ()> + Send>>,
     }
 
     impl PinnedDrop for Logged {
@@ -248,6 +263,10 @@ impl Body for Logged {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
+        if this.ctx.is_some() && this.policy.as_mut().poll(cx).is_ready() {
+            finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Policy);
+            return Poll::Ready(Some(Err("response cut: the policy now blocks it".into())));
+        }
         let mut inner = this.inner;
         let polled = inner.as_mut().poll_frame(cx);
         match &polled {

@@ -8,6 +8,7 @@
 //! - [`tunnel`]: CONNECT tunnels.
 //! - [`respond`]: every response the proxy makes itself.
 
+mod conn;
 mod context;
 mod forward;
 mod respond;
@@ -107,6 +108,9 @@ pub(crate) struct Shared {
     pub(crate) upstream: forward::UpstreamClient,
     pub(crate) tracker: Tracker,
     pub(crate) phase: watch::Sender<Phase>,
+    pub(crate) head_replies: Arc<conn::HeadReplies>,
+    /// Bumped on every reload, so open tunnels re-decide.
+    pub(crate) generation: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -197,12 +201,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(admin) = &config.admin {
         own.push(admin.listen);
     }
-    let (sink, writer) = LogWriter::start(&config.log.access_log).map_err(|source| StartError::AccessLog {
-        path: match &config.log.access_log {
-            crate::config::LogTarget::Stdout => "-".into(),
-            crate::config::LogTarget::File(path) => path.display().to_string(),
-        },
-        source,
+    let (sink, writer) = LogWriter::start(&config.log.access_log, config.limits.max_connections).map_err(|source| {
+        StartError::AccessLog {
+            path: match &config.log.access_log {
+                crate::config::LogTarget::Stdout => "-".into(),
+                crate::config::LogTarget::File(path) => path.display().to_string(),
+            },
+            source,
+        }
     })?;
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::new(config), &own)));
     let upstream = forward::upstream_client(snapshot.clone());
@@ -215,6 +221,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         upstream,
         tracker: Tracker::default(),
         phase,
+        generation: watch::channel(0).0,
+        head_replies: Arc::new(respond::head_replies()),
     });
     let accept_tasks =
         listeners.into_iter().map(|listener| tokio::spawn(server::accept_loop(shared.clone(), listener))).collect();
@@ -230,6 +238,7 @@ impl Running {
     pub fn reload(&self, config: Config) {
         // Listen addresses are bound once; a changed `listen` needs a restart.
         self.shared.snapshot.store(Arc::new(Snapshot::new(Arc::new(config), &self.shared.own)));
+        self.shared.generation.send_modify(|generation| *generation += 1);
     }
 
     /// Begins graceful shutdown: stop accepting, let in-flight work finish

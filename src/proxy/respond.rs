@@ -5,8 +5,9 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 
+use super::conn::HeadReplies;
 use super::context::{Ctx, head_size};
 use crate::access_log::ClosedBy;
 use crate::policy::{Action, Decision, Host, Placement};
@@ -16,16 +17,16 @@ use crate::resolve::ConnectError;
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every response the proxy sends.
-pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body of fixed bytes.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// An empty body.
 pub(crate) fn empty() -> ProxyBody {
-    Empty::new().map_err(|never| match never {}).boxed()
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 /// Why the proxy answers a request itself instead of forwarding it.
@@ -41,6 +42,8 @@ pub(crate) enum Refusal {
     AuthRequired,
     /// Not a request a proxy can serve.
     BadRequest(&'static str),
+    /// The request head is larger than `max_header_bytes`.
+    HeadTooLarge,
     /// Reaching the origin failed.
     Upstream(Upstream),
 }
@@ -75,6 +78,7 @@ impl Refusal {
             Refusal::Blocked | Refusal::ConnectPort | Refusal::PrivateDestination => StatusCode::FORBIDDEN,
             Refusal::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Upstream(Upstream::ConnectTimeout | Upstream::ResponseTimeout) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -86,7 +90,7 @@ impl Refusal {
             Refusal::Blocked | Refusal::ConnectPort => "http_request_denied",
             Refusal::PrivateDestination => "destination_ip_prohibited",
             Refusal::AuthRequired => "proxy_auth_required",
-            Refusal::BadRequest(_) => "http_request_error",
+            Refusal::BadRequest(_) | Refusal::HeadTooLarge => "http_request_error",
             Refusal::Upstream(Upstream::Dns) => "dns_error",
             Refusal::Upstream(Upstream::Refused) => "connection_refused",
             Refusal::Upstream(Upstream::Unreachable) => "destination_unavailable",
@@ -111,6 +115,7 @@ impl Refusal {
             Refusal::PrivateDestination => Some("private_destination"),
             Refusal::AuthRequired => Some("auth"),
             Refusal::BadRequest(_) => Some("request"),
+            Refusal::HeadTooLarge => Some("limits"),
             Refusal::Blocked | Refusal::Upstream(_) => None,
         }
     }
@@ -122,6 +127,7 @@ impl Refusal {
             Refusal::PrivateDestination => "This destination is not reachable through the proxy",
             Refusal::AuthRequired => "Proxy authentication required",
             Refusal::BadRequest(_) => "Bad request",
+            Refusal::HeadTooLarge => "Request headers too large",
             Refusal::Upstream(Upstream::Dns) => "The site's name could not be resolved",
             Refusal::Upstream(Upstream::Refused) => "The site refused the connection",
             Refusal::Upstream(Upstream::Unreachable) => "The site could not be reached",
@@ -161,7 +167,7 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
             headers.insert(header::PROXY_AUTHENTICATE, value);
         }
     }
-    if matches!(refusal, Refusal::BadRequest(_)) {
+    if matches!(refusal, Refusal::BadRequest(_) | Refusal::HeadTooLarge) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     ctx.bytes_down = head_size(status.as_str().len() + 9, response.headers()) + 40 + body.len() as u64;
@@ -271,4 +277,87 @@ pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
 /// A bodiless `200 Connection established` for an accepted tunnel.
 pub(crate) fn tunnel_established() -> Response<ProxyBody> {
     Response::new(empty())
+}
+
+/// A whole `Connection: close` response as bytes, for the few answers
+/// written straight to the socket outside hyper (over `max_connections`,
+/// a request head that timed out).
+pub(crate) fn raw_response(status: StatusCode, error: &str, rule: &str, text: &str) -> Vec<u8> {
+    let body = format!("{}: {text}\n", status.as_u16());
+    format!(
+        "HTTP/1.1 {} {}\r\nProxy-Status: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        proxy_status(error, rule),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The reply to a client over `max_connections`.
+pub(crate) fn overloaded() -> Vec<u8> {
+    raw_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "connection_limit_reached",
+        "limits",
+        "too many connections, try again later",
+    )
+}
+
+/// The answers to a request head refused before hyper sees it whole.
+pub(crate) fn head_replies() -> HeadReplies {
+    HeadReplies {
+        timeout: raw_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "http_request_error",
+            "limits",
+            "the request head took too long",
+        ),
+        malformed: raw_response(StatusCode::BAD_REQUEST, "http_request_error", "request", "malformed request"),
+        too_large: raw_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "http_request_error",
+            "limits",
+            "request headers too large",
+        ),
+    }
+}
+
+/// How a connection refused at the head stage is logged: rule and closed_by.
+pub(crate) fn head_refusal_logged_as(status: u16) -> (&'static str, ClosedBy) {
+    match status {
+        408 => ("limits", ClosedBy::Timeout),
+        431 => ("limits", ClosedBy::Proxy),
+        _ => ("request", ClosedBy::Proxy),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_values_are_escaped() {
+        assert_eq!(html_escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn proxy_status_quotes_the_rule() {
+        assert_eq!(
+            proxy_status("http_request_denied", "rules[0]"),
+            "socialgate; error=http_request_denied; details=\"rules[0]\""
+        );
+        assert_eq!(proxy_status("x", "a\"b\\c\nd"), "socialgate; error=x; details=\"a\\\"b\\\\cd\"");
+    }
+
+    #[test]
+    fn raw_responses_are_complete_and_carry_proxy_status() {
+        let reply = String::from_utf8(overloaded()).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains("\r\nProxy-Status: socialgate; error=connection_limit_reached; details=\"limits\""));
+        assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
+        assert!(head.contains("\r\nConnection: close"));
+    }
 }

@@ -12,11 +12,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::conn::{ClientIo, ConnState};
 use super::context::{Ctx, head_size};
-use super::respond::{self, ProxyBody, Refusal, proxy_status, refuse};
+use super::respond::{self, ProxyBody, Refusal, refuse};
 use super::{Phase, Shared, Token, forward, tunnel};
 use crate::access_log::ClosedBy;
 use crate::identity::AuthOutcome;
@@ -53,19 +54,18 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let mut ctx = Ctx::new(shared, peer, "");
     ctx.rule = "limits".into();
-    let body = "503: too many connections, try again later\n";
-    let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nProxy-Status: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        proxy_status("connection_limit_reached", "limits"),
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.write_all(body.as_bytes()).await;
+    let reply = respond::overloaded();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = stream.write_all(&reply).await;
         let _ = stream.shutdown().await;
+        // Closing with the request unread would reset the connection and
+        // could destroy the reply before the client reads it: discard what
+        // it sends until it closes (or the timeout).
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
-    ctx.bytes_down = (head.len() + body.len()) as u64;
+    ctx.bytes_down = reply.len() as u64;
     ctx.log(503, ClosedBy::Proxy).await;
 }
 
@@ -75,19 +75,25 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, token: 
     let _token = token;
     let _ = stream.set_nodelay(true);
     let limits = shared.snapshot.load().config.limits.clone();
+    let state = ConnState::new();
+    let io = ClientIo::new(stream, state.clone(), &limits, shared.head_replies.clone());
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        // hyper needs at least 8 KiB of read buffer.
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        // Head and idle deadlines are ClientIo's.
+        .header_read_timeout(None)
+        // ClientIo refuses heads over `max_header_bytes` first (with a
+        // Proxy-Status); hyper needs at least 8 KiB of read buffer.
+        .max_buf_size(limits.max_header_bytes.saturating_add(8192))
         .keep_alive(true);
     let service_shared = shared.clone();
+    let service_state = state.clone();
     let service = service_fn(move |req| {
         let shared = service_shared.clone();
-        async move { Ok::<_, Infallible>(handle(shared, peer, req).await) }
+        let state = service_state.clone();
+        async move { Ok::<_, Infallible>(handle(shared, peer, state, req).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -99,7 +105,12 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, token: 
             }
         }
     };
-    if let Err(err) = result {
+    if let Some(status) = state.refused() {
+        let (rule, closed_by) = respond::head_refusal_logged_as(status);
+        let mut ctx = Ctx::new(shared.clone(), peer, "");
+        ctx.rule = rule.into();
+        ctx.log(status, closed_by).await;
+    } else if let Err(err) = result {
         connection_failed(&shared, peer, &err).await;
     }
 }
@@ -111,9 +122,6 @@ async fn connection_failed(shared: &Arc<Shared>, peer: SocketAddr, err: &hyper::
         (431, "limits", ClosedBy::Proxy)
     } else if err.is_parse() {
         (400, "request", ClosedBy::Proxy)
-    } else if err.is_timeout() {
-        // TODO(limits): hyper closes a slow head without answering; send the 408 ourselves.
-        (408, "limits", ClosedBy::Timeout)
     } else {
         tracing::debug!(%err, %peer, "client connection ended with an error");
         return;
@@ -163,10 +171,22 @@ fn target(req: &Request<Incoming>) -> Result<Target, Refusal> {
 }
 
 /// Routes one request through identity, placement and decision.
-async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    state: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    state.busy();
     let mut ctx = Ctx::new(shared, peer, req.method().as_str());
+    ctx.conn = Some(state);
     let request_line = req.method().as_str().len() + req.uri().to_string().len() + 10;
-    ctx.add_up(head_size(request_line, req.headers()));
+    let head = head_size(request_line, req.headers());
+    ctx.add_up(head);
+    // hyper's own buffer limit (at least 8 KiB) catches the grossly large.
+    if head > ctx.snap.config.limits.max_header_bytes as u64 {
+        return refuse(ctx, Refusal::HeadTooLarge).await;
+    }
     let (host, port, connect) = match target(&req) {
         Ok(Target::Pac) => {
             ctx.rule = "pac".into();
@@ -212,5 +232,9 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
     if decision.action == Action::Block {
         return refuse(ctx, Refusal::Blocked).await;
     }
-    if connect { tunnel::tunnel(ctx, req, &host, port).await } else { forward::forward(ctx, req, &host, port).await }
+    if connect {
+        tunnel::tunnel(ctx, req, &host, port, decision.valid_until).await
+    } else {
+        forward::forward(ctx, req, &host, port, decision.valid_until).await
+    }
 }

@@ -8,17 +8,25 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use jiff::Timestamp;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Phase;
 use super::context::Ctx;
+use super::context::PolicyWatch;
 use super::respond::{ProxyBody, Refusal, refuse, tunnel_established};
 use crate::access_log::ClosedBy;
 use crate::policy::Host;
 
 /// Opens the tunnel for an allowed CONNECT.
-pub(crate) async fn tunnel(ctx: Ctx, req: Request<Incoming>, host: &Host, port: u16) -> Response<ProxyBody> {
+pub(crate) async fn tunnel(
+    ctx: Ctx,
+    req: Request<Incoming>,
+    host: &Host,
+    port: u16,
+    valid_until: Option<Timestamp>,
+) -> Response<ProxyBody> {
     let snap = ctx.snap.clone();
     let origin = match snap.resolver.connect(host, port, &snap.guard, snap.config.limits.connect_timeout).await {
         Ok((stream, _)) => stream,
@@ -28,6 +36,7 @@ pub(crate) async fn tunnel(ctx: Ctx, req: Request<Incoming>, host: &Host, port: 
         }
     };
     let token = ctx.shared.enter();
+    let host = host.clone();
     // TODO(sni-peek): read the ClientHello here and decide on the SNI too.
     tokio::spawn(async move {
         let _token = token;
@@ -37,15 +46,23 @@ pub(crate) async fn tunnel(ctx: Ctx, req: Request<Incoming>, host: &Host, port: 
                 let mut client = TokioIo::new(upgraded);
                 let mut origin = origin;
                 let shared = ctx.shared.clone();
-                let cut = shared.reached(Phase::Cut);
-                let (up, down, closed_by) = pump(&mut client, &mut origin, idle, cut).await;
+                let watch =
+                    PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), valid_until };
+                let stop = async {
+                    tokio::select! {
+                        () = shared.reached(Phase::Cut) => ClosedBy::Shutdown,
+                        () = watch.until_blocked(shared.clone()) => ClosedBy::Policy,
+                    }
+                };
+                let (up, down, closed_by) = pump(&mut client, &mut origin, idle, stop).await;
                 let mut ctx = ctx;
-                ctx.add_up(up);
+                ctx.set_up(up);
                 ctx.bytes_down = down;
                 ctx.log(200, closed_by).await;
             }
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
+                ctx.set_up(0);
                 ctx.log(200, ClosedBy::Error).await;
             }
         }
@@ -55,13 +72,14 @@ pub(crate) async fn tunnel(ctx: Ctx, req: Request<Incoming>, host: &Host, port: 
 
 /// Copies both ways; returns (client->origin bytes, origin->client bytes,
 /// who ended it). When one side closes, the other's write half is shut and
-/// the copy runs on until it closes too (or idles out).
-async fn pump<C, F>(client: &mut C, origin: &mut TcpStream, idle: Duration, cut: F) -> (u64, u64, ClosedBy)
+/// the copy runs on until it closes too (or idles out). `stop` ends it early
+/// with the reason it gives (shutdown, policy).
+async fn pump<C, F>(client: &mut C, origin: &mut TcpStream, idle: Duration, stop: F) -> (u64, u64, ClosedBy)
 where
     C: AsyncRead + AsyncWrite + Unpin,
-    F: std::future::Future<Output = ()>,
+    F: std::future::Future<Output = ClosedBy>,
 {
-    tokio::pin!(cut);
+    tokio::pin!(stop);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut origin_read, mut origin_write) = origin.split();
     let mut up_buf = vec![0u8; 16 * 1024];
@@ -100,7 +118,7 @@ where
                 Err(_) => return (up, down, first_close.unwrap_or(ClosedBy::Origin)),
             },
             () = tokio::time::sleep(idle) => return (up, down, first_close.unwrap_or(ClosedBy::Timeout)),
-            () = &mut cut => return (up, down, ClosedBy::Shutdown),
+            reason = &mut stop => return (up, down, reason),
         }
     }
     (up, down, first_close.unwrap_or(ClosedBy::Client))

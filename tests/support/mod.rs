@@ -105,6 +105,13 @@ impl Company {
         self.identity("auth = \"basic\"").identity("htpasswd = \"users.htpasswd\"").identity("realm = \"Corp\"")
     }
 
+    /// Replaces (or adds) department `name` with the file `body`.
+    pub fn department(mut self, name: &str, body: &str) -> Self {
+        self.departments.retain(|(n, _)| n != name);
+        self.departments.push((name.to_owned(), body.to_owned()));
+        self
+    }
+
     /// Keeps loopback out of `allow_destinations`.
     pub fn without_loopback_destinations(mut self) -> Self {
         self.allow_loopback = false;
@@ -166,7 +173,12 @@ impl Company {
             Err(diags) => panic!("test config does not load:\n{diags}"),
         };
         let running = socialgate::proxy::start(config).await.unwrap();
-        Proxy { addr: running.listen_addrs[0], running: Some(running), company: self }
+        Proxy {
+            addr: running.listen_addrs[0],
+            running: Some(running),
+            company: Some(self),
+            connect_ports: connect_ports.to_vec(),
+        }
     }
 }
 
@@ -175,7 +187,8 @@ pub struct Proxy {
     /// Its first listener.
     pub addr: SocketAddr,
     running: Option<socialgate::proxy::Running>,
-    company: Company,
+    company: Option<Company>,
+    connect_ports: Vec<u16>,
 }
 
 impl Proxy {
@@ -193,12 +206,31 @@ impl Proxy {
     /// Waits (with a deadline) until the access log holds at least `n`
     /// records, and returns them all.
     pub async fn records(&self, n: usize) -> Vec<Value> {
-        wait_for_records(&self.company.dir().join("access.log"), n).await
+        wait_for_records(&self.log_path(), n).await
     }
 
     /// The access log's path.
     pub fn log_path(&self) -> PathBuf {
-        self.company.dir().join("access.log")
+        self.company().dir().join("access.log")
+    }
+
+    fn company(&self) -> &Company {
+        self.company.as_ref().unwrap()
+    }
+
+    /// Rewrites the config after `change` and reloads it into the running
+    /// proxy (listen addresses stay as they are).
+    pub fn reload(&mut self, change: impl FnOnce(Company) -> Company) {
+        let company = change(self.company.take().unwrap());
+        let path = company.write(&self.connect_ports);
+        self.company = Some(company);
+        let config = socialgate::config::load(&path).unwrap_or_else(|d| panic!("reloaded config does not load:\n{d}"));
+        self.running.as_ref().unwrap().reload(config);
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.running.as_ref().unwrap().shutdown();
     }
 
     /// Shuts the proxy down and waits for it; the config folder (and the
@@ -208,7 +240,7 @@ impl Proxy {
             running.shutdown();
             tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
         }
-        self.company
+        self.company.take().unwrap()
     }
 }
 
@@ -284,6 +316,13 @@ impl Client {
         raw.push_str("\r\n");
         self.send(&raw).await;
         self.reply(true).await
+    }
+
+    /// `GET url` through the proxy, reading only the response head.
+    pub async fn get_head(&mut self, url: &str) -> Reply {
+        let host = url.split('/').nth(2).unwrap_or("");
+        self.send(&format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+        self.reply(false).await
     }
 
     /// `CONNECT authority` with extra header lines; reads the reply head
@@ -543,4 +582,84 @@ pub fn proxy_auth(user: &str, password: &str) -> String {
     use base64::Engine;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Proxy-Authorization: Basic {token}")
+}
+
+/// An origin that answers every request with a chunked `200`, sends one
+/// chunk, and then holds the response open forever.
+pub struct TricklingOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl TricklingOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> TricklingOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n").await;
+                held.push(stream);
+            }
+        });
+        TricklingOrigin { addr }
+    }
+}
+
+/// An origin that holds each request until the test opens its gate, and
+/// tells the test when a request has arrived.
+pub struct GatedOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    arrived: tokio::sync::mpsc::Receiver<()>,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl GatedOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> GatedOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (arrived_tx, arrived) = tokio::sync::mpsc::channel(16);
+        let (gate, gate_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let arrived_tx = arrived_tx.clone();
+                let mut gate_rx = gate_rx.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let _ = arrived_tx.send(()).await;
+                    let _ = gate_rx.wait_for(|open| *open).await;
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                });
+            }
+        });
+        GatedOrigin { addr, arrived, gate }
+    }
+
+    /// Waits until a request has reached the origin.
+    pub async fn request_arrived(&mut self) {
+        tokio::time::timeout(WAIT, self.arrived.recv()).await.unwrap().unwrap();
+    }
+
+    /// Lets every held request (and later ones) be answered.
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
 }
