@@ -141,3 +141,21 @@ async fn a_client_that_leaves_while_the_origin_thinks_is_still_logged() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reload_that_forbids_a_destination_does_not_reuse_pooled_connections() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let mut proxy = Company::new().start(&[443]).await;
+        let url = format!("http://example.test:{}/", origin.port());
+        assert_eq!(proxy.client().await.get(&url, &[]).await.status, 200);
+
+        proxy.reload(Company::without_loopback_destinations);
+
+        let reply = proxy.client().await.get(&url, &[]).await;
+        assert_eq!(reply.status, 403);
+        assert!(reply.header("proxy-status").unwrap().contains("destination_ip_prohibited"));
+        proxy.stop().await;
+    })
+    .await;
+}

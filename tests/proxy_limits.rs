@@ -32,7 +32,7 @@ async fn a_slow_request_head_gets_408() {
 async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
     bounded(async {
         let origin = EchoOrigin::start().await;
-        let proxy = Company::new().limit("idle_timeout = \"300ms\"").start(&[443]).await;
+        let proxy = Company::new().limit("idle_timeout = \"1s\"").start(&[443]).await;
         let mut client = proxy.client().await;
 
         let url = format!("http://example.test:{}/", origin.port());
@@ -117,7 +117,11 @@ async fn a_reload_applies_to_new_requests() {
 async fn shutdown_cuts_a_tunnel_after_the_grace_period_and_logs_it() {
     bounded(async {
         let origin = SilentOrigin::start().await;
-        let proxy = Company::new().limit("shutdown_grace = \"300ms\"").start(&[origin.addr.port()]).await;
+        let proxy = Company::new()
+            .limit("shutdown_grace = \"300ms\"")
+            .limit("sni_peek_timeout = \"100ms\"")
+            .start(&[origin.addr.port()])
+            .await;
         let mut client = proxy.client_from("127.0.0.3").await;
         assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
 

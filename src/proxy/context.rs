@@ -46,8 +46,13 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// A context for a request whose head just arrived.
+    /// Until a user is known, the client is placed by its address, so even
+    /// requests refused early are logged under a department.
     pub(crate) fn new(shared: Arc<Shared>, client: SocketAddr, method: &str) -> Ctx {
         let snap = shared.snapshot.load_full();
+        let policy = &snap.config.policy;
+        let placement = policy.place(&Identity { user: None, client_ip: Some(client.ip()) });
+        let department = policy.department_name(placement.department).to_owned();
         Ctx {
             shared,
             snap,
@@ -55,7 +60,7 @@ impl Ctx {
             ts: Timestamp::now(),
             started: Instant::now(),
             user: None,
-            department: String::new(),
+            department,
             method: method.to_owned(),
             host: String::new(),
             port: 0,
@@ -188,6 +193,8 @@ pub(crate) struct PolicyWatch {
     pub(crate) user: Option<String>,
     pub(crate) client: IpAddr,
     pub(crate) host: Host,
+    /// A second name decided on too (a tunnel's SNI); the stricter wins.
+    pub(crate) also: Option<Host>,
     pub(crate) valid_until: Option<Timestamp>,
 }
 
@@ -217,11 +224,19 @@ impl PolicyWatch {
             let snap = shared.snapshot.load_full();
             let policy = &snap.config.policy;
             let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
-            let decision = policy.decide(placement, &self.host, Timestamp::now());
-            if decision.action == Action::Block {
-                return;
+            let now = Timestamp::now();
+            let mut valid_until = None;
+            for host in std::iter::once(&self.host).chain(self.also.as_ref()) {
+                let decision = policy.decide(placement, host, now);
+                if decision.action == Action::Block {
+                    return;
+                }
+                valid_until = match (valid_until, decision.valid_until) {
+                    (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                    (a, b) => a.or(b),
+                };
             }
-            self.valid_until = decision.valid_until;
+            self.valid_until = valid_until;
         }
     }
 }

@@ -14,17 +14,19 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use super::conn::{ClientIo, ConnState};
 use super::context::{Ctx, head_size};
 use super::respond::{self, ProxyBody, Refusal, refuse};
-use super::{Phase, Shared, Token, forward, tunnel};
+use super::{Phase, Shared, Token, forward, proxy_protocol, tunnel};
 use crate::access_log::ClosedBy;
 use crate::identity::AuthOutcome;
 use crate::policy::{Action, Host, Identity};
 
-/// Accepts clients on `listener` until shutdown begins.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+/// Accepts clients on `listener` until shutdown begins; with `tls`, each
+/// connection first completes a TLS handshake (client->proxy TLS).
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let draining = shared.reached(Phase::Draining);
     tokio::pin!(draining);
     loop {
@@ -38,7 +40,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                         continue;
                     }
                     let token = shared.enter();
-                    tokio::spawn(serve(shared.clone(), stream, peer, token));
+                    tokio::spawn(serve(shared.clone(), stream, peer, token, tls.clone()));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off a little.
@@ -70,10 +72,50 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 }
 
 /// Serves one client connection until it closes, shutdown drains it, or
-/// the grace period cuts it.
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, token: Token) {
-    let _token = token;
+/// the grace period cuts it: PROXY header (from trusted balancers), TLS
+/// handshake (on TLS listeners), then HTTP.
+async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    token: Token,
+    tls: Option<TlsAcceptor>,
+) {
     let _ = stream.set_nodelay(true);
+    let snapshot = shared.snapshot.load_full();
+    let header_timeout = snapshot.config.limits.header_timeout;
+    // A trusted load balancer says who the client really is.
+    if snapshot.config.proxy.proxy_protocol_from.iter().any(|net| net.contains(&peer.ip())) {
+        match tokio::time::timeout(header_timeout, proxy_protocol::read_header(&mut stream)).await {
+            Ok(Ok(Some(client))) => peer = client,
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(%err, %peer, "bad PROXY protocol header; closing");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no PROXY protocol header in time; closing");
+                return;
+            }
+        }
+    }
+    drop(snapshot);
+    match tls {
+        None => serve_http(shared, stream, peer, token).await,
+        Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_http(shared, stream, peer, token).await,
+            Ok(Err(err)) => tracing::debug!(%err, %peer, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        },
+    }
+}
+
+/// HTTP/1.1 over an established client stream.
+async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, token: Token)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _token = token;
     let limits = shared.snapshot.load().config.limits.clone();
     let state = ConnState::new();
     let io = ClientIo::new(stream, state.clone(), &limits, shared.head_replies.clone());
@@ -204,16 +246,15 @@ async fn handle(
     ctx.host = host.to_string();
     ctx.port = port;
     let config = ctx.snap.config.clone();
+    // Logged whatever decides, refusals included.
+    ctx.service = config.policy.service_of(&host).map(str::to_owned);
 
     let credentials = req.headers().get(header::PROXY_AUTHORIZATION).map(|value| value.as_bytes());
     match ctx.shared.auth.authenticate(&config.identity, peer.ip(), credentials).await {
         AuthOutcome::Anonymous => {}
         AuthOutcome::User(user) => ctx.user = Some(user),
-        AuthOutcome::Missing | AuthOutcome::Invalid => {
-            let placement = config.policy.place(&Identity { user: None, client_ip: Some(peer.ip()) });
-            ctx.department = config.policy.department_name(placement.department).to_owned();
-            return refuse(ctx, Refusal::AuthRequired).await;
-        }
+        // Logged in the department of the client's address (Ctx::new).
+        AuthOutcome::Missing | AuthOutcome::Invalid => return refuse(ctx, Refusal::AuthRequired).await,
     }
     let placement = config.policy.place(&Identity { user: ctx.user.as_deref(), client_ip: Some(peer.ip()) });
     ctx.department = config.policy.department_name(placement.department).to_owned();

@@ -42,6 +42,8 @@ pub struct Company {
     hosts: Vec<(String, IpAddr)>,
     departments: Vec<(String, String)>,
     allow_loopback: bool,
+    /// A TLS listener's certificate (PEM) and key (PEM), if any.
+    tls: Option<(String, String)>,
 }
 
 impl Company {
@@ -73,7 +75,32 @@ impl Company {
                 ),
             ],
             allow_loopback: true,
+            tls: None,
         }
+    }
+
+    /// Adds a `[proxy.tls]` listener on 127.0.0.1:0 with a certificate for
+    /// `proxy.test` made here; [`Company::proxy_tls_client`] trusts it.
+    pub fn with_tls_listener(mut self) -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec!["proxy.test".to_owned()]).unwrap();
+        self.tls = Some((certified.cert.pem(), certified.signing_key.serialize_pem()));
+        self
+    }
+
+    /// A TLS client config trusting the TLS listener's certificate.
+    pub fn proxy_tls_client(&self) -> Arc<rustls::ClientConfig> {
+        use rustls_pki_types::pem::PemObject;
+        let (cert, _) = self.tls.as_ref().unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
     }
 
     /// Adds a `[proxy]` key line, e.g. `forwarded_for = "delete"`.
@@ -145,6 +172,11 @@ impl Company {
             main.push_str(line);
             main.push('\n');
         }
+        if let Some((cert, key)) = &self.tls {
+            std::fs::write(dir.join("proxy.pem"), cert).unwrap();
+            std::fs::write(dir.join("proxy.key"), key).unwrap();
+            main.push_str("\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"proxy.pem\"\nkey = \"proxy.key\"\n");
+        }
         main.push_str("\n[identity]\n");
         for line in &self.identity {
             main.push_str(line);
@@ -175,6 +207,7 @@ impl Company {
         let running = socialgate::proxy::start(config).await.unwrap();
         Proxy {
             addr: running.listen_addrs[0],
+            tls_addr: running.tls_addrs.first().copied(),
             running: Some(running),
             company: Some(self),
             connect_ports: connect_ports.to_vec(),
@@ -186,6 +219,8 @@ impl Company {
 pub struct Proxy {
     /// Its first listener.
     pub addr: SocketAddr,
+    /// Its first TLS listener, if configured.
+    pub tls_addr: Option<SocketAddr>,
     running: Option<socialgate::proxy::Running>,
     company: Option<Company>,
     connect_ports: Vec<u16>,
@@ -214,7 +249,8 @@ impl Proxy {
         self.company().dir().join("access.log")
     }
 
-    fn company(&self) -> &Company {
+    /// The company config it runs.
+    pub fn company(&self) -> &Company {
         self.company.as_ref().unwrap()
     }
 
@@ -423,6 +459,14 @@ impl Client {
         }
     }
 
+    /// After a `200` to CONNECT: true if a TLS handshake as `server_name`
+    /// through the tunnel fails (the proxy closed it).
+    pub async fn tls_handshake_fails(self, origin: &TlsOrigin, server_name: &str) -> bool {
+        let connector = tokio_rustls::TlsConnector::from(origin.client_config.clone());
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+        tokio::time::timeout(WAIT, connector.connect(name, self.stream)).await.unwrap().is_err()
+    }
+
     /// After a `200` to CONNECT: a TLS handshake through the tunnel to a
     /// [`TlsOrigin`] as `server_name`, one line sent, the answer returned.
     pub async fn tls_exchange(self, origin: &TlsOrigin, server_name: &str, line: &str) -> String {
@@ -438,7 +482,8 @@ impl Client {
 }
 
 /// A plain HTTP origin that answers `200` with a body echoing the method,
-/// the request target and every header (`name: value` lines, lowercase).
+/// the request target, every header (`name: value` lines, lowercase) and
+/// the request body's length; `/download/N` answers N bytes instead.
 pub struct EchoOrigin {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -453,9 +498,18 @@ impl EchoOrigin {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        if let Some(n) = req.uri().path().strip_prefix("/download/") {
+                            let body = vec![b'x'; n.parse().unwrap()];
+                            return Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))));
+                        }
                         let mut text = format!("{} {}\n", req.method(), req.uri());
                         for (name, value) in req.headers() {
                             text.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("?")));
+                        }
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+                        if body > 0 {
+                            text.push_str(&format!("body-bytes: {body}\n"));
                         }
                         let response = hyper::Response::builder()
                             .header("x-origin", "echo")
