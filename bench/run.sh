@@ -343,6 +343,24 @@ for ((round = 0; round <= ROUNDS; round++)); do
     done
 done
 
+# The same socialgate with only the shipped catalogue (no 100,000 generated domains): idle RSS.
+mkdir -p "$WORK/sg-shipped"
+cp -r "$WORK/sg/departments" "$WORK/sg/users.htpasswd" "$WORK/sg/hosts" "$WORK/sg/socialgate.toml" "$WORK/sg-shipped/"
+cp "$ROOT/config/services.toml" "$WORK/sg-shipped/services.toml"
+for ((round = 1; round <= ROUNDS; round++)); do
+    (cd "$WORK/sg-shipped" && RUST_LOG=warn exec taskset -c $PROXY_CORE "$SG" run --config "$WORK/sg-shipped/socialgate.toml") >>"$WORK/sg-shipped/stderr.log" 2>&1 &
+    spid=$!
+    PIDS+=("$spid")
+    if wait_port $SG_PORT 20; then
+        sleep 1
+        record memory "socialgate (shipped catalogue)" "$round" idle_rss_kib "$(rss_kib "$spid")"
+    fi
+    kill -TERM "$spid" 2>/dev/null
+    wait "$spid" 2>/dev/null
+    forget "$spid"
+    wait_closed $SG_PORT
+done
+
 start_proxy socialgate
 [ -n "$HAVE_SQUID" ] && start_proxy squid
 [ -n "$HAVE_TINY" ] && start_proxy tinyproxy

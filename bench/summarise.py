@@ -75,7 +75,8 @@ def table(title, fig, metrics, higher_better_metric):
     w("|" + "---|" * (len(metrics) + 4))
     sq = med(fig, "squid", higher_better_metric)
     di = med(fig, "direct", higher_better_metric)
-    for t in TARGETS:
+    extra = sorted({t for (f, t, _) in data if f == fig and t not in TARGETS})
+    for t in TARGETS + extra:
         vals = [med(fig, t, m) for m, _ in metrics]
         if all(v is None for v in vals):
             continue
