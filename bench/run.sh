@@ -5,6 +5,8 @@
 #   bench/run.sh                 # install peers, build, measure, write bench/results/latest.md
 #   ROUNDS=3 SECS=5 bench/run.sh # counted rounds per figure (after 1 discarded warm-up), seconds per measurement
 #   SKIP_INSTALL=1 bench/run.sh  # do not call apt-get
+#   OUT=name bench/run.sh        # results to bench/results/name.md instead of latest.md
+#   FIGURES="download" bench/run.sh  # only some figures (memory http setup bulk download twocore)
 #
 # Method: each proxy (all threads and children) pinned to core 0 with taskset, the load generator
 # and origin to core 1; figures measured one after another, targets interleaved within each round
@@ -19,9 +21,11 @@ CONC_HTTP=${CONC_HTTP:-64}
 CONC_SETUP=${CONC_SETUP:-32}
 BULK_BYTES=${BULK_BYTES:-1073741824}
 IDLE_TUNNELS=${IDLE_TUNNELS:-2000}
+FIGURES=${FIGURES:-memory http setup bulk download twocore} # any subset, in this order
 WORK=${WORK:-/tmp/socialgate-bench}
 RESULTS="$ROOT/bench/results"
-RAW="$RESULTS/raw.tsv"
+OUT=${OUT:-latest} # results go to bench/results/$OUT.md and $OUT.raw.tsv
+RAW="$RESULTS/$OUT.raw.tsv"
 
 ECHO_PORT=18001 BULK_PORT=18002 HTTP_PORT=18080
 SG_PORT=13128 SG_ADMIN=19090 SQUID_PORT=13129 TINY_PORT=13130
@@ -301,6 +305,32 @@ measure_bulk() { # target round
     fi
 }
 
+measure_download() { # target round: one 1 GiB plain-HTTP download (curl) through the proxy
+    local t=$1 round=$2 fig=http_download out pid before after
+    out="$WORK/download-$t-$round.txt"
+    pid=${PID_OF[$t]:-}
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    if [ "$t" = direct ]; then
+        timeout 150 taskset -c $CLIENT_CORE curl -s -o /dev/null --max-time 120 -w '%{speed_download} %{size_download} %{http_code}\n' \
+            "http://127.0.0.1:$HTTP_PORT/1gib" >"$out" 2>&1
+    else
+        timeout 150 taskset -c $CLIENT_CORE curl -s -o /dev/null --max-time 120 -w '%{speed_download} %{size_download} %{http_code}\n' \
+            -x "http://127.0.0.1:${PORT_OF[$t]}" "http://$ORIGIN_NAME:$HTTP_PORT/1gib" >"$out" 2>&1
+    fi
+    read -r speed size code <"$out"
+    if [ "${code:-}" = 200 ] && [ "${size:-0}" = 1073741824 ]; then
+        record "$fig" "$t" "$round" mb_s "$(awk -v b="$speed" 'BEGIN {printf "%.1f", b / 1e6}')"
+    else
+        record "$fig" "$t" "$round" errors 1
+    fi
+    if [ -n "$pid" ]; then
+        after=$(cpu_ticks "$pid")
+        record "$fig" "$t" "$round" cpu_s_per_gib "$(awk -v d=$((after - before)) -v hz="$CLK_TCK" 'BEGIN {printf "%.3f", d / hz}')"
+    fi
+}
+
+want() { case " $FIGURES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 measure_memory() { # proxy round: fresh process, idle RSS, then K idle tunnels
     local t=$1 round=$2 fig=memory pid idle_rss base_rss full_rss out i lpid
     start_proxy "$t" || return 0
@@ -335,7 +365,7 @@ wait_port $HTTP_PORT 10 || { log "origin did not start"; cat "$WORK/origin.log" 
 
 START_TS=$(date -u +%FT%TZ)
 # Memory first, on fresh processes (idle RSS of a process that has served nothing yet).
-for ((round = 0; round <= ROUNDS; round++)); do
+want memory && for ((round = 0; round <= ROUNDS; round++)); do
     for t in socialgate squid tinyproxy; do
         case $t in squid) [ -n "$HAVE_SQUID" ] || continue ;; tinyproxy) [ -n "$HAVE_TINY" ] || continue ;; esac
         log "memory round $round: $t"
@@ -344,10 +374,10 @@ for ((round = 0; round <= ROUNDS; round++)); do
 done
 
 # The same socialgate with only the shipped catalogue (no 100,000 generated domains): idle RSS.
-mkdir -p "$WORK/sg-shipped"
-cp -r "$WORK/sg/departments" "$WORK/sg/users.htpasswd" "$WORK/sg/hosts" "$WORK/sg/socialgate.toml" "$WORK/sg-shipped/"
-cp "$ROOT/config/services.toml" "$WORK/sg-shipped/services.toml"
-for ((round = 1; round <= ROUNDS; round++)); do
+want memory && mkdir -p "$WORK/sg-shipped"
+want memory && cp -r "$WORK/sg/departments" "$WORK/sg/users.htpasswd" "$WORK/sg/hosts" "$WORK/sg/socialgate.toml" "$WORK/sg-shipped/"
+want memory && cp "$ROOT/config/services.toml" "$WORK/sg-shipped/services.toml"
+want memory && for ((round = 1; round <= ROUNDS; round++)); do
     (cd "$WORK/sg-shipped" && RUST_LOG=warn exec taskset -c $PROXY_CORE "$SG" run --config "$WORK/sg-shipped/socialgate.toml") >>"$WORK/sg-shipped/stderr.log" 2>&1 &
     spid=$!
     PIDS+=("$spid")
@@ -365,23 +395,25 @@ start_proxy socialgate
 [ -n "$HAVE_SQUID" ] && start_proxy squid
 [ -n "$HAVE_TINY" ] && start_proxy tinyproxy
 
-if [ -n "$HAVE_WRK" ]; then
+if [ -n "$HAVE_WRK" ] && want http; then
     for size in small large; do
         for ((round = 0; round <= ROUNDS; round++)); do
             for t in $(targets); do log "http $size round $round: $t"; measure_http "$t" "$size" "$round"; done
         done
     done
 fi
-for ((round = 0; round <= ROUNDS; round++)); do
+want setup && for ((round = 0; round <= ROUNDS; round++)); do
     for t in $(targets); do log "connect setup round $round: $t"; measure_setup "$t" "$round"; done
 done
-for ((round = 0; round <= ROUNDS; round++)); do
+want bulk && for ((round = 0; round <= ROUNDS; round++)); do
     for t in $(targets); do log "connect bulk round $round: $t"; measure_bulk "$t" "$round"; done
+done
+want download && for ((round = 0; round <= ROUNDS; round++)); do
+    for t in $(targets); do log "http 1 GiB download round $round: $t"; measure_download "$t" "$round"; done
 done
 
 # socialgate on both cores (the load generator shares core 1): the two-core figure beside the headline.
-stop_proxy socialgate
-if start_proxy socialgate "0,1"; then
+if want twocore && stop_proxy socialgate && start_proxy socialgate "0,1"; then
     for ((round = 0; round <= ROUNDS; round++)); do
         log "two-core socialgate round $round"
         if [ -n "$HAVE_WRK" ]; then measure_http socialgate small "$round" http_small_2core; fi
@@ -402,5 +434,5 @@ fi
     echo "end=$(date -u +%FT%TZ)"
     echo "settings=ROUNDS=$ROUNDS SECS=$SECS CONC_HTTP=$CONC_HTTP CONC_SETUP=$CONC_SETUP BULK_BYTES=$BULK_BYTES IDLE_TUNNELS=$IDLE_TUNNELS"
 } >"$WORK/meta.txt"
-python3 "$ROOT/bench/summarise.py" "$RAW" "$WORK/meta.txt" "$NOTES" >"$RESULTS/latest.md" &&
-    log "results: $RESULTS/latest.md" && cat "$RESULTS/latest.md"
+python3 "$ROOT/bench/summarise.py" "$RAW" "$WORK/meta.txt" "$NOTES" >"$RESULTS/$OUT.md" &&
+    log "results: $RESULTS/$OUT.md" && cat "$RESULTS/$OUT.md"

@@ -92,6 +92,8 @@ table("1a. HTTP forward, keep-alive, 100 B responses (wrk -c64)", "http_small",
 table("1b. HTTP forward, keep-alive, 64 KiB responses (wrk -c64)", "http_large",
       [("rps", "req/s"), ("p50_us", "p50 µs"), ("p99_us", "p99 µs"), ("cpu_us_per_op", "proxy CPU µs/req"),
        ("errors", "errors")], "rps")
+table("1c. HTTP forward, one 1 GiB download (curl)", "http_download",
+      [("mb_s", "MB/s"), ("cpu_s_per_gib", "proxy CPU s/GiB"), ("errors", "failed")], "mb_s")
 table("2. CONNECT bulk: one 1 GiB transfer through a tunnel", "connect_bulk",
       [("mb_s", "MB/s"), ("cpu_s_per_gib", "proxy CPU s/GiB"), ("errors", "failed")], "mb_s")
 table("3. CONNECT setup rate, concurrency 32 (open, CONNECT, 200, 16 B echo, close)", "connect_setup",
@@ -135,6 +137,9 @@ check("HTTP 100 B p99 below every peer", f"{fmt(p99)} µs vs {', '.join(fmt(x) f
 sg = med("http_large", "socialgate", "rps")
 best = max(peers("http_large", "rps"), default=None)
 check("HTTP 64 KiB ≥ 1.5× best peer", ratio(sg, best), None if sg is None or best is None else sg >= 1.5 * best)
+sg = med("http_download", "socialgate", "mb_s")
+best = max(peers("http_download", "mb_s"), default=None)
+check("HTTP 1 GiB download ≥ 1.5× best peer", ratio(sg, best), None if sg is None or best is None else sg >= 1.5 * best)
 sg = med("connect_bulk", "socialgate", "mb_s")
 di = med("connect_bulk", "direct", "mb_s")
 best = max(peers("connect_bulk", "mb_s"), default=None)

@@ -2,7 +2,8 @@
 //!
 //! Subcommands, each bounded in time and printing one `key=value` result line
 //! on stdout:
-//! - `origin`: echo, HTTP (`/small` = 100 B, `/large` = 64 KiB, keep-alive)
+//! - `origin`: echo, HTTP (`/small` = 100 B, `/large` = 64 KiB, `/1gib` =
+//!   1 GiB, keep-alive)
 //!   and bulk (client sends a u64 big-endian byte count, origin streams that
 //!   many bytes and closes) listeners, until `--duration` seconds pass.
 //! - `setup`: N workers loop open -> `CONNECT` -> 200 -> 16-byte echo ->
@@ -330,6 +331,8 @@ async fn idle(target: Target, tunnels: usize, hold: u64) -> Result<(), BenchErro
 // ---------------------------------------------------------------- origin
 
 const SMALL_BODY: usize = 100;
+/// `/1gib`: a plain-HTTP download of 1 GiB.
+const DOWNLOAD_BYTES: u64 = 1 << 30;
 const LARGE_BODY: usize = 64 * 1024;
 
 fn response(body_len: usize) -> Vec<u8> {
@@ -388,10 +391,15 @@ async fn serve_http(mut s: TcpStream, small: &'static [u8], large: &'static [u8]
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = buf.get(..end).unwrap_or_default();
             let first = head.split(|&b| b == b'\r').next().unwrap_or_default();
-            let body = if first.windows(6).any(|w| w == b"/large") { large } else { small };
             let close =
                 head.split(|&b| b == b'\n').any(|line| line.to_ascii_lowercase().starts_with(b"connection: close"));
-            if s.write_all(body).await.is_err() || close {
+            let sent = if first.windows(5).any(|w| w == b"/1gib") {
+                send_download(&mut s, DOWNLOAD_BYTES).await
+            } else {
+                let body = if first.windows(6).any(|w| w == b"/large") { large } else { small };
+                s.write_all(body).await
+            };
+            if sent.is_err() || close {
                 return;
             }
             buf.drain(..end + 4);
@@ -404,6 +412,22 @@ async fn serve_http(mut s: TcpStream, small: &'static [u8], large: &'static [u8]
             Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
         }
     }
+}
+
+/// One HTTP response of `bytes` bytes, streamed from a 256 KiB block.
+async fn send_download(s: &mut TcpStream, bytes: u64) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: no-store\r\nContent-Length: {bytes}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await?;
+    let block: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut remaining = bytes;
+    while remaining > 0 {
+        let n = usize::try_from(remaining.min(block.len() as u64)).unwrap_or(block.len());
+        s.write_all(block.get(..n).unwrap_or_default()).await?;
+        remaining -= n as u64;
+    }
+    Ok(())
 }
 
 async fn serve_bulk(mut s: TcpStream) {
