@@ -168,6 +168,16 @@ wait_port() { # port seconds
     done
     return 1
 }
+# Waits until `pid` itself listens on `port` (not some other process that holds the port).
+wait_own_port() { # port pid seconds
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        kill -0 "$2" 2>/dev/null || return 1
+        ss -Hltnp "sport = :$1" 2>/dev/null | grep -q "pid=$2," && return 0
+        sleep 0.1
+    done
+    return 1
+}
 declare -A PID_OF PORT_OF
 PORT_OF[socialgate]=$SG_PORT PORT_OF[squid]=$SQUID_PORT PORT_OF[tinyproxy]=$TINY_PORT
 
@@ -179,7 +189,7 @@ start_proxy() { # name [cores]
         tinyproxy) taskset -c "$cores" tinyproxy -d -c "$WORK/tiny/tinyproxy.conf" >>"$WORK/tiny/stderr.log" 2>&1 & pid=$! ;;
     esac
     PIDS+=("$pid")
-    if wait_port "${PORT_OF[$name]}" 20 && kill -0 "$pid" 2>/dev/null; then
+    if wait_own_port "${PORT_OF[$name]}" "$pid" 20; then
         PID_OF[$name]=$pid
         return 0
     fi
