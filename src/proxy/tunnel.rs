@@ -185,11 +185,46 @@ where
         ctx.log(200, ClosedBy::Origin).await;
         return;
     }
+    let sent_first = first.len() as u64;
+    // Held for the tunnel's whole life otherwise.
+    drop(first);
     let idle = snap.config.limits.tunnel_idle_timeout;
     let (up, down, closed_by) = pump(&mut client, &mut origin, idle, stop(also)).await;
-    ctx.set_up(first.len() as u64 + up);
+    ctx.set_up(sent_first + up);
     ctx.bytes_down = down;
     ctx.log(200, closed_by).await;
+}
+
+/// Copy buffer per direction, allocated when that direction first carries
+/// data, so an idle tunnel costs no buffer at all.
+const COPY_BUF: usize = 64 * 1024;
+
+/// A copy buffer that exists only once data has flowed.
+#[derive(Default)]
+struct LazyBuf(Option<Box<[u8]>>);
+
+impl LazyBuf {
+    /// Reads into the buffer. Before the first data it waits with a one-byte
+    /// read (no buffer), then allocates; returns the bytes now at the front.
+    async fn read_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Some(buf) => reader.read(buf).await,
+            None => {
+                let mut one = [0u8; 1];
+                let n = reader.read(&mut one).await?;
+                if n == 1 {
+                    let mut buf = vec![0u8; COPY_BUF].into_boxed_slice();
+                    buf[0] = one[0];
+                    self.0 = Some(buf);
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn data(&self, n: usize) -> &[u8] {
+        self.0.as_deref().and_then(|buf| buf.get(..n)).unwrap_or_default()
+    }
 }
 
 /// Copies both ways; returns (client->origin bytes, origin->client bytes,
@@ -204,42 +239,54 @@ where
     tokio::pin!(stop);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut origin_read, mut origin_write) = origin.split();
-    let mut up_buf = vec![0u8; 16 * 1024];
-    let mut down_buf = vec![0u8; 16 * 1024];
+    let (mut up_buf, mut down_buf) = (LazyBuf::default(), LazyBuf::default());
     let (mut up, mut down) = (0u64, 0u64);
     let (mut client_open, mut origin_open) = (true, true);
     let mut first_close: Option<ClosedBy> = None;
+    // One timer for the tunnel's life: activity only moves a deadline, and
+    // the timer is re-armed when it fires early.
+    let mut last_activity = tokio::time::Instant::now();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     while client_open || origin_open {
         tokio::select! {
-            read = client_read.read(&mut up_buf), if client_open => match read {
+            read = up_buf.read_from(&mut client_read), if client_open => match read {
                 Ok(0) => {
                     client_open = false;
                     first_close.get_or_insert(ClosedBy::Client);
                     let _ = origin_write.shutdown().await;
                 }
                 Ok(n) => {
-                    if origin_write.write_all(&up_buf[..n]).await.is_err() {
+                    if origin_write.write_all(up_buf.data(n)).await.is_err() {
                         return (up, down, first_close.unwrap_or(ClosedBy::Origin));
                     }
                     up += n as u64;
+                    last_activity = tokio::time::Instant::now();
                 }
                 Err(_) => return (up, down, first_close.unwrap_or(ClosedBy::Client)),
             },
-            read = origin_read.read(&mut down_buf), if origin_open => match read {
+            read = down_buf.read_from(&mut origin_read), if origin_open => match read {
                 Ok(0) => {
                     origin_open = false;
                     first_close.get_or_insert(ClosedBy::Origin);
                     let _ = client_write.shutdown().await;
                 }
                 Ok(n) => {
-                    if client_write.write_all(&down_buf[..n]).await.is_err() {
+                    if client_write.write_all(down_buf.data(n)).await.is_err() {
                         return (up, down, first_close.unwrap_or(ClosedBy::Client));
                     }
                     down += n as u64;
+                    last_activity = tokio::time::Instant::now();
                 }
                 Err(_) => return (up, down, first_close.unwrap_or(ClosedBy::Origin)),
             },
-            () = tokio::time::sleep(idle) => return (up, down, first_close.unwrap_or(ClosedBy::Timeout)),
+            () = &mut idle_timer => {
+                let deadline = last_activity + idle;
+                if tokio::time::Instant::now() >= deadline {
+                    return (up, down, first_close.unwrap_or(ClosedBy::Timeout));
+                }
+                idle_timer.as_mut().reset(deadline);
+            }
             reason = &mut stop => return (up, down, reason),
         }
     }
