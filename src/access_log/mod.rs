@@ -3,6 +3,9 @@
 
 pub mod pseudonym;
 pub mod squid;
+pub mod writer;
+
+pub use writer::{LogSink, LogWriter, Reserved};
 
 use std::net::IpAddr;
 

@@ -1,9 +1,33 @@
 //! The proxy runtime: listeners, the per-connection hyper service, plain-HTTP
 //! forwarding, CONNECT tunnels, and the one place errors become responses.
+//!
+//! - [`server`]: accept loops, connection limits, the hyper connection and
+//!   the request router (`accept -> context -> identity -> decide -> ...`).
+//! - [`context`]: the per-request context and the one logging function.
+//! - [`forward`]: plain-HTTP forwarding over a pooled upstream client.
+//! - [`tunnel`]: CONNECT tunnels.
+//! - [`respond`]: every response the proxy makes itself.
+
+mod conn;
+mod context;
+mod forward;
+mod respond;
+mod server;
+mod tunnel;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::access_log::{LogSink, LogWriter};
 use crate::config::Config;
+use crate::identity::Authenticator;
+use crate::resolve::{Guard, Resolver};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,29 +62,212 @@ pub struct Running {
     pub tls_addrs: Vec<SocketAddr>,
     /// The admin listener's actual address.
     pub admin_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    accept_tasks: Vec<JoinHandle<()>>,
+    writer: LogWriter,
+}
+
+/// One configuration with what is derived from it: requests load it once
+/// and keep it to the end.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) config: Arc<Config>,
+    pub(crate) resolver: Resolver,
+    pub(crate) guard: Guard,
+}
+
+impl Snapshot {
+    fn new(config: Arc<Config>, own: &[SocketAddr]) -> Snapshot {
+        let resolver = Resolver::new(config.proxy.hosts.clone(), &config.proxy.nameservers);
+        let guard = Guard {
+            block_private: config.proxy.block_private_destinations,
+            allow: config.proxy.allow_destinations.clone(),
+            own: own.to_vec(),
+        };
+        Snapshot { config, resolver, guard }
+    }
+}
+
+/// Where the proxy is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// Not accepting; in-flight work finishing.
+    Draining,
+    /// Grace period over: everything still open is cut.
+    Cut,
+}
+
+/// State shared by every listener, connection and request.
+pub(crate) struct Shared {
+    pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
+    pub(crate) own: Vec<SocketAddr>,
+    pub(crate) sink: LogSink,
+    pub(crate) auth: Authenticator,
+    pub(crate) upstream: forward::UpstreamClient,
+    pub(crate) tracker: Tracker,
+    pub(crate) phase: watch::Sender<Phase>,
+    pub(crate) head_replies: Arc<conn::HeadReplies>,
+    /// Bumped on every reload, so open tunnels re-decide.
+    pub(crate) generation: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("own", &self.own).field("active", &self.tracker.active()).finish()
+    }
+}
+
+/// Counts in-flight connections and tunnels; lets shutdown wait for zero.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by each connection or tunnel while it is open.
+#[derive(Debug)]
+pub(crate) struct Token(Arc<Shared>);
+
+impl Tracker {
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn enter(self: &Arc<Self>) -> Token {
+        self.tracker.active.fetch_add(1, Ordering::SeqCst);
+        Token(self.clone())
+    }
+
+    /// Resolves when the phase reaches `at_least`.
+    pub(crate) async fn reached(&self, at_least: Phase) {
+        let mut rx = self.phase.subscribe();
+        let _ = rx.wait_for(|phase| rank(*phase) >= rank(at_least)).await;
+    }
+
+    pub(crate) fn current_phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+}
+
+fn rank(phase: Phase) -> u8 {
+    match phase {
+        Phase::Serving => 0,
+        Phase::Draining => 1,
+        Phase::Cut => 2,
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        if self.0.tracker.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.tracker.idle.notify_waiters();
+        }
+    }
 }
 
 /// Binds every listener in `config`, opens the access log and starts serving
 /// on the current tokio runtime. Listening on port 0 is allowed; the actual
 /// addresses are in [`Running`].
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let _ = config;
-    Err(StartError::Other("not implemented".into()))
+    let mut listeners = Vec::new();
+    let mut listen_addrs = Vec::new();
+    for addr in &config.proxy.listen {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr: *addr, source })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind { addr: *addr, source })?;
+        listen_addrs.push(local);
+        listeners.push(listener);
+    }
+    // TODO(tls-listener): `[proxy.tls]` listeners (another issue).
+    // TODO(admin): the admin endpoint is served by `admin.rs` (another issue);
+    // its configured address is already refused as a destination.
+    let mut own = listen_addrs.clone();
+    if let Some(admin) = &config.admin {
+        own.push(admin.listen);
+    }
+    let (sink, writer) = LogWriter::start(&config.log.access_log, config.limits.max_connections).map_err(|source| {
+        StartError::AccessLog {
+            path: match &config.log.access_log {
+                crate::config::LogTarget::Stdout => "-".into(),
+                crate::config::LogTarget::File(path) => path.display().to_string(),
+            },
+            source,
+        }
+    })?;
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::new(config), &own)));
+    let upstream = forward::upstream_client(snapshot.clone());
+    let (phase, _) = watch::channel(Phase::Serving);
+    let shared = Arc::new(Shared {
+        snapshot,
+        own,
+        sink,
+        auth: Authenticator::default(),
+        upstream,
+        tracker: Tracker::default(),
+        phase,
+        generation: watch::channel(0).0,
+        head_replies: Arc::new(respond::head_replies()),
+    });
+    let accept_tasks =
+        listeners.into_iter().map(|listener| tokio::spawn(server::accept_loop(shared.clone(), listener))).collect();
+    Ok(Running { listen_addrs, tls_addrs: Vec::new(), admin_addr: None, shared, accept_tasks, writer })
 }
+
+/// How long cut connections get to notice and log before the writer closes.
+const CUT_LINGER: Duration = Duration::from_secs(5);
 
 impl Running {
     /// Swaps in a new validated configuration: new requests use it, requests
     /// and tunnels in flight keep the snapshot they started with.
     pub fn reload(&self, config: Config) {
-        let _ = config;
+        // Listen addresses are bound once; a changed `listen` needs a restart.
+        self.shared.snapshot.store(Arc::new(Snapshot::new(Arc::new(config), &self.shared.own)));
+        self.shared.generation.send_modify(|generation| *generation += 1);
     }
 
     /// Begins graceful shutdown: stop accepting, let in-flight work finish
     /// for up to `limits.shutdown_grace`, flush the access log.
-    pub fn shutdown(&self) {}
+    pub fn shutdown(&self) {
+        self.shared.phase.send_if_modified(|phase| {
+            if *phase == Phase::Serving {
+                *phase = Phase::Draining;
+                true
+            } else {
+                false
+            }
+        });
+    }
 
     /// Waits until the proxy has shut down and the access log is flushed.
+    /// The grace period runs from when this is called after [`Running::shutdown`].
     pub async fn wait(self) -> Result<(), StartError> {
+        self.shared.reached(Phase::Draining).await;
+        for task in self.accept_tasks {
+            let _ = task.await;
+        }
+        let grace = self.shared.snapshot.load().config.limits.shutdown_grace;
+        if tokio::time::timeout(grace, self.shared.tracker.wait_idle()).await.is_err() {
+            tracing::warn!(open = self.shared.tracker.active(), "grace period over, cutting open connections");
+            self.shared.phase.send_replace(Phase::Cut);
+            let _ = tokio::time::timeout(CUT_LINGER, self.shared.tracker.wait_idle()).await;
+        }
+        self.writer.close().await;
         Ok(())
     }
 }

@@ -1,0 +1,206 @@
+//! The per-request (or per-tunnel) context carried through every phase, and
+//! [`Ctx::log`], the one function that turns it into the access-log record.
+//! Every exit path ends in exactly one call to it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use super::conn::ConnState;
+use super::{Phase, Shared, Snapshot};
+use crate::access_log::{ClosedBy, Record, Reserved};
+use crate::policy::{Action, Decision, Host, Identity};
+
+/// Everything known about one request so far.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) snap: Arc<Snapshot>,
+    pub(crate) client: SocketAddr,
+    pub(crate) ts: Timestamp,
+    pub(crate) started: Instant,
+    pub(crate) user: Option<String>,
+    pub(crate) department: String,
+    pub(crate) method: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) url: Option<String>,
+    pub(crate) sni: Option<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) rule: String,
+    pub(crate) action: Action,
+    /// Bytes from the client: the head estimate plus body bytes counted as
+    /// they stream (shared with the body wrapper).
+    pub(crate) bytes_up: Arc<AtomicU64>,
+    pub(crate) bytes_down: u64,
+    /// The client connection, told when this request is done.
+    pub(crate) conn: Option<Arc<ConnState>>,
+    /// Room reserved in the access log for a record written from sync code.
+    pub(crate) permit: Option<Reserved>,
+}
+
+impl Ctx {
+    /// A context for a request whose head just arrived.
+    pub(crate) fn new(shared: Arc<Shared>, client: SocketAddr, method: &str) -> Ctx {
+        let snap = shared.snapshot.load_full();
+        Ctx {
+            shared,
+            snap,
+            client,
+            ts: Timestamp::now(),
+            started: Instant::now(),
+            user: None,
+            department: String::new(),
+            method: method.to_owned(),
+            host: String::new(),
+            port: 0,
+            url: None,
+            sni: None,
+            service: None,
+            // Until a decision is taken, anything the proxy answers itself is
+            // a refusal of the request.
+            rule: "request".into(),
+            action: Action::Block,
+            bytes_up: Arc::new(AtomicU64::new(0)),
+            bytes_down: 0,
+            conn: None,
+            permit: None,
+        }
+    }
+
+    /// Records the policy decision.
+    pub(crate) fn decided(&mut self, decision: &Decision) {
+        self.department = decision.department.to_string();
+        self.service = decision.service.as_deref().map(str::to_owned);
+        self.rule = decision.rule.to_string();
+        self.action = decision.action;
+    }
+
+    pub(crate) fn add_up(&self, n: u64) {
+        self.bytes_up.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn record(&self, status: u16, closed_by: ClosedBy) -> Record {
+        Record {
+            ts: self.ts,
+            client: self.client.ip(),
+            user: self.user.clone(),
+            department: self.department.clone(),
+            method: self.method.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            url: self.url.clone(),
+            sni: self.sni.clone(),
+            service: self.service.clone(),
+            rule: self.rule.clone(),
+            action: self.action,
+            status,
+            bytes_up: self.bytes_up.load(Ordering::Relaxed),
+            bytes_down: self.bytes_down,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            closed_by,
+        }
+    }
+
+    /// `[log] allowed = false` keeps only block and log decisions.
+    fn wanted(&self) -> bool {
+        self.snap.config.log.allowed || self.action != Action::Allow
+    }
+
+    /// Writes the record, waiting while the writer is behind.
+    pub(crate) async fn log(self, status: u16, closed_by: ClosedBy) {
+        if let Some(conn) = &self.conn {
+            conn.idle();
+        }
+        if self.wanted() {
+            let record = self.record(status, closed_by);
+            self.shared.sink.send(record).await;
+        }
+    }
+
+    /// Reserves room in the access log now (waiting while the writer is
+    /// behind), so the record can be written later from synchronous code.
+    pub(crate) async fn reserve_log(&mut self) {
+        if self.wanted() && self.permit.is_none() {
+            self.permit = self.shared.sink.reserve().await;
+        }
+    }
+
+    /// Writes the record from synchronous code (a body's `Drop`), into the
+    /// room reserved by [`Ctx::reserve_log`]. Work cut at the end of the
+    /// shutdown grace period is logged as `shutdown`.
+    pub(crate) fn log_detached(mut self, status: u16, closed_by: ClosedBy) {
+        if let Some(conn) = &self.conn {
+            conn.idle();
+        }
+        if self.wanted() {
+            let closed_by = if self.shared.current_phase() == Phase::Cut { ClosedBy::Shutdown } else { closed_by };
+            let record = self.record(status, closed_by);
+            match self.permit.take() {
+                Some(permit) => {
+                    permit.send(record);
+                }
+                None => self.shared.sink.send_detached(record),
+            }
+        }
+    }
+
+    /// Counts only `n` bytes up (a tunnel's payload, not the CONNECT head).
+    pub(crate) fn set_up(&self, n: u64) {
+        self.bytes_up.store(n, Ordering::Relaxed);
+    }
+}
+
+/// An estimate of a head's size on the wire: the request or status line and
+/// `name: value\r\n` per header, plus the blank line.
+pub(crate) fn head_size(first_line: usize, headers: &http::HeaderMap) -> u64 {
+    let fields: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    (first_line + 2 + fields + 2) as u64
+}
+
+/// What an open tunnel or streaming response was decided for, to decide it again when a schedule
+/// boundary passes or the configuration is reloaded.
+pub(crate) struct PolicyWatch {
+    pub(crate) user: Option<String>,
+    pub(crate) client: IpAddr,
+    pub(crate) host: Host,
+    pub(crate) valid_until: Option<Timestamp>,
+}
+
+impl PolicyWatch {
+    /// Resolves when the current policy would block the tunnel.
+    pub(crate) async fn until_blocked(mut self, shared: Arc<Shared>) {
+        let mut generation = shared.generation.subscribe();
+        loop {
+            let boundary = async {
+                match self.valid_until {
+                    Some(at) => {
+                        let ms = at.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
+                        // Just past the boundary, so the new window is in force.
+                        tokio::time::sleep(Duration::from_millis(ms.unsigned_abs() + 1)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = boundary => {}
+                changed = generation.changed() => {
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            let snap = shared.snapshot.load_full();
+            let policy = &snap.config.policy;
+            let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
+            let decision = policy.decide(placement, &self.host, Timestamp::now());
+            if decision.action == Action::Block {
+                return;
+            }
+            self.valid_until = decision.valid_until;
+        }
+    }
+}

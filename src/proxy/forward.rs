@@ -1,0 +1,330 @@
+//! Plain-HTTP forwarding: a pooled upstream client whose connector uses our
+//! resolver and destination guard, hop-by-hop header hygiene, `Via` and
+//! `X-Forwarded-For`, and bodies streamed both ways with byte counting. The
+//! access-log record of a forwarded request is written when its response
+//! body ends (or the client goes away).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jiff::Timestamp;
+use tokio::net::TcpStream;
+
+use super::Snapshot;
+use super::context::{Ctx, PolicyWatch, head_size};
+use super::respond::{BoxError, ProxyBody, Refusal, Upstream, refuse};
+use crate::access_log::ClosedBy;
+use crate::config::ForwardedFor;
+use crate::policy::Host;
+use crate::resolve::ConnectError;
+
+/// The pooled client for origins.
+pub(crate) type UpstreamClient = Client<Connector, Counted<Incoming>>;
+
+/// Builds the upstream client; connections are made by [`Connector`].
+pub(crate) fn upstream_client(snapshot: Arc<ArcSwap<Snapshot>>) -> UpstreamClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .set_host(false)
+        .build(Connector { snapshot })
+}
+
+/// Connects to origins with the current snapshot's resolver and guard, so
+/// the private-destination check is on the address actually connected to.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let snap = self.snapshot.load_full();
+        Box::pin(async move {
+            let raw = uri.host().unwrap_or_default();
+            let host = Host::parse(raw)
+                .map_err(|err| ConnectError::Unresolvable { host: raw.to_owned(), reason: err.to_string() })?;
+            let port = uri.port_u16().unwrap_or(80);
+            let (stream, _) =
+                snap.resolver.connect(&host, port, &snap.guard, snap.config.limits.connect_timeout).await?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus
+/// the proxy's own credentials.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including every header `Connection` names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+const VIA: &str = "1.1 socialgate";
+
+fn add_via(headers: &mut HeaderMap) {
+    headers.append(header::VIA, HeaderValue::from_static(VIA));
+}
+
+/// Forwards an absolute-form `http://` request whose decision allows it.
+pub(crate) async fn forward(
+    ctx: Ctx,
+    req: Request<Incoming>,
+    host: &Host,
+    port: u16,
+    valid_until: Option<Timestamp>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = req.into_parts();
+    let authority = authority(host, port);
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let uri: Uri = match format!("http://{authority}{path}").parse() {
+        Ok(uri) => uri,
+        Err(_) => return refuse(ctx, Refusal::BadRequest("the request URI is not valid")).await,
+    };
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    // The URI wins over the Host header.
+    match HeaderValue::from_str(&authority) {
+        Ok(value) => {
+            headers.insert(header::HOST, value);
+        }
+        Err(_) => return refuse(ctx, Refusal::BadRequest("the request host is not valid")).await,
+    }
+    add_via(headers);
+    match ctx.snap.config.proxy.forwarded_for {
+        ForwardedFor::Add => {
+            let client = ctx.client.ip().to_string();
+            let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prior) => format!("{prior}, {client}"),
+                None => client,
+            };
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert("x-forwarded-for", value);
+            }
+        }
+        ForwardedFor::Delete => {
+            headers.remove("x-forwarded-for");
+        }
+        ForwardedFor::Keep => {}
+    }
+    let body = Counted { inner: body, count: ctx.bytes_up.clone() };
+    let request = Request::from_parts(parts, body);
+    let limits = &ctx.snap.config.limits;
+    // Measured from the request, so it includes connecting (normally
+    // milliseconds); a slow connect fails first with its own, shorter
+    // `connect_timeout` under the defaults.
+    let deadline = limits.upstream_response_timeout;
+    let sent = tokio::time::timeout(deadline, ctx.shared.upstream.request(request)).await;
+    let response = match sent {
+        Err(_) => return refuse(ctx, Refusal::Upstream(Upstream::ResponseTimeout)).await,
+        Ok(Err(err)) => {
+            let refusal = connect_error(&err).map_or(Refusal::Upstream(Upstream::Protocol), Refusal::from);
+            tracing::debug!(%err, host = %ctx.host, "upstream request failed");
+            return refuse(ctx, refusal).await;
+        }
+        Ok(Ok(response)) => response,
+    };
+    let mut ctx = ctx;
+    // Backpressure here, while the request can still wait; the record is
+    // then written without waiting when the body ends or is dropped.
+    ctx.reserve_log().await;
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    add_via(&mut parts.headers);
+    let status = parts.status.as_u16();
+    let head = head_size(parts.status.as_str().len() + 9, &parts.headers)
+        + parts.status.canonical_reason().map_or(0, |r| r.len() as u64);
+    let watch = PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), valid_until };
+    let policy = Box::pin(watch.until_blocked(ctx.shared.clone()));
+    let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0, policy };
+    Response::from_parts(parts, logged.boxed_unsync())
+}
+
+pub(crate) fn authority(host: &Host, port: u16) -> String {
+    let name = match host.ip() {
+        Some(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => host.as_str().to_owned(),
+    };
+    if port == 80 { name } else { format!("{name}:{port}") }
+}
+
+/// The connector's error inside the client's error chain, if that was it.
+fn connect_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ConnectError> {
+    let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<ConnectError>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that adds the bytes it yields to a shared counter.
+    pub(crate) struct Counted<B> {
+        #[pin]
+        inner: B,
+        count: Arc<AtomicU64>,
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body streamed from the origin that writes the request's
+    /// access-log record when it ends, fails, or is dropped unfinished.
+    struct Logged {
+        #[pin]
+        inner: Incoming,
+        ctx: Option<Ctx>,
+        status: u16,
+        head: u64,
+        bytes: u64,
+        // Resolves when the policy now blocks this response: it is cut.
+        policy: Pin<Box<dyn Future<Output = ()> + Send>>,
+    }
+
+    impl PinnedDrop for Logged {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped unfinished: the client went away (or shutdown cut it).
+            // Bodies hyper never polls (empty ones) end here too.
+            let closed_by = if this.inner.is_end_stream() { ClosedBy::Origin } else { ClosedBy::Client };
+            finish(this.ctx, *this.head + *this.bytes, *this.status, closed_by);
+        }
+    }
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if this.ctx.is_some() && this.policy.as_mut().poll(cx).is_ready() {
+            finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Policy);
+            return Poll::Ready(Some(Err("response cut: the policy now blocks it".into())));
+        }
+        let mut inner = this.inner;
+        let polled = inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.bytes += data.len() as u64;
+                }
+                // hyper stops polling a body once its length is written.
+                if inner.is_end_stream() {
+                    finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Origin);
+                }
+            }
+            Poll::Ready(None) => finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Origin),
+            Poll::Ready(Some(Err(_))) => finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Error),
+            Poll::Pending => {}
+        }
+        polled.map(|frame| frame.map(|result| result.map_err(BoxError::from)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn finish(ctx: &mut Option<Ctx>, bytes_down: u64, status: u16, closed_by: ClosedBy) {
+    if let Some(mut ctx) = ctx.take() {
+        ctx.bytes_down = bytes_down;
+        ctx.log_detached(status, closed_by);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("proxy-connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ] {
+            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("accept"));
+    }
+}

@@ -1,0 +1,333 @@
+//! Every response the proxy makes itself: refusals (policy, limits, auth,
+//! private destinations, bad requests), upstream failures, the status page
+//! and the PAC file. This is the only place that picks a status code for
+//! them, and every one carries `Proxy-Status` (RFC 9209).
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
+
+use super::conn::HeadReplies;
+use super::context::{Ctx, head_size};
+use crate::access_log::ClosedBy;
+use crate::policy::{Action, Decision, Host, Placement};
+use crate::resolve::ConnectError;
+
+/// Any error a response body can end with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response the proxy sends.
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body of fixed bytes.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An empty body.
+pub(crate) fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Why the proxy answers a request itself instead of forwarding it.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The policy blocks it (ctx holds the decision).
+    Blocked,
+    /// CONNECT to a port outside `connect_ports`.
+    ConnectPort,
+    /// The destination resolved to a prohibited address.
+    PrivateDestination,
+    /// No or wrong proxy credentials.
+    AuthRequired,
+    /// Not a request a proxy can serve.
+    BadRequest(&'static str),
+    /// The request head is larger than `max_header_bytes`.
+    HeadTooLarge,
+    /// Reaching the origin failed.
+    Upstream(Upstream),
+}
+
+/// How reaching the origin failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upstream {
+    Dns,
+    Refused,
+    Unreachable,
+    ConnectTimeout,
+    ResponseTimeout,
+    /// The origin broke the exchange (closed early, bad response).
+    Protocol,
+}
+
+impl From<&ConnectError> for Refusal {
+    fn from(err: &ConnectError) -> Refusal {
+        match err {
+            ConnectError::Unresolvable { .. } => Refusal::Upstream(Upstream::Dns),
+            ConnectError::Prohibited { .. } => Refusal::PrivateDestination,
+            ConnectError::Refused { .. } => Refusal::Upstream(Upstream::Refused),
+            ConnectError::Unreachable { .. } => Refusal::Upstream(Upstream::Unreachable),
+            ConnectError::Timeout { .. } => Refusal::Upstream(Upstream::ConnectTimeout),
+        }
+    }
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Blocked | Refusal::ConnectPort | Refusal::PrivateDestination => StatusCode::FORBIDDEN,
+            Refusal::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::Upstream(Upstream::ConnectTimeout | Upstream::ResponseTimeout) => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The RFC 9209 error type.
+    fn proxy_status_error(&self) -> &'static str {
+        match self {
+            Refusal::Blocked | Refusal::ConnectPort => "http_request_denied",
+            Refusal::PrivateDestination => "destination_ip_prohibited",
+            Refusal::AuthRequired => "proxy_auth_required",
+            Refusal::BadRequest(_) | Refusal::HeadTooLarge => "http_request_error",
+            Refusal::Upstream(Upstream::Dns) => "dns_error",
+            Refusal::Upstream(Upstream::Refused) => "connection_refused",
+            Refusal::Upstream(Upstream::Unreachable) => "destination_unavailable",
+            Refusal::Upstream(Upstream::ConnectTimeout) => "connection_timeout",
+            Refusal::Upstream(Upstream::ResponseTimeout) => "http_response_timeout",
+            Refusal::Upstream(Upstream::Protocol) => "http_protocol_error",
+        }
+    }
+
+    fn closed_by(&self) -> ClosedBy {
+        match self {
+            Refusal::Upstream(Upstream::ConnectTimeout | Upstream::ResponseTimeout) => ClosedBy::Timeout,
+            Refusal::Upstream(_) => ClosedBy::Error,
+            _ => ClosedBy::Proxy,
+        }
+    }
+
+    /// The rule and action logged, where the refusal overrides the policy's.
+    fn logged_as(&self) -> Option<&'static str> {
+        match self {
+            Refusal::ConnectPort => Some("connect_ports"),
+            Refusal::PrivateDestination => Some("private_destination"),
+            Refusal::AuthRequired => Some("auth"),
+            Refusal::BadRequest(_) => Some("request"),
+            Refusal::HeadTooLarge => Some("limits"),
+            Refusal::Blocked | Refusal::Upstream(_) => None,
+        }
+    }
+
+    fn summary(&self) -> &'static str {
+        match self {
+            Refusal::Blocked => "Access blocked by company policy",
+            Refusal::ConnectPort => "Tunnels to this port are not allowed",
+            Refusal::PrivateDestination => "This destination is not reachable through the proxy",
+            Refusal::AuthRequired => "Proxy authentication required",
+            Refusal::BadRequest(_) => "Bad request",
+            Refusal::HeadTooLarge => "Request headers too large",
+            Refusal::Upstream(Upstream::Dns) => "The site's name could not be resolved",
+            Refusal::Upstream(Upstream::Refused) => "The site refused the connection",
+            Refusal::Upstream(Upstream::Unreachable) => "The site could not be reached",
+            Refusal::Upstream(Upstream::ConnectTimeout) => "Connecting to the site timed out",
+            Refusal::Upstream(Upstream::ResponseTimeout) => "The site did not answer in time",
+            Refusal::Upstream(Upstream::Protocol) => "The site sent an invalid response",
+        }
+    }
+}
+
+/// Answers `refusal`, logs the request and returns the response. For a
+/// CONNECT the body is short text, else an HTML page.
+pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody> {
+    if let Some(rule) = refusal.logged_as() {
+        ctx.rule = rule.to_owned();
+        ctx.action = Action::Block;
+    }
+    let status = refusal.status();
+    let connect = ctx.method == "CONNECT";
+    let (content_type, body) = if connect {
+        ("text/plain; charset=utf-8", format!("{}: {}\n", status.as_u16(), refusal.summary()))
+    } else {
+        ("text/html; charset=utf-8", page(&ctx, &refusal))
+    };
+    let mut response = Response::new(full(body.clone()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let details = proxy_status(refusal.proxy_status_error(), &ctx.rule);
+    if let Ok(value) = HeaderValue::from_str(&details) {
+        headers.insert("proxy-status", value);
+    }
+    if matches!(refusal, Refusal::AuthRequired) {
+        let realm = escape_quoted(&ctx.snap.config.identity.realm);
+        if let Ok(value) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
+            headers.insert(header::PROXY_AUTHENTICATE, value);
+        }
+    }
+    if matches!(refusal, Refusal::BadRequest(_) | Refusal::HeadTooLarge) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    ctx.bytes_down = head_size(status.as_str().len() + 9, response.headers()) + 40 + body.len() as u64;
+    let closed_by = refusal.closed_by();
+    ctx.log(status.as_u16(), closed_by).await;
+    response
+}
+
+/// `socialgate; error=<kind>; details="<rule>"`.
+pub(crate) fn proxy_status(error: &str, rule: &str) -> String {
+    format!("socialgate; error={error}; details=\"{}\"", escape_quoted(rule))
+}
+
+fn escape_quoted(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .flat_map(|c| if matches!(c, '"' | '\\') { vec!['\\', c] } else { vec![c] })
+        .collect()
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn html_page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\n<body>\n<h1>{t}</h1>\n{body}</body></html>\n",
+        t = html_escape(title)
+    )
+}
+
+fn page(ctx: &Ctx, refusal: &Refusal) -> String {
+    let host = html_escape(&ctx.host);
+    let body = match refusal {
+        Refusal::Blocked => {
+            let contact = &ctx.snap.config.block_page.contact;
+            let mut body = format!(
+                "<p>Your request for <strong>{host}</strong> was blocked.</p>\n<ul>\n<li>Service: {}</li>\n<li>Department: {}</li>\n<li>Reason: {}</li>\n</ul>\n",
+                html_escape(ctx.service.as_deref().unwrap_or("(none)")),
+                html_escape(&ctx.department),
+                html_escape(&ctx.rule),
+            );
+            if !contact.is_empty() {
+                body.push_str(&format!("<p>If you need access, contact {}.</p>\n", html_escape(contact)));
+            }
+            body
+        }
+        Refusal::BadRequest(why) => format!("<p>{}</p>\n", html_escape(why)),
+        Refusal::AuthRequired => "<p>Sign in to use the proxy.</p>\n".to_owned(),
+        other => format!("<p>{} ({host}).</p>\n", html_escape(other.summary())),
+    };
+    html_page(refusal.summary(), &body)
+}
+
+/// Serves `bytes` made by the proxy itself with a 200 (the PAC file, the
+/// status page), logs it and returns the response.
+pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String) -> Response<ProxyBody> {
+    let mut response = Response::new(full(body.clone()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    ctx.bytes_down = head_size(15, response.headers()) + 40 + body.len() as u64;
+    ctx.log(200, ClosedBy::Proxy).await;
+    response
+}
+
+/// The `http://<status_host>/` page: who the proxy thinks the caller is and
+/// what their department's policy says right now.
+pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
+    let policy = &ctx.snap.config.policy;
+    let now = jiff::Timestamp::now();
+    let mut body = format!(
+        "<ul>\n<li>User: {}</li>\n<li>Address: {}</li>\n<li>Department: {} (by {})</li>\n</ul>\n<table>\n<tr><th>Service</th><th>Action</th><th>Rule</th></tr>\n",
+        html_escape(ctx.user.as_deref().unwrap_or("(not signed in)")),
+        html_escape(&ctx.client.ip().to_string()),
+        html_escape(policy.department_name(placement.department)),
+        placement.source.as_str(),
+    );
+    for sample in ["www.facebook.com", "twitter.com", "www.linkedin.com", "www.youtube.com"] {
+        if let Ok(host) = Host::parse(sample) {
+            let decision: Decision = policy.decide(placement, &host, now);
+            let service = decision.service.as_deref().unwrap_or(sample);
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                html_escape(service),
+                decision.action.as_str(),
+                html_escape(&decision.rule)
+            ));
+        }
+    }
+    body.push_str("</table>\n");
+    html_page("socialgate status", &body)
+}
+
+/// A bodiless `200 Connection established` for an accepted tunnel.
+pub(crate) fn tunnel_established() -> Response<ProxyBody> {
+    Response::new(empty())
+}
+
+/// A whole `Connection: close` response as bytes, for the few answers
+/// written straight to the socket outside hyper (over `max_connections`,
+/// a request head that timed out).
+pub(crate) fn raw_response(status: StatusCode, error: &str, rule: &str, text: &str) -> Vec<u8> {
+    let body = format!("{}: {text}\n", status.as_u16());
+    format!(
+        "HTTP/1.1 {} {}\r\nProxy-Status: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        proxy_status(error, rule),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The reply to a client over `max_connections`.
+pub(crate) fn overloaded() -> Vec<u8> {
+    raw_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "connection_limit_reached",
+        "limits",
+        "too many connections, try again later",
+    )
+}
+
+/// The answers to a request head refused before hyper sees it whole.
+pub(crate) fn head_replies() -> HeadReplies {
+    HeadReplies {
+        timeout: raw_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "http_request_error",
+            "limits",
+            "the request head took too long",
+        ),
+        malformed: raw_response(StatusCode::BAD_REQUEST, "http_request_error", "request", "malformed request"),
+        too_large: raw_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "http_request_error",
+            "limits",
+            "request headers too large",
+        ),
+    }
+}
+
+/// How a connection refused at the head stage is logged: rule and closed_by.
+pub(crate) fn head_refusal_logged_as(status: u16) -> (&'static str, ClosedBy) {
+    match status {
+        408 => ("limits", ClosedBy::Timeout),
+        431 => ("limits", ClosedBy::Proxy),
+        _ => ("request", ClosedBy::Proxy),
+    }
+}

@@ -1,0 +1,235 @@
+//! Accept loops, the connection cap, one hyper HTTP/1.1 connection per
+//! client, and the request router:
+//! `context -> target -> identity -> placement -> decision -> forward | tunnel | refuse`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::conn::{ClientIo, ConnState};
+use super::context::{Ctx, head_size};
+use super::respond::{self, ProxyBody, Refusal, refuse};
+use super::{Phase, Shared, Token, forward, tunnel};
+use crate::access_log::ClosedBy;
+use crate::identity::AuthOutcome;
+use crate::policy::{Action, Host, Identity};
+
+/// Accepts clients on `listener` until shutdown begins.
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let draining = shared.reached(Phase::Draining);
+    tokio::pin!(draining);
+    loop {
+        tokio::select! {
+            () = &mut draining => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let max = shared.snapshot.load().config.limits.max_connections;
+                    if shared.tracker.active() >= max {
+                        tokio::spawn(overloaded(shared.clone(), stream, peer));
+                        continue;
+                    }
+                    let token = shared.enter();
+                    tokio::spawn(serve(shared.clone(), stream, peer, token));
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: back off a little.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Over `max_connections`: `503` and close, the request unread.
+async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    let mut ctx = Ctx::new(shared, peer, "");
+    ctx.rule = "limits".into();
+    let reply = respond::overloaded();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(&reply).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    ctx.bytes_down = reply.len() as u64;
+    ctx.log(503, ClosedBy::Proxy).await;
+}
+
+/// Serves one client connection until it closes, shutdown drains it, or
+/// the grace period cuts it.
+async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, token: Token) {
+    let _token = token;
+    let _ = stream.set_nodelay(true);
+    let limits = shared.snapshot.load().config.limits.clone();
+    let state = ConnState::new();
+    let io = ClientIo::new(stream, state.clone(), &limits, shared.head_replies.clone());
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Head and idle deadlines are ClientIo's.
+        .header_read_timeout(None)
+        // ClientIo refuses heads over `max_header_bytes` first (with a
+        // Proxy-Status); hyper needs at least 8 KiB of read buffer.
+        .max_buf_size(limits.max_header_bytes.saturating_add(8192))
+        .keep_alive(true);
+    let service_shared = shared.clone();
+    let service_state = state.clone();
+    let service = service_fn(move |req| {
+        let shared = service_shared.clone();
+        let state = service_state.clone();
+        async move { Ok::<_, Infallible>(handle(shared, peer, state, req).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shared.reached(Phase::Draining) => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = shared.reached(Phase::Cut) => return,
+            }
+        }
+    };
+    if let Some(status) = state.refused() {
+        let (rule, closed_by) = respond::head_refusal_logged_as(status);
+        let mut ctx = Ctx::new(shared.clone(), peer, "");
+        ctx.rule = rule.into();
+        ctx.log(status, closed_by).await;
+    } else if let Err(err) = result {
+        connection_failed(&shared, peer, &err).await;
+    }
+}
+
+/// hyper answered a broken request head itself (400, 431) or gave up on a
+/// slow one: record it.
+async fn connection_failed(shared: &Arc<Shared>, peer: SocketAddr, err: &hyper::Error) {
+    let (status, rule, closed_by) = if err.is_parse_too_large() {
+        (431, "limits", ClosedBy::Proxy)
+    } else if err.is_parse() {
+        (400, "request", ClosedBy::Proxy)
+    } else {
+        tracing::debug!(%err, %peer, "client connection ended with an error");
+        return;
+    };
+    let mut ctx = Ctx::new(shared.clone(), peer, "");
+    ctx.rule = rule.into();
+    ctx.log(status, closed_by).await;
+}
+
+/// What a request asks the proxy to do.
+enum Target {
+    /// `GET /proxy.pac` or `/wpad.dat` in origin form.
+    Pac,
+    /// `CONNECT host:port`.
+    Connect(Host, u16),
+    /// Absolute-form `http://host[:port]/path`; the URL as logged.
+    Http(Host, u16, String),
+}
+
+fn target(req: &Request<Incoming>) -> Result<Target, Refusal> {
+    let uri = req.uri();
+    if req.method() == Method::CONNECT {
+        let authority = uri.authority().ok_or(Refusal::BadRequest("CONNECT needs host:port"))?;
+        let port = authority.port_u16().ok_or(Refusal::BadRequest("CONNECT needs host:port"))?;
+        let host = Host::parse(authority.host()).map_err(|_| Refusal::BadRequest("the CONNECT host is not valid"))?;
+        return Ok(Target::Connect(host, port));
+    }
+    match uri.scheme_str() {
+        None => {
+            let pac = matches!(uri.path(), "/proxy.pac" | "/wpad.dat");
+            if pac && (req.method() == Method::GET || req.method() == Method::HEAD) {
+                Ok(Target::Pac)
+            } else {
+                Err(Refusal::BadRequest("this is a proxy: requests must use an absolute http:// URL"))
+            }
+        }
+        Some("http") => {
+            let authority = uri.authority().ok_or(Refusal::BadRequest("the URL has no host"))?;
+            let host = Host::parse(authority.host()).map_err(|_| Refusal::BadRequest("the URL's host is not valid"))?;
+            let port = authority.port_u16().unwrap_or(80);
+            // No userinfo (the authority is rebuilt) and no query string.
+            let url = format!("http://{}{}", forward::authority(&host, port), uri.path());
+            Ok(Target::Http(host, port, url))
+        }
+        Some(_) => Err(Refusal::BadRequest("only http:// URLs can be proxied; use CONNECT for https")),
+    }
+}
+
+/// Routes one request through identity, placement and decision.
+async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    state: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    state.busy();
+    let mut ctx = Ctx::new(shared, peer, req.method().as_str());
+    ctx.conn = Some(state);
+    let request_line = req.method().as_str().len() + req.uri().to_string().len() + 10;
+    let head = head_size(request_line, req.headers());
+    ctx.add_up(head);
+    // hyper's own buffer limit (at least 8 KiB) catches the grossly large.
+    if head > ctx.snap.config.limits.max_header_bytes as u64 {
+        return refuse(ctx, Refusal::HeadTooLarge).await;
+    }
+    let (host, port, connect) = match target(&req) {
+        Ok(Target::Pac) => {
+            ctx.rule = "pac".into();
+            ctx.action = Action::Allow;
+            let pac = crate::pac::render(&ctx.snap.config);
+            return respond::serve(ctx, "application/x-ns-proxy-autoconfig", pac).await;
+        }
+        Ok(Target::Connect(host, port)) => (host, port, true),
+        Ok(Target::Http(host, port, url)) => {
+            ctx.url = Some(url);
+            (host, port, false)
+        }
+        Err(refusal) => return refuse(ctx, refusal).await,
+    };
+    ctx.host = host.to_string();
+    ctx.port = port;
+    let config = ctx.snap.config.clone();
+
+    let credentials = req.headers().get(header::PROXY_AUTHORIZATION).map(|value| value.as_bytes());
+    match ctx.shared.auth.authenticate(&config.identity, peer.ip(), credentials).await {
+        AuthOutcome::Anonymous => {}
+        AuthOutcome::User(user) => ctx.user = Some(user),
+        AuthOutcome::Missing | AuthOutcome::Invalid => {
+            let placement = config.policy.place(&Identity { user: None, client_ip: Some(peer.ip()) });
+            ctx.department = config.policy.department_name(placement.department).to_owned();
+            return refuse(ctx, Refusal::AuthRequired).await;
+        }
+    }
+    let placement = config.policy.place(&Identity { user: ctx.user.as_deref(), client_ip: Some(peer.ip()) });
+    ctx.department = config.policy.department_name(placement.department).to_owned();
+
+    if !connect && host == config.proxy.status_host {
+        ctx.rule = "status".into();
+        ctx.action = Action::Allow;
+        let page = respond::status_page(&ctx, placement);
+        return respond::serve(ctx, "text/html; charset=utf-8", page).await;
+    }
+    if connect && !config.proxy.connect_ports.contains(&port) {
+        return refuse(ctx, Refusal::ConnectPort).await;
+    }
+    let decision = config.policy.decide(placement, &host, ctx.ts);
+    ctx.decided(&decision);
+    if decision.action == Action::Block {
+        return refuse(ctx, Refusal::Blocked).await;
+    }
+    if connect {
+        tunnel::tunnel(ctx, req, &host, port, decision.valid_until).await
+    } else {
+        forward::forward(ctx, req, &host, port, decision.valid_until).await
+    }
+}

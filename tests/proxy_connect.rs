@@ -1,0 +1,129 @@
+//! CONNECT tunnels end to end: a real TLS handshake through the tunnel,
+//! per-department decisions, `connect_ports`, idle timeouts, and records.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{Company, SilentOrigin, TlsOrigin, bounded};
+
+#[tokio::test]
+async fn an_allowed_tunnel_carries_a_tls_session_to_the_origin() {
+    bounded(async {
+        let origin = TlsOrigin::start().await;
+        let proxy = Company::new().start(&[origin.port()]).await;
+        let mut engineer = proxy.client_from("127.0.0.3").await;
+
+        let reply = engineer.connect_to(&format!("www.facebook.com:{}", origin.port()), &[]).await;
+        assert_eq!(reply.status, 200);
+        let answer = engineer.tls_exchange(&origin, "www.facebook.com", "ping").await;
+        assert_eq!(answer, "pong: ping\n");
+
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["method"], "CONNECT");
+        assert_eq!(r["host"], "www.facebook.com");
+        assert_eq!(r["port"], origin.port());
+        assert_eq!(r["url"], serde_json::Value::Null);
+        assert_eq!(r["sni"], serde_json::Value::Null);
+        assert_eq!(r["service"], "facebook");
+        assert_eq!(r["department"], "engineering");
+        assert_eq!(r["action"], "allow");
+        assert_eq!(r["status"], 200);
+        assert_eq!(r["closed_by"], "origin");
+        assert!(r["bytes_up"].as_u64().unwrap() > 200, "a ClientHello went up: {r}");
+        assert!(r["bytes_down"].as_u64().unwrap() > 200, "a certificate came down: {r}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_blocked_tunnel_gets_403_with_a_short_text_body() {
+    bounded(async {
+        let origin = TlsOrigin::start().await;
+        let proxy = Company::new().start(&[origin.port()]).await;
+        let mut engineer = proxy.client_from("127.0.0.3").await;
+
+        let reply = engineer.connect_to(&format!("twitter.com:{}", origin.port()), &[]).await;
+
+        assert_eq!(reply.status, 403);
+        assert!(reply.header("content-type").unwrap().starts_with("text/plain"));
+        assert_eq!(
+            reply.header("proxy-status"),
+            Some("socialgate; error=http_request_denied; details=\"services.twitter\"")
+        );
+        let r = &proxy.records(1).await[0];
+        assert_eq!((r["action"].as_str(), r["status"].as_u64()), (Some("block"), Some(403)));
+        assert_eq!(r["closed_by"], "proxy");
+
+        // The same host is fine for sales.
+        let mut seller = proxy.client_from("127.0.0.2").await;
+        assert_eq!(seller.connect_to(&format!("twitter.com:{}", origin.port()), &[]).await.status, 200);
+        assert_eq!(seller.tls_exchange(&origin, "twitter.com", "hi").await, "pong: hi\n");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_port_outside_connect_ports_gets_403() {
+    bounded(async {
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client_from("127.0.0.3").await;
+
+        let reply = client.connect_to("example.test:8443", &[]).await;
+
+        assert_eq!(reply.status, 403);
+        assert_eq!(
+            reply.header("proxy-status"),
+            Some("socialgate; error=http_request_denied; details=\"connect_ports\"")
+        );
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["rule"], "connect_ports");
+        assert_eq!(r["action"], "block");
+        assert_eq!(r["port"], 8443);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_after_tunnel_idle_timeout() {
+    bounded(async {
+        let origin = SilentOrigin::start().await;
+        let proxy = Company::new().limit("tunnel_idle_timeout = \"300ms\"").start(&[origin.addr.port()]).await;
+        let mut client = proxy.client_from("127.0.0.3").await;
+
+        assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
+        assert!(client.closed().await, "the idle tunnel stayed open");
+
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["closed_by"], "timeout");
+        assert_eq!(r["status"], 200);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_that_blocks_an_open_tunnel_cuts_it() {
+    bounded(async {
+        let origin = SilentOrigin::start().await;
+        let mut proxy = Company::new().start(&[origin.addr.port()]).await;
+        let mut seller = proxy.client_from("127.0.0.2").await;
+        assert_eq!(seller.connect_to(&format!("twitter.com:{}", origin.addr.port()), &[]).await.status, 200);
+
+        proxy.reload(|company| {
+            company.department(
+                "sales",
+                "networks = [\"127.0.0.2/32\"]\nusers = [\"alice\"]\ndefault = \"allow\"\n[services]\ntwitter = \"block\"\n",
+            )
+        });
+
+        assert!(seller.closed().await, "the tunnel outlived its policy");
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["closed_by"], "policy");
+        assert_eq!(r["action"], "allow", "logged with its original action");
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -1,0 +1,616 @@
+//! Test harness: a company config written to a temp dir and loaded with
+//! `config::load`, the proxy started on 127.0.0.1:0, origins (plain HTTP
+//! echo, TLS, silent), raw clients bound to chosen loopback source addresses,
+//! and the access log read back with a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// Every network wait in the tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs a test body with an overall deadline.
+pub async fn bounded<F: std::future::Future<Output = ()>>(body: F) {
+    tokio::time::timeout(Duration::from_secs(30), body).await.expect("test took longer than 30 s");
+}
+
+/// The password every test user has.
+pub const PASSWORD: &str = "correct horse";
+
+/// A company configuration being written: departments `default` (facebook
+/// blocked), `sales` (127.0.0.2 or user alice; facebook logged) and
+/// `engineering` (127.0.0.3 or user bob; facebook allowed, twitter blocked).
+pub struct Company {
+    dir: tempfile::TempDir,
+    proxy: Vec<String>,
+    identity: Vec<String>,
+    log: Vec<String>,
+    limits: Vec<String>,
+    hosts: Vec<(String, IpAddr)>,
+    departments: Vec<(String, String)>,
+    allow_loopback: bool,
+}
+
+impl Company {
+    /// The standard company, with hosts `www.facebook.com`, `facebook.com`,
+    /// `notfacebook.com`, `twitter.com`, `example.test` all on 127.0.0.1.
+    pub fn new() -> Company {
+        let localhost: IpAddr = "127.0.0.1".parse().unwrap();
+        Company {
+            dir: tempfile::tempdir().unwrap(),
+            proxy: Vec::new(),
+            identity: Vec::new(),
+            log: Vec::new(),
+            limits: Vec::new(),
+            hosts: ["www.facebook.com", "facebook.com", "notfacebook.com", "twitter.com", "example.test"]
+                .into_iter()
+                .map(|h| (h.to_owned(), localhost))
+                .collect(),
+            departments: vec![
+                ("default".into(), "default = \"allow\"\n[services]\nfacebook = \"block\"\n".into()),
+                (
+                    "sales".into(),
+                    "networks = [\"127.0.0.2/32\"]\nusers = [\"alice\"]\ndefault = \"allow\"\n[services]\nfacebook = \"log\"\n"
+                        .into(),
+                ),
+                (
+                    "engineering".into(),
+                    "networks = [\"127.0.0.3/32\"]\nusers = [\"bob\"]\ndefault = \"allow\"\n[services]\nfacebook = \"allow\"\ntwitter = \"block\"\n"
+                        .into(),
+                ),
+            ],
+            allow_loopback: true,
+        }
+    }
+
+    /// Adds a `[proxy]` key line, e.g. `forwarded_for = "delete"`.
+    pub fn proxy(mut self, line: &str) -> Self {
+        self.proxy.push(line.to_owned());
+        self
+    }
+
+    /// Adds an `[identity]` key line.
+    pub fn identity(mut self, line: &str) -> Self {
+        self.identity.push(line.to_owned());
+        self
+    }
+
+    /// Adds a `[log]` key line.
+    pub fn log(mut self, line: &str) -> Self {
+        self.log.push(line.to_owned());
+        self
+    }
+
+    /// Adds a `[limits]` key line.
+    pub fn limit(mut self, line: &str) -> Self {
+        self.limits.push(line.to_owned());
+        self
+    }
+
+    /// Requires Basic proxy auth; users alice and bob, password [`PASSWORD`].
+    pub fn with_basic_auth(self) -> Self {
+        self.identity("auth = \"basic\"").identity("htpasswd = \"users.htpasswd\"").identity("realm = \"Corp\"")
+    }
+
+    /// Replaces (or adds) department `name` with the file `body`.
+    pub fn department(mut self, name: &str, body: &str) -> Self {
+        self.departments.retain(|(n, _)| n != name);
+        self.departments.push((name.to_owned(), body.to_owned()));
+        self
+    }
+
+    /// Keeps loopback out of `allow_destinations`.
+    pub fn without_loopback_destinations(mut self) -> Self {
+        self.allow_loopback = false;
+        self
+    }
+
+    /// The folder the config lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes every file; returns the main file's path.
+    pub fn write(&self, connect_ports: &[u16]) -> PathBuf {
+        let dir = self.dir.path();
+        std::fs::create_dir_all(dir.join("departments")).unwrap();
+        for (name, body) in &self.departments {
+            std::fs::write(dir.join("departments").join(format!("{name}.toml")), body).unwrap();
+        }
+        let hosts: String = self.hosts.iter().map(|(h, ip)| format!("{ip} {h}\n")).collect();
+        std::fs::write(dir.join("hosts"), hosts).unwrap();
+        let htpasswd: String =
+            ["alice", "bob"].iter().map(|user| format!("{user}:{}\n", bcrypt::hash(PASSWORD, 4).unwrap())).collect();
+        std::fs::write(dir.join("users.htpasswd"), htpasswd).unwrap();
+        let ports: Vec<String> = connect_ports.iter().map(u16::to_string).collect();
+        let allow = if self.allow_loopback { "[\"127.0.0.0/8\"]" } else { "[]" };
+        let mut main = format!(
+            "[proxy]\nlisten = [\"127.0.0.1:0\"]\nconnect_ports = [{}]\nallow_destinations = {allow}\nhosts_file = \"hosts\"\n",
+            ports.join(", ")
+        );
+        for line in &self.proxy {
+            main.push_str(line);
+            main.push('\n');
+        }
+        main.push_str("\n[identity]\n");
+        for line in &self.identity {
+            main.push_str(line);
+            main.push('\n');
+        }
+        main.push_str("\n[log]\naccess_log = \"access.log\"\n");
+        for line in &self.log {
+            main.push_str(line);
+            main.push('\n');
+        }
+        main.push_str("\n[block_page]\ncontact = \"helpdesk@example.test\"\n\n[limits]\n");
+        for line in &self.limits {
+            main.push_str(line);
+            main.push('\n');
+        }
+        let path = dir.join("socialgate.toml");
+        std::fs::write(&path, main).unwrap();
+        path
+    }
+
+    /// Writes the config, loads it with `config::load` and starts the proxy.
+    pub async fn start(self, connect_ports: &[u16]) -> Proxy {
+        let path = self.write(connect_ports);
+        let config = match socialgate::config::load(&path) {
+            Ok(config) => config,
+            Err(diags) => panic!("test config does not load:\n{diags}"),
+        };
+        let running = socialgate::proxy::start(config).await.unwrap();
+        Proxy {
+            addr: running.listen_addrs[0],
+            running: Some(running),
+            company: Some(self),
+            connect_ports: connect_ports.to_vec(),
+        }
+    }
+}
+
+/// A proxy running in-process.
+pub struct Proxy {
+    /// Its first listener.
+    pub addr: SocketAddr,
+    running: Option<socialgate::proxy::Running>,
+    company: Option<Company>,
+    connect_ports: Vec<u16>,
+}
+
+impl Proxy {
+    /// A client connected from 127.0.0.1.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr, "127.0.0.1").await
+    }
+
+    /// A client connected from `source` (127.0.0.2 lands in sales,
+    /// 127.0.0.3 in engineering).
+    pub async fn client_from(&self, source: &str) -> Client {
+        Client::connect(self.addr, source).await
+    }
+
+    /// Waits (with a deadline) until the access log holds at least `n`
+    /// records, and returns them all.
+    pub async fn records(&self, n: usize) -> Vec<Value> {
+        wait_for_records(&self.log_path(), n).await
+    }
+
+    /// The access log's path.
+    pub fn log_path(&self) -> PathBuf {
+        self.company().dir().join("access.log")
+    }
+
+    fn company(&self) -> &Company {
+        self.company.as_ref().unwrap()
+    }
+
+    /// Rewrites the config after `change` and reloads it into the running
+    /// proxy (listen addresses stay as they are).
+    pub fn reload(&mut self, change: impl FnOnce(Company) -> Company) {
+        let company = change(self.company.take().unwrap());
+        let path = company.write(&self.connect_ports);
+        self.company = Some(company);
+        let config = socialgate::config::load(&path).unwrap_or_else(|d| panic!("reloaded config does not load:\n{d}"));
+        self.running.as_ref().unwrap().reload(config);
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.running.as_ref().unwrap().shutdown();
+    }
+
+    /// Shuts the proxy down and waits for it; the config folder (and the
+    /// access log in it) lives on in the returned company.
+    pub async fn stop(mut self) -> Company {
+        if let Some(running) = self.running.take() {
+            running.shutdown();
+            tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+        }
+        self.company.take().unwrap()
+    }
+}
+
+/// Polls `path` until it holds `n` JSON lines; each must also parse as a
+/// `socialgate::access_log::Record`.
+pub async fn wait_for_records(path: &Path, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.len() >= n {
+            return lines
+                .iter()
+                .map(|line| {
+                    let _: socialgate::access_log::Record =
+                        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad record {line}: {e}"));
+                    serde_json::from_str(line).unwrap()
+                })
+                .collect();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "expected {n} access-log records, found:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A raw HTTP/1.1 client over one TCP connection.
+pub struct Client {
+    /// The connection (after CONNECT, the tunnel).
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Reply {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Client {
+    /// Connects to `proxy` from source address `source`.
+    pub async fn connect(proxy: SocketAddr, source: &str) -> Client {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source.parse().unwrap(), 0)).unwrap();
+        let stream = tokio::time::timeout(WAIT, socket.connect(proxy)).await.unwrap().unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    /// Sends raw bytes.
+    pub async fn send(&mut self, raw: &str) {
+        self.stream.write_all(raw.as_bytes()).await.unwrap();
+    }
+
+    /// `GET url` through the proxy with extra header lines.
+    pub async fn get(&mut self, url: &str, headers: &[&str]) -> Reply {
+        let host = url.split('/').nth(2).unwrap_or("");
+        let mut raw = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n");
+        for h in headers {
+            raw.push_str(h);
+            raw.push_str("\r\n");
+        }
+        raw.push_str("\r\n");
+        self.send(&raw).await;
+        self.reply(true).await
+    }
+
+    /// `GET url` through the proxy, reading only the response head.
+    pub async fn get_head(&mut self, url: &str) -> Reply {
+        let host = url.split('/').nth(2).unwrap_or("");
+        self.send(&format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+        self.reply(false).await
+    }
+
+    /// `CONNECT authority` with extra header lines; reads the reply head
+    /// (and the body unless it is a 200).
+    pub async fn connect_to(&mut self, authority: &str, headers: &[&str]) -> Reply {
+        let mut raw = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+        for h in headers {
+            raw.push_str(h);
+            raw.push_str("\r\n");
+        }
+        raw.push_str("\r\n");
+        self.send(&raw).await;
+        self.reply(false).await
+    }
+
+    /// Reads one response (with the body when `with_body`, or when it is
+    /// not a 200 to CONNECT).
+    pub async fn reply(&mut self, with_body: bool) -> Reply {
+        tokio::time::timeout(WAIT, self.read_reply(with_body)).await.expect("no reply within the deadline")
+    }
+
+    /// Reads until the peer closes; true if it closed (EOF or reset).
+    pub async fn closed(&mut self) -> bool {
+        let mut scratch = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.read(&mut scratch)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    async fn read_reply(&mut self, with_body: bool) -> Reply {
+        let (status, headers, head_len) = loop {
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut slots);
+            if let httparse::Status::Complete(len) = parsed.parse(&self.buf).unwrap() {
+                let headers: Vec<(String, String)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                break (parsed.code.unwrap(), headers, len);
+            }
+            assert!(self.fill().await, "connection closed before a full response head");
+        };
+        self.buf.drain(..head_len);
+        let length = headers.iter().find(|(n, _)| n == "content-length").map(|(_, v)| v.parse::<usize>().unwrap());
+        let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+        let body = if !with_body && status == 200 {
+            Vec::new()
+        } else if let Some(len) = length {
+            while self.buf.len() < len {
+                assert!(self.fill().await, "connection closed inside the body");
+            }
+            self.buf.drain(..len).collect()
+        } else if chunked {
+            self.read_chunked().await
+        } else {
+            while self.fill().await {}
+            std::mem::take(&mut self.buf)
+        };
+        Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    async fn read_chunked(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break pos;
+                }
+                assert!(self.fill().await, "closed in chunked body");
+            };
+            let size_line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).unwrap();
+            self.buf.drain(..line_end + 2);
+            while self.buf.len() < size + 2 {
+                assert!(self.fill().await, "closed in chunk");
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+            if size == 0 {
+                return body;
+            }
+        }
+    }
+
+    /// After a `200` to CONNECT: a TLS handshake through the tunnel to a
+    /// [`TlsOrigin`] as `server_name`, one line sent, the answer returned.
+    pub async fn tls_exchange(self, origin: &TlsOrigin, server_name: &str, line: &str) -> String {
+        assert!(self.buf.is_empty(), "bytes after the CONNECT reply");
+        let connector = tokio_rustls::TlsConnector::from(origin.client_config.clone());
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+        let mut tls = tokio::time::timeout(WAIT, connector.connect(name, self.stream)).await.unwrap().unwrap();
+        tls.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+}
+
+/// A plain HTTP origin that answers `200` with a body echoing the method,
+/// the request target and every header (`name: value` lines, lowercase).
+pub struct EchoOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl EchoOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> EchoOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        let mut text = format!("{} {}\n", req.method(), req.uri());
+                        for (name, value) in req.headers() {
+                            text.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("?")));
+                        }
+                        let response = hyper::Response::builder()
+                            .header("x-origin", "echo")
+                            .header("keep-alive", "timeout=5")
+                            .body(Full::new(Bytes::from(text)))
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        EchoOrigin { addr }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// A TLS origin with a certificate (made here with rcgen) for every test
+/// host name; after the handshake it answers one line with `pong: LINE`.
+pub struct TlsOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// A client config trusting its certificate.
+    pub client_config: Arc<rustls::ClientConfig>,
+}
+
+impl TlsOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> TlsOrigin {
+        let names: Vec<String> = ["www.facebook.com", "facebook.com", "notfacebook.com", "twitter.com", "example.test"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let certified = rcgen::generate_simple_self_signed(names).unwrap();
+        let cert_der = certified.cert.der().clone();
+        let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert_der.clone()], key_der)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert_der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                    let mut line = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while let Ok(1) = tls.read(&mut byte).await {
+                        if byte[0] == b'\n' {
+                            break;
+                        }
+                        line.push(byte[0]);
+                    }
+                    let answer = format!("pong: {}\n", String::from_utf8_lossy(&line));
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        TlsOrigin { addr, client_config: Arc::new(client) }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// An origin that accepts connections and never answers.
+pub struct SilentOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl SilentOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> SilentOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        SilentOrigin { addr }
+    }
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A loopback UDP port nobody listens on, for a nameserver that never
+/// answers (queries fail fast with port unreachable).
+pub fn closed_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// `Basic` credentials header line.
+pub fn proxy_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Proxy-Authorization: Basic {token}")
+}
+
+/// An origin that answers every request with a chunked `200`, sends one
+/// chunk, and then holds the response open forever.
+pub struct TricklingOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl TricklingOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> TricklingOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n").await;
+                held.push(stream);
+            }
+        });
+        TricklingOrigin { addr }
+    }
+}
