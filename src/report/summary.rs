@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use super::input::Parsed;
 use crate::policy::Action;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// How many busiest hours a department lists.
 pub const BUSIEST_HOURS: usize = 5;
