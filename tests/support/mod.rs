@@ -889,3 +889,12 @@ impl Proxy {
         wait_for_whole_records(&self.log_path(), n).await
     }
 }
+
+impl Proxy {
+    /// Like [`Proxy::reload`], also replacing `connect_ports` (e.g. to name
+    /// the proxy's own port, known only once it listens).
+    pub fn reload_with_ports(&mut self, connect_ports: &[u16], change: impl FnOnce(Company) -> Company) {
+        self.connect_ports = connect_ports.to_vec();
+        self.reload(change);
+    }
+}
