@@ -54,7 +54,7 @@ async fn an_origin_reset_mid_tunnel_closes_the_tunnel_and_is_logged() {
             let _ = stream.read_exact(&mut buf).await;
             let _ = stream.write_all(b"partial").await;
             // Close with RST instead of FIN.
-            let _ = stream.set_linger(Some(Duration::ZERO));
+            let _ = stream.set_zero_linger();
             drop(stream);
         })
         .await;
