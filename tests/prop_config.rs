@@ -7,8 +7,6 @@
 //! every proper prefix.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod support;
 
 use proptest::prelude::*;
