@@ -28,6 +28,7 @@ async fn missing_or_wrong_credentials_get_407() {
             assert_eq!(r["action"], "block");
             assert_eq!(r["status"], 407);
             assert_eq!(r["user"], serde_json::Value::Null);
+            assert_eq!(r["department"], "default");
         }
         let company = proxy.stop().await;
         let log = std::fs::read_to_string(company.dir().join("access.log")).unwrap();

@@ -29,15 +29,17 @@ fn plain(line: &str) -> String {
     out
 }
 
-#[tokio::test]
-async fn sigterm_drains_flushes_the_log_and_exits_zero() {
-    bounded(async {
-        let origin = EchoOrigin::start().await;
-        let company = Company::new();
-        let main = company.write(&[443]);
+/// The real binary running a company's config, and its first address.
+struct Binary {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Binary {
+    async fn start(main: &std::path::Path) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_socialgate"))
             .arg("--config")
-            .arg(&main)
+            .arg(main)
             .arg("run")
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
@@ -46,7 +48,6 @@ async fn sigterm_drains_flushes_the_log_and_exits_zero() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-
         // Read stderr on a thread; hand over the first bound address.
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
@@ -64,27 +65,78 @@ async fn sigterm_drains_flushes_the_log_and_exits_zero() {
             .await
             .unwrap()
             .expect("the binary never logged its address");
+        Binary { child, addr }
+    }
 
-        let mut client = Client::connect(addr, "127.0.0.3").await;
+    /// Sends SIGTERM and waits (with a deadline) for the exit status.
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let killed = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the proxy did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        // A failed test must not leave the process behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_flushes_the_log_and_exits_zero() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = Company::new();
+        let proxy = Binary::start(&company.write(&[443])).await;
+
+        let mut client = Client::connect(proxy.addr, "127.0.0.3").await;
         let reply = client.get(&format!("http://example.test:{}/", origin.port()), &[]).await;
         assert_eq!(reply.status, 200);
         drop(client);
 
-        let killed = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the proxy did not exit after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let status = proxy.terminate().await;
         assert!(status.success(), "exit status {status:?}");
-
         let records = wait_for_records(&company.dir().join("access.log"), 1).await;
         assert_eq!(records[0]["status"], 200);
         assert_eq!(records[0]["department"], "engineering");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_edited_department_file_is_reloaded_within_two_seconds() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = Company::new();
+        let proxy = Binary::start(&company.write(&[443])).await;
+        let url = format!("http://www.facebook.com:{}/", origin.port());
+        assert_eq!(Client::connect(proxy.addr, "127.0.0.1").await.get(&url, &[]).await.status, 403);
+
+        let edited = Instant::now();
+        std::fs::write(company.dir().join("departments").join("default.toml"), "default = \"allow\"\n").unwrap();
+        loop {
+            if Client::connect(proxy.addr, "127.0.0.1").await.get(&url, &[]).await.status == 200 {
+                break;
+            }
+            assert!(edited.elapsed() < Duration::from_secs(5), "the edit was not picked up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // An invalid edit keeps the running config: wait out the whole
+        // reload window (a negative has no condition to poll for).
+        std::fs::write(company.dir().join("departments").join("default.toml"), "default = \"alow\"\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(Client::connect(proxy.addr, "127.0.0.1").await.get(&url, &[]).await.status, 200);
+
+        assert!(proxy.terminate().await.success());
     })
     .await;
 }

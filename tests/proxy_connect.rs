@@ -23,7 +23,7 @@ async fn an_allowed_tunnel_carries_a_tls_session_to_the_origin() {
         assert_eq!(r["host"], "www.facebook.com");
         assert_eq!(r["port"], origin.port());
         assert_eq!(r["url"], serde_json::Value::Null);
-        assert_eq!(r["sni"], serde_json::Value::Null);
+        assert_eq!(r["sni"], "www.facebook.com");
         assert_eq!(r["service"], "facebook");
         assert_eq!(r["department"], "engineering");
         assert_eq!(r["action"], "allow");
@@ -81,6 +81,7 @@ async fn a_port_outside_connect_ports_gets_403() {
         assert_eq!(r["rule"], "connect_ports");
         assert_eq!(r["action"], "block");
         assert_eq!(r["port"], 8443);
+        assert_eq!(r["department"], "engineering", "refusals are logged under the client's department");
         proxy.stop().await;
     })
     .await;
@@ -90,7 +91,11 @@ async fn a_port_outside_connect_ports_gets_403() {
 async fn an_idle_tunnel_is_closed_after_tunnel_idle_timeout() {
     bounded(async {
         let origin = SilentOrigin::start().await;
-        let proxy = Company::new().limit("tunnel_idle_timeout = \"300ms\"").start(&[origin.addr.port()]).await;
+        let proxy = Company::new()
+            .limit("tunnel_idle_timeout = \"300ms\"")
+            .limit("sni_peek_timeout = \"100ms\"")
+            .start(&[origin.addr.port()])
+            .await;
         let mut client = proxy.client_from("127.0.0.3").await;
 
         assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
@@ -123,6 +128,48 @@ async fn a_reload_that_blocks_an_open_tunnel_cuts_it() {
         let r = &proxy.records(1).await[0];
         assert_eq!(r["closed_by"], "policy");
         assert_eq!(r["action"], "allow", "logged with its original action");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_blocked_server_name_inside_an_allowed_tunnel_closes_it() {
+    bounded(async {
+        let origin = TlsOrigin::start().await;
+        let proxy = Company::new().start(&[origin.port()]).await;
+        let mut engineer = proxy.client_from("127.0.0.3").await;
+
+        // Facebook is allowed for engineering, Twitter is not.
+        assert_eq!(engineer.connect_to(&format!("www.facebook.com:{}", origin.port()), &[]).await.status, 200);
+        assert!(engineer.tls_handshake_fails(&origin, "twitter.com").await);
+
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["host"], "www.facebook.com");
+        assert_eq!(r["sni"], "twitter.com");
+        assert_eq!(r["action"], "block");
+        assert_eq!(r["rule"], "services.twitter");
+        assert_eq!(r["status"], 403);
+        assert_eq!(r["closed_by"], "policy");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn non_tls_tunnels_can_be_refused() {
+    bounded(async {
+        let origin = SilentOrigin::start().await;
+        let proxy = Company::new().proxy("non_tls_tunnels = \"refuse\"").start(&[origin.addr.port()]).await;
+        let mut client = proxy.client_from("127.0.0.3").await;
+
+        assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
+        client.send("HELLO plain text\r\n").await;
+        assert!(client.closed().await);
+
+        let r = &proxy.records(1).await[0];
+        assert_eq!((r["status"].as_u64(), r["rule"].as_str()), (Some(403), Some("non_tls_tunnels")));
+        assert_eq!(r["closed_by"], "policy");
         proxy.stop().await;
     })
     .await;

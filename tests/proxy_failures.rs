@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Company, EchoOrigin, SilentOrigin, bounded, closed_port, closed_udp_port};
+use support::{Company, EchoOrigin, GatedOrigin, SilentOrigin, bounded, closed_port, closed_udp_port};
 
 #[tokio::test]
 async fn a_private_destination_is_refused_unless_allowed() {
@@ -113,6 +113,48 @@ async fn a_refused_tunnel_gets_502() {
         let reply = proxy.client().await.connect_to(&format!("example.test:{port}"), &[]).await;
         assert_eq!(reply.status, 502);
         assert!(reply.header("content-type").unwrap().starts_with("text/plain"));
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_the_origin_thinks_is_still_logged() {
+    bounded(async {
+        let mut origin = GatedOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client().await;
+        client
+            .send(&format!(
+                "GET http://example.test:{}/slow HTTP/1.1\r\nHost: example.test\r\n\r\n",
+                origin.addr.port()
+            ))
+            .await;
+        origin.request_arrived().await;
+        drop(client);
+
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["status"], 0, "nothing was sent: {r}");
+        assert_eq!(r["closed_by"], "client");
+        assert_eq!(r["url"], format!("http://example.test:{}/slow", origin.addr.port()));
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_that_forbids_a_destination_does_not_reuse_pooled_connections() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let mut proxy = Company::new().start(&[443]).await;
+        let url = format!("http://example.test:{}/", origin.port());
+        assert_eq!(proxy.client().await.get(&url, &[]).await.status, 200);
+
+        proxy.reload(Company::without_loopback_destinations);
+
+        let reply = proxy.client().await.get(&url, &[]).await;
+        assert_eq!(reply.status, 403);
+        assert!(reply.header("proxy-status").unwrap().contains("destination_ip_prohibited"));
         proxy.stop().await;
     })
     .await;

@@ -203,7 +203,9 @@ async fn the_status_page_says_who_you_are() {
         let proxy = Company::new().start(&[443]).await;
         let reply = proxy.client_from("127.0.0.2").await.get("http://socialgate.status/", &[]).await;
         assert_eq!(reply.status, 200);
-        for expected in ["127.0.0.2", "sales", "network", "facebook"] {
+        for expected in
+            ["127.0.0.2", "sales", "network", "<td>facebook</td><td>log</td>", "<td>youtube</td><td>allow</td>"]
+        {
             assert!(reply.body.contains(expected), "status page lacks {expected}: {}", reply.body);
         }
         proxy.stop().await;
@@ -251,6 +253,89 @@ async fn a_reload_that_blocks_a_streaming_response_cuts_it() {
         let r = &proxy.records(1).await[0];
         assert_eq!(r["closed_by"], "policy");
         assert_eq!(r["action"], "allow");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways_and_are_counted() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client().await;
+
+        // A chunked upload of 2 MiB.
+        let chunk = "y".repeat(64 * 1024);
+        client
+            .send(&format!(
+                "POST http://example.test:{}/upload HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+                origin.port()
+            ))
+            .await;
+        for _ in 0..32 {
+            client.send(&format!("{:x}\r\n{chunk}\r\n", chunk.len())).await;
+        }
+        client.send("0\r\n\r\n").await;
+        let reply = client.reply(true).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.contains("body-bytes: 2097152\n"), "{}", reply.body);
+
+        let download = client.get(&format!("http://example.test:{}/download/3000000", origin.port()), &[]).await;
+        assert_eq!(download.body.len(), 3_000_000);
+
+        let records = proxy.records(2).await;
+        assert!(records[0]["bytes_up"].as_u64().unwrap() >= 2_097_152, "{}", records[0]);
+        assert!(records[1]["bytes_down"].as_u64().unwrap() >= 3_000_000, "{}", records[1]);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn many_concurrent_clients_are_all_served_and_logged() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let url = format!("http://example.test:{}/", origin.port());
+
+        let mut clients = Vec::new();
+        for i in 0..100 {
+            let mut client = proxy.client_from(["127.0.0.1", "127.0.0.2", "127.0.0.3"][i % 3]).await;
+            let url = url.clone();
+            clients.push(tokio::spawn(async move { client.get(&format!("{url}{i}"), &[]).await.status }));
+        }
+        for client in clients {
+            assert_eq!(client.await.unwrap(), 200);
+        }
+        let records = proxy.records(100).await;
+        assert_eq!(records.len(), 100);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_trusted_balancer_names_the_client_with_the_proxy_protocol() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().proxy("proxy_protocol_from = [\"127.0.0.4/32\"]").start(&[443]).await;
+        let url = format!("http://www.facebook.com:{}/", origin.port());
+
+        let mut balancer = proxy.client_from("127.0.0.4").await;
+        balancer.send(&format!("PROXY TCP4 127.0.0.3 127.0.0.1 50000 {}\r\n", proxy.addr.port())).await;
+        let reply = balancer.get(&url, &[]).await;
+        assert_eq!(reply.status, 200, "placed in engineering by the real client address");
+        assert!(reply.body.contains("x-forwarded-for: 127.0.0.3\n"), "{}", reply.body);
+
+        let mut untrusted = proxy.client().await;
+        untrusted.send("PROXY TCP4 127.0.0.3 127.0.0.1 50000 3128\r\n").await;
+        assert_eq!(untrusted.get(&url, &[]).await.status, 400);
+
+        let records = proxy.records(2).await;
+        let served = records.iter().find(|r| r["status"] == 200).unwrap();
+        assert_eq!(served["client"], "127.0.0.3");
+        assert_eq!(served["department"], "engineering");
         proxy.stop().await;
     })
     .await;

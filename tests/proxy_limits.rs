@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Company, EchoOrigin, SilentOrigin, bounded};
+use support::{Company, EchoOrigin, GatedOrigin, SilentOrigin, bounded};
 
 #[tokio::test]
 async fn a_slow_request_head_gets_408() {
@@ -32,7 +32,7 @@ async fn a_slow_request_head_gets_408() {
 async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
     bounded(async {
         let origin = EchoOrigin::start().await;
-        let proxy = Company::new().limit("idle_timeout = \"300ms\"").start(&[443]).await;
+        let proxy = Company::new().limit("idle_timeout = \"1s\"").start(&[443]).await;
         let mut client = proxy.client().await;
 
         let url = format!("http://example.test:{}/", origin.port());
@@ -117,7 +117,11 @@ async fn a_reload_applies_to_new_requests() {
 async fn shutdown_cuts_a_tunnel_after_the_grace_period_and_logs_it() {
     bounded(async {
         let origin = SilentOrigin::start().await;
-        let proxy = Company::new().limit("shutdown_grace = \"300ms\"").start(&[origin.addr.port()]).await;
+        let proxy = Company::new()
+            .limit("shutdown_grace = \"300ms\"")
+            .limit("sni_peek_timeout = \"100ms\"")
+            .start(&[origin.addr.port()])
+            .await;
         let mut client = proxy.client_from("127.0.0.3").await;
         assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
 
@@ -134,24 +138,45 @@ async fn shutdown_cuts_a_tunnel_after_the_grace_period_and_logs_it() {
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     bounded(async {
-        let origin = EchoOrigin::start().await;
+        let mut origin = GatedOrigin::start().await;
         let proxy = Company::new().start(&[443]).await;
         let mut client = proxy.client().await;
-        // A request whose body is still arriving when shutdown begins.
         client
             .send(&format!(
-                "POST http://example.test:{}/upload HTTP/1.1\r\nHost: example.test\r\nContent-Length: 10\r\n\r\nhello",
-                origin.port()
+                "GET http://example.test:{}/report HTTP/1.1\r\nHost: example.test\r\n\r\n",
+                origin.addr.port()
             ))
             .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        origin.request_arrived().await;
+
         proxy.begin_shutdown();
-        client.send("world").await;
+        origin.open();
+
         let reply = client.reply(true).await;
         assert_eq!(reply.status, 200);
-        assert!(reply.body.starts_with("POST /upload"), "{}", reply.body);
+        assert_eq!(reply.body, "ok");
         let company = proxy.stop().await;
         let records = support::wait_for_records(&company.dir().join("access.log"), 1).await;
+        assert_eq!(records[0]["status"], 200);
+        assert_eq!(records[0]["closed_by"], "origin");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_cuts_a_streaming_response_after_the_grace_period_and_logs_it() {
+    bounded(async {
+        let origin = support::TricklingOrigin::start().await;
+        let proxy = Company::new().limit("shutdown_grace = \"300ms\"").start(&[443]).await;
+        let mut client = proxy.client().await;
+        let reply = client.get_head(&format!("http://example.test:{}/stream", origin.addr.port())).await;
+        assert_eq!(reply.status, 200);
+
+        let company = proxy.stop().await;
+
+        assert!(client.closed().await);
+        let records = support::wait_for_records(&company.dir().join("access.log"), 1).await;
+        assert_eq!(records[0]["closed_by"], "shutdown");
         assert_eq!(records[0]["status"], 200);
     })
     .await;

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -104,7 +104,8 @@ fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
 
 /// A client `TcpStream` with idle and head deadlines.
 pub(crate) struct ClientIo {
-    stream: TcpStream,
+    /// `None` once a refusal handed the socket to its own closing task.
+    stream: Option<TcpStream>,
     state: Arc<ConnState>,
     header_timeout: Duration,
     idle_timeout: Duration,
@@ -125,7 +126,7 @@ impl ClientIo {
         replies: Arc<HeadReplies>,
     ) -> ClientIo {
         ClientIo {
-            stream,
+            stream: Some(stream),
             state,
             header_timeout: limits.header_timeout,
             idle_timeout: limits.idle_timeout,
@@ -137,17 +138,29 @@ impl ClientIo {
         }
     }
 
-    /// Writes the refusal for `status` (best effort: the socket's send
-    /// buffer is empty at this stage, a short reply fits) and ends the
-    /// connection with an error hyper will not answer itself.
+    /// Hands the socket to a task that writes the refusal for `status`,
+    /// closes its side, and reads (discarding) until the client closes, so
+    /// unread request bytes do not reset the connection under the reply.
+    /// hyper gets an error and will not answer itself.
     fn refuse(&mut self, status: u16) -> Poll<io::Result<()>> {
-        let reply = match status {
-            408 => &self.replies.timeout,
-            431 => &self.replies.too_large,
-            _ => &self.replies.malformed,
-        };
-        let _ = self.stream.try_write(reply);
         self.state.refused.store(status, Ordering::SeqCst);
+        if let Some(mut stream) = self.stream.take() {
+            let replies = self.replies.clone();
+            tokio::spawn(async move {
+                let reply = match status {
+                    408 => &replies.timeout,
+                    431 => &replies.too_large,
+                    _ => &replies.malformed,
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = stream.write_all(reply).await;
+                    let _ = stream.shutdown().await;
+                    let mut sink = [0u8; 4096];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                })
+                .await;
+            });
+        }
         Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "request head refused")))
     }
 
@@ -156,6 +169,10 @@ impl ClientIo {
         self.timer.as_mut().reset(Instant::now() + after);
         self.armed = Some(phase);
     }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection refused at the head stage")
 }
 
 impl AsyncRead for ClientIo {
@@ -168,10 +185,12 @@ impl AsyncRead for ClientIo {
             // busy are left to hyper's own checks.)
             this.head = Some(Vec::new());
             this.state.reader.register(cx.waker());
-            return Pin::new(&mut this.stream).poll_read(cx, buf);
+            let Some(stream) = this.stream.as_mut() else { return Poll::Ready(Err(gone())) };
+            return Pin::new(stream).poll_read(cx, buf);
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+        let Some(stream) = this.stream.as_mut() else { return Poll::Ready(Err(gone())) };
+        match Pin::new(stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
                 if !new.is_empty()
@@ -213,15 +232,24 @@ impl AsyncRead for ClientIo {
 
 impl AsyncWrite for ClientIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        match self.get_mut().stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_write(cx, buf),
+            None => Poll::Ready(Err(gone())),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        match self.get_mut().stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        match self.get_mut().stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_write_vectored(
@@ -229,10 +257,37 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        match self.get_mut().stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(gone())),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.as_ref().is_some_and(TcpStream::is_write_vectored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(head: &str, max: usize) -> Option<u16> {
+        match check_head(head.as_bytes(), max) {
+            HeadCheck::Complete => Some(0),
+            HeadCheck::Partial => None,
+            HeadCheck::Refuse(status) => Some(status),
+        }
+    }
+
+    #[test]
+    fn heads_are_judged_as_they_arrive() {
+        assert_eq!(check("GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n", 1024), Some(0));
+        assert_eq!(check("GET http://a.test/ HTTP/1.1\r\nHost: a.t", 1024), None);
+        assert_eq!(check("THIS IS NOT HTTP\r\n\r\n", 1024), Some(400));
+        assert_eq!(check("GET http://a.test/ HTTP/1.1\r\nBad Header\r\n\r\n", 1024), Some(400));
+        assert_eq!(check(&format!("GET /{} HTTP/1.1\r\n", "a".repeat(2000)), 1024), Some(431));
+        let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert_eq!(check(&format!("GET / HTTP/1.1\r\n{many}\r\n"), 1 << 20), Some(431));
     }
 }

@@ -40,12 +40,19 @@ pub(crate) struct Ctx {
     pub(crate) conn: Option<Arc<ConnState>>,
     /// Room reserved in the access log for a record written from sync code.
     pub(crate) permit: Option<Reserved>,
+    /// The record was written (or deliberately not).
+    done: bool,
 }
 
 impl Ctx {
     /// A context for a request whose head just arrived.
+    /// Until a user is known, the client is placed by its address, so even
+    /// requests refused early are logged under a department.
     pub(crate) fn new(shared: Arc<Shared>, client: SocketAddr, method: &str) -> Ctx {
         let snap = shared.snapshot.load_full();
+        let policy = &snap.config.policy;
+        let placement = policy.place(&Identity { user: None, client_ip: Some(client.ip()) });
+        let department = policy.department_name(placement.department).to_owned();
         Ctx {
             shared,
             snap,
@@ -53,7 +60,7 @@ impl Ctx {
             ts: Timestamp::now(),
             started: Instant::now(),
             user: None,
-            department: String::new(),
+            department,
             method: method.to_owned(),
             host: String::new(),
             port: 0,
@@ -68,6 +75,7 @@ impl Ctx {
             bytes_down: 0,
             conn: None,
             permit: None,
+            done: false,
         }
     }
 
@@ -111,13 +119,17 @@ impl Ctx {
     }
 
     /// Writes the record, waiting while the writer is behind.
-    pub(crate) async fn log(self, status: u16, closed_by: ClosedBy) {
+    pub(crate) async fn log(mut self, status: u16, closed_by: ClosedBy) {
+        self.done = true;
         if let Some(conn) = &self.conn {
             conn.idle();
         }
         if self.wanted() {
             let record = self.record(status, closed_by);
-            self.shared.sink.send(record).await;
+            match self.permit.take() {
+                Some(permit) => permit.send(record),
+                None => self.shared.sink.send(record).await,
+            }
         }
     }
 
@@ -133,6 +145,11 @@ impl Ctx {
     /// room reserved by [`Ctx::reserve_log`]. Work cut at the end of the
     /// shutdown grace period is logged as `shutdown`.
     pub(crate) fn log_detached(mut self, status: u16, closed_by: ClosedBy) {
+        self.emit_detached(status, closed_by);
+    }
+
+    fn emit_detached(&mut self, status: u16, closed_by: ClosedBy) {
+        self.done = true;
         if let Some(conn) = &self.conn {
             conn.idle();
         }
@@ -140,9 +157,7 @@ impl Ctx {
             let closed_by = if self.shared.current_phase() == Phase::Cut { ClosedBy::Shutdown } else { closed_by };
             let record = self.record(status, closed_by);
             match self.permit.take() {
-                Some(permit) => {
-                    permit.send(record);
-                }
+                Some(permit) => permit.send(record),
                 None => self.shared.sink.send_detached(record),
             }
         }
@@ -151,6 +166,17 @@ impl Ctx {
     /// Counts only `n` bytes up (a tunnel's payload, not the CONNECT head).
     pub(crate) fn set_up(&self, n: u64) {
         self.bytes_up.store(n, Ordering::Relaxed);
+    }
+}
+
+/// A request dropped before any exit path logged it (hyper dropped the
+/// service future: the client went away mid-request, or shutdown cut the
+/// connection) is still logged, with status 0: nothing was sent.
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if !self.done {
+            self.emit_detached(0, ClosedBy::Client);
+        }
     }
 }
 
@@ -167,6 +193,8 @@ pub(crate) struct PolicyWatch {
     pub(crate) user: Option<String>,
     pub(crate) client: IpAddr,
     pub(crate) host: Host,
+    /// A second name decided on too (a tunnel's SNI); the stricter wins.
+    pub(crate) also: Option<Host>,
     pub(crate) valid_until: Option<Timestamp>,
 }
 
@@ -196,11 +224,19 @@ impl PolicyWatch {
             let snap = shared.snapshot.load_full();
             let policy = &snap.config.policy;
             let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
-            let decision = policy.decide(placement, &self.host, Timestamp::now());
-            if decision.action == Action::Block {
-                return;
+            let now = Timestamp::now();
+            let mut valid_until = None;
+            for host in std::iter::once(&self.host).chain(self.also.as_ref()) {
+                let decision = policy.decide(placement, host, now);
+                if decision.action == Action::Block {
+                    return;
+                }
+                valid_until = match (valid_until, decision.valid_until) {
+                    (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                    (a, b) => a.or(b),
+                };
             }
-            self.valid_until = decision.valid_until;
+            self.valid_until = valid_until;
         }
     }
 }

@@ -9,8 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
@@ -22,30 +22,38 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use jiff::Timestamp;
 use tokio::net::TcpStream;
 
-use super::Snapshot;
 use super::context::{Ctx, PolicyWatch, head_size};
 use super::respond::{BoxError, ProxyBody, Refusal, Upstream, refuse};
 use crate::access_log::ClosedBy;
 use crate::config::ForwardedFor;
 use crate::policy::Host;
-use crate::resolve::ConnectError;
+use crate::resolve::{ConnectError, Guard, Resolver};
 
 /// The pooled client for origins.
 pub(crate) type UpstreamClient = Client<Connector, Counted<Incoming>>;
 
-/// Builds the upstream client; connections are made by [`Connector`].
-pub(crate) fn upstream_client(snapshot: Arc<ArcSwap<Snapshot>>) -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .set_host(false)
-        .build(Connector { snapshot })
+/// Builds an upstream client; connections are made by [`Connector`].
+pub(crate) fn upstream_client(resolver: Arc<Resolver>, guard: Arc<Guard>, connect_timeout: Duration) -> UpstreamClient {
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).set_host(false).build(Connector {
+        resolver,
+        guard,
+        connect_timeout,
+    })
 }
 
-/// Connects to origins with the current snapshot's resolver and guard, so
-/// the private-destination check is on the address actually connected to.
+/// Connects to origins with one snapshot's resolver and guard, so the
+/// private-destination check is on the address actually connected to.
 #[derive(Clone)]
 pub(crate) struct Connector {
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    resolver: Arc<Resolver>,
+    guard: Arc<Guard>,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connector(..)")
+    }
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -58,14 +66,13 @@ impl tower_service::Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let snap = self.snapshot.load_full();
+        let (resolver, guard, timeout) = (self.resolver.clone(), self.guard.clone(), self.connect_timeout);
         Box::pin(async move {
             let raw = uri.host().unwrap_or_default();
             let host = Host::parse(raw)
                 .map_err(|err| ConnectError::Unresolvable { host: raw.to_owned(), reason: err.to_string() })?;
             let port = uri.port_u16().unwrap_or(80);
-            let (stream, _) =
-                snap.resolver.connect(&host, port, &snap.guard, snap.config.limits.connect_timeout).await?;
+            let (stream, _) = resolver.connect(&host, port, &guard, timeout).await?;
             Ok(TokioIo::new(stream))
         })
     }
@@ -153,7 +160,7 @@ pub(crate) async fn forward(
     // milliseconds); a slow connect fails first with its own, shorter
     // `connect_timeout` under the defaults.
     let deadline = limits.upstream_response_timeout;
-    let sent = tokio::time::timeout(deadline, ctx.shared.upstream.request(request)).await;
+    let sent = tokio::time::timeout(deadline, ctx.snap.upstream.request(request)).await;
     let response = match sent {
         Err(_) => return refuse(ctx, Refusal::Upstream(Upstream::ResponseTimeout)).await,
         Ok(Err(err)) => {
@@ -173,7 +180,8 @@ pub(crate) async fn forward(
     let status = parts.status.as_u16();
     let head = head_size(parts.status.as_str().len() + 9, &parts.headers)
         + parts.status.canonical_reason().map_or(0, |r| r.len() as u64);
-    let watch = PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), valid_until };
+    let watch =
+        PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), also: None, valid_until };
     let policy = Box::pin(watch.until_blocked(ctx.shared.clone()));
     let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0, policy };
     Response::from_parts(parts, logged.boxed_unsync())

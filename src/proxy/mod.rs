@@ -1,18 +1,22 @@
 //! The proxy runtime: listeners, the per-connection hyper service, plain-HTTP
 //! forwarding, CONNECT tunnels, and the one place errors become responses.
 //!
-//! - [`server`]: accept loops, connection limits, the hyper connection and
+//! - `server`: accept loops, the connection cap, the hyper connection and
 //!   the request router (`accept -> context -> identity -> decide -> ...`).
-//! - [`context`]: the per-request context and the one logging function.
-//! - [`forward`]: plain-HTTP forwarding over a pooled upstream client.
-//! - [`tunnel`]: CONNECT tunnels.
-//! - [`respond`]: every response the proxy makes itself.
+//! - `conn`: the client socket with idle/head deadlines and head checks.
+//! - `proxy_protocol`: PROXY v1/v2 headers from trusted load balancers.
+//! - `context`: the per-request context and the one logging function.
+//! - `forward`: plain-HTTP forwarding over a pooled upstream client.
+//! - `tunnel` (+ `sni`): CONNECT tunnels, with the ClientHello's server name.
+//! - `respond`: every response the proxy makes itself.
 
 mod conn;
 mod context;
 mod forward;
+mod proxy_protocol;
 mod respond;
 mod server;
+mod sni;
 mod tunnel;
 
 use std::net::SocketAddr;
@@ -68,23 +72,27 @@ pub struct Running {
 }
 
 /// One configuration with what is derived from it: requests load it once
-/// and keep it to the end.
+/// and keep it to the end. Each snapshot has its own upstream pool, so a
+/// reload (new hosts, new `allow_destinations`) never reuses a connection
+/// the old configuration made.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) config: Arc<Config>,
-    pub(crate) resolver: Resolver,
-    pub(crate) guard: Guard,
+    pub(crate) resolver: Arc<Resolver>,
+    pub(crate) guard: Arc<Guard>,
+    pub(crate) upstream: forward::UpstreamClient,
 }
 
 impl Snapshot {
     fn new(config: Arc<Config>, own: &[SocketAddr]) -> Snapshot {
-        let resolver = Resolver::new(config.proxy.hosts.clone(), &config.proxy.nameservers);
-        let guard = Guard {
+        let resolver = Arc::new(Resolver::new(config.proxy.hosts.clone(), &config.proxy.nameservers));
+        let guard = Arc::new(Guard {
             block_private: config.proxy.block_private_destinations,
             allow: config.proxy.allow_destinations.clone(),
             own: own.to_vec(),
-        };
-        Snapshot { config, resolver, guard }
+        });
+        let upstream = forward::upstream_client(resolver.clone(), guard.clone(), config.limits.connect_timeout);
+        Snapshot { config, resolver, guard, upstream }
     }
 }
 
@@ -105,7 +113,6 @@ pub(crate) struct Shared {
     pub(crate) own: Vec<SocketAddr>,
     pub(crate) sink: LogSink,
     pub(crate) auth: Authenticator,
-    pub(crate) upstream: forward::UpstreamClient,
     pub(crate) tracker: Tracker,
     pub(crate) phase: watch::Sender<Phase>,
     pub(crate) head_replies: Arc<conn::HeadReplies>,
@@ -211,14 +218,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     })?;
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::new(config), &own)));
-    let upstream = forward::upstream_client(snapshot.clone());
     let (phase, _) = watch::channel(Phase::Serving);
     let shared = Arc::new(Shared {
         snapshot,
         own,
         sink,
         auth: Authenticator::default(),
-        upstream,
         tracker: Tracker::default(),
         phase,
         generation: watch::channel(0).0,

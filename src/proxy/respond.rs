@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use super::conn::HeadReplies;
 use super::context::{Ctx, head_size};
 use crate::access_log::ClosedBy;
-use crate::policy::{Action, Decision, Host, Placement};
+use crate::policy::{Action, Decision, Placement};
 use crate::resolve::ConnectError;
 
 /// Any error a response body can end with.
@@ -247,29 +247,32 @@ pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String
 }
 
 /// The `http://<status_host>/` page: who the proxy thinks the caller is and
-/// what their department's policy says right now.
+/// what their department's policy says right now, service by service.
 pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
     let policy = &ctx.snap.config.policy;
     let now = jiff::Timestamp::now();
     let mut body = format!(
-        "<ul>\n<li>User: {}</li>\n<li>Address: {}</li>\n<li>Department: {} (by {})</li>\n</ul>\n<table>\n<tr><th>Service</th><th>Action</th><th>Rule</th></tr>\n",
+        "<ul>\n<li>User: {}</li>\n<li>Address: {}</li>\n<li>Department: {} (by {})</li>\n</ul>\n<table>\n<tr><th>Service</th><th>Action now</th><th>Rule</th><th>Schedule</th></tr>\n",
         html_escape(ctx.user.as_deref().unwrap_or("(not signed in)")),
         html_escape(&ctx.client.ip().to_string()),
         html_escape(policy.department_name(placement.department)),
         placement.source.as_str(),
     );
-    for sample in ["www.facebook.com", "twitter.com", "www.linkedin.com", "www.youtube.com"] {
-        if let Ok(host) = Host::parse(sample) {
-            let decision: Decision = policy.decide(placement, &host, now);
-            let service = decision.service.as_deref().unwrap_or(sample);
-            body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                html_escape(service),
-                decision.action.as_str(),
-                html_escape(&decision.rule)
-            ));
+    let row = |body: &mut String, name: &str, decision: &Decision| {
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            html_escape(name),
+            decision.action.as_str(),
+            html_escape(&decision.rule),
+            html_escape(decision.schedule.as_deref().unwrap_or("")),
+        ));
+    };
+    for service in policy.service_names() {
+        if let Some(decision) = policy.decide_service(placement, service, now) {
+            row(&mut body, service, &decision);
         }
     }
+    row(&mut body, "(everything else)", &policy.decide_default(placement, now));
     body.push_str("</table>\n");
     html_page("socialgate status", &body)
 }
@@ -329,5 +332,35 @@ pub(crate) fn head_refusal_logged_as(status: u16) -> (&'static str, ClosedBy) {
         408 => ("limits", ClosedBy::Timeout),
         431 => ("limits", ClosedBy::Proxy),
         _ => ("request", ClosedBy::Proxy),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_values_are_escaped() {
+        assert_eq!(html_escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn proxy_status_quotes_the_rule() {
+        assert_eq!(
+            proxy_status("http_request_denied", "rules[0]"),
+            "socialgate; error=http_request_denied; details=\"rules[0]\""
+        );
+        assert_eq!(proxy_status("x", "a\"b\\c\nd"), "socialgate; error=x; details=\"a\\\"b\\\\cd\"");
+    }
+
+    #[test]
+    fn raw_responses_are_complete_and_carry_proxy_status() {
+        let reply = String::from_utf8(overloaded()).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains("\r\nProxy-Status: socialgate; error=connection_limit_reached; details=\"limits\""));
+        assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
+        assert!(head.contains("\r\nConnection: close"));
     }
 }

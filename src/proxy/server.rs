@@ -12,13 +12,13 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::conn::{ClientIo, ConnState};
 use super::context::{Ctx, head_size};
 use super::respond::{self, ProxyBody, Refusal, refuse};
-use super::{Phase, Shared, Token, forward, tunnel};
+use super::{Phase, Shared, Token, forward, proxy_protocol, tunnel};
 use crate::access_log::ClosedBy;
 use crate::identity::AuthOutcome;
 use crate::policy::{Action, Host, Identity};
@@ -55,9 +55,14 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
     let mut ctx = Ctx::new(shared, peer, "");
     ctx.rule = "limits".into();
     let reply = respond::overloaded();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = stream.write_all(&reply).await;
         let _ = stream.shutdown().await;
+        // Closing with the request unread would reset the connection and
+        // could destroy the reply before the client reads it: discard what
+        // it sends until it closes (or the timeout).
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
     ctx.bytes_down = reply.len() as u64;
@@ -66,10 +71,27 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 
 /// Serves one client connection until it closes, shutdown drains it, or
 /// the grace period cuts it.
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, token: Token) {
+async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr, token: Token) {
     let _token = token;
     let _ = stream.set_nodelay(true);
-    let limits = shared.snapshot.load().config.limits.clone();
+    let snapshot = shared.snapshot.load_full();
+    let limits = snapshot.config.limits.clone();
+    // A trusted load balancer says who the client really is.
+    if snapshot.config.proxy.proxy_protocol_from.iter().any(|net| net.contains(&peer.ip())) {
+        match tokio::time::timeout(limits.header_timeout, proxy_protocol::read_header(&mut stream)).await {
+            Ok(Ok(Some(client))) => peer = client,
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(%err, %peer, "bad PROXY protocol header; closing");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no PROXY protocol header in time; closing");
+                return;
+            }
+        }
+    }
+    drop(snapshot);
     let state = ConnState::new();
     let io = ClientIo::new(stream, state.clone(), &limits, shared.head_replies.clone());
     let mut builder = http1::Builder::new();
@@ -199,16 +221,15 @@ async fn handle(
     ctx.host = host.to_string();
     ctx.port = port;
     let config = ctx.snap.config.clone();
+    // Logged whatever decides, refusals included.
+    ctx.service = config.policy.service_of(&host).map(str::to_owned);
 
     let credentials = req.headers().get(header::PROXY_AUTHORIZATION).map(|value| value.as_bytes());
     match ctx.shared.auth.authenticate(&config.identity, peer.ip(), credentials).await {
         AuthOutcome::Anonymous => {}
         AuthOutcome::User(user) => ctx.user = Some(user),
-        AuthOutcome::Missing | AuthOutcome::Invalid => {
-            let placement = config.policy.place(&Identity { user: None, client_ip: Some(peer.ip()) });
-            ctx.department = config.policy.department_name(placement.department).to_owned();
-            return refuse(ctx, Refusal::AuthRequired).await;
-        }
+        // Logged in the department of the client's address (Ctx::new).
+        AuthOutcome::Missing | AuthOutcome::Invalid => return refuse(ctx, Refusal::AuthRequired).await,
     }
     let placement = config.policy.place(&Identity { user: ctx.user.as_deref(), client_ip: Some(peer.ip()) });
     ctx.department = config.policy.department_name(placement.department).to_owned();

@@ -12,12 +12,12 @@ use jiff::Timestamp;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Phase;
-use super::context::Ctx;
-use super::context::PolicyWatch;
+use super::context::{Ctx, PolicyWatch};
 use super::respond::{ProxyBody, Refusal, refuse, tunnel_established};
+use super::{Phase, sni};
 use crate::access_log::ClosedBy;
-use crate::policy::Host;
+use crate::config::NonTlsTunnels;
+use crate::policy::{Action, Host, Identity};
 
 /// Opens the tunnel for an allowed CONNECT.
 pub(crate) async fn tunnel(
@@ -37,29 +37,10 @@ pub(crate) async fn tunnel(
     };
     let token = ctx.shared.enter();
     let host = host.clone();
-    // TODO(sni-peek): read the ClientHello here and decide on the SNI too.
     tokio::spawn(async move {
         let _token = token;
-        let idle = ctx.snap.config.limits.tunnel_idle_timeout;
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => {
-                let mut client = TokioIo::new(upgraded);
-                let mut origin = origin;
-                let shared = ctx.shared.clone();
-                let watch =
-                    PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), valid_until };
-                let stop = async {
-                    tokio::select! {
-                        () = shared.reached(Phase::Cut) => ClosedBy::Shutdown,
-                        () = watch.until_blocked(shared.clone()) => ClosedBy::Policy,
-                    }
-                };
-                let (up, down, closed_by) = pump(&mut client, &mut origin, idle, stop).await;
-                let mut ctx = ctx;
-                ctx.set_up(up);
-                ctx.bytes_down = down;
-                ctx.log(200, closed_by).await;
-            }
+            Ok(upgraded) => run(ctx, TokioIo::new(upgraded), origin, host, valid_until).await,
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
                 ctx.set_up(0);
@@ -68,6 +49,101 @@ pub(crate) async fn tunnel(
         }
     });
     tunnel_established()
+}
+
+/// The life of an open tunnel: peek at the first bytes for a TLS server
+/// name and decide on it too (the stricter decision wins), then copy until
+/// it ends, and log it.
+async fn run<C>(mut ctx: Ctx, mut client: C, mut origin: TcpStream, host: Host, valid_until: Option<Timestamp>)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let snap = ctx.snap.clone();
+    let shared = ctx.shared.clone();
+    let (user, client_ip) = (ctx.user.clone(), ctx.client.ip());
+    let stop = |also: Option<Host>| {
+        let watch = PolicyWatch { user: user.clone(), client: client_ip, host: host.clone(), also, valid_until };
+        let shared = shared.clone();
+        async move {
+            tokio::select! {
+                () = shared.reached(Phase::Cut) => ClosedBy::Shutdown,
+                () = watch.until_blocked(shared.clone()) => ClosedBy::Policy,
+            }
+        }
+    };
+    let peeking = peek_first_bytes(&mut client, snap.config.limits.sni_peek_timeout);
+    let (first, peeked) = tokio::select! {
+        peeked = peeking => peeked,
+        closed_by = stop(None) => {
+            ctx.set_up(0);
+            ctx.log(200, closed_by).await;
+            return;
+        }
+    };
+    let mut also = None;
+    match peeked {
+        sni::Peek::ClientHello(Some(name)) => match Host::parse(&name) {
+            Ok(sni_host) => {
+                ctx.sni = Some(sni_host.to_string());
+                if sni_host != host {
+                    let policy = &snap.config.policy;
+                    let placement =
+                        policy.place(&Identity { user: ctx.user.as_deref(), client_ip: Some(ctx.client.ip()) });
+                    let decision = policy.decide(placement, &sni_host, Timestamp::now());
+                    if decision.action > ctx.action {
+                        ctx.decided(&decision);
+                    }
+                    also = Some(sni_host);
+                }
+            }
+            Err(_) => ctx.sni = Some(name),
+        },
+        sni::Peek::ClientHello(None) => {}
+        sni::Peek::NotTls | sni::Peek::NeedMore => {
+            if snap.config.proxy.non_tls_tunnels == NonTlsTunnels::Refuse {
+                ctx.rule = "non_tls_tunnels".into();
+                ctx.action = Action::Block;
+            }
+        }
+    }
+    ctx.set_up(first.len() as u64);
+    if ctx.action == Action::Block {
+        // The 200 is already sent: closing is all that is left.
+        // TODO(intercept): with `[intercept]`, serve the block page over TLS.
+        ctx.log(403, ClosedBy::Policy).await;
+        return;
+    }
+    if !first.is_empty() && origin.write_all(&first).await.is_err() {
+        ctx.log(200, ClosedBy::Origin).await;
+        return;
+    }
+    let idle = snap.config.limits.tunnel_idle_timeout;
+    let (up, down, closed_by) = pump(&mut client, &mut origin, idle, stop(also)).await;
+    ctx.set_up(first.len() as u64 + up);
+    ctx.bytes_down = down;
+    ctx.log(200, closed_by).await;
+}
+
+/// Reads what the client sends first, until it is clearly a ClientHello
+/// (or clearly not), the client stops sending, or `timeout` passes.
+async fn peek_first_bytes<C: AsyncRead + Unpin>(client: &mut C, timeout: Duration) -> (Vec<u8>, sni::Peek) {
+    let mut first = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout_at(deadline, client.read(&mut chunk)).await;
+        match read {
+            Ok(Ok(n)) if n > 0 => {
+                first.extend_from_slice(&chunk[..n]);
+                let peeked = sni::peek(&first);
+                if peeked != sni::Peek::NeedMore || first.len() >= sni::MAX_RECORD {
+                    return (first, peeked);
+                }
+            }
+            // Closed, failed or silent: whatever came is not a ClientHello.
+            _ => return (first, sni::Peek::NotTls),
+        }
+    }
 }
 
 /// Copies both ways; returns (client->origin bytes, origin->client bytes,

@@ -423,6 +423,14 @@ impl Client {
         }
     }
 
+    /// After a `200` to CONNECT: true if a TLS handshake as `server_name`
+    /// through the tunnel fails (the proxy closed it).
+    pub async fn tls_handshake_fails(self, origin: &TlsOrigin, server_name: &str) -> bool {
+        let connector = tokio_rustls::TlsConnector::from(origin.client_config.clone());
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+        tokio::time::timeout(WAIT, connector.connect(name, self.stream)).await.unwrap().is_err()
+    }
+
     /// After a `200` to CONNECT: a TLS handshake through the tunnel to a
     /// [`TlsOrigin`] as `server_name`, one line sent, the answer returned.
     pub async fn tls_exchange(self, origin: &TlsOrigin, server_name: &str, line: &str) -> String {
@@ -438,7 +446,8 @@ impl Client {
 }
 
 /// A plain HTTP origin that answers `200` with a body echoing the method,
-/// the request target and every header (`name: value` lines, lowercase).
+/// the request target, every header (`name: value` lines, lowercase) and
+/// the request body's length; `/download/N` answers N bytes instead.
 pub struct EchoOrigin {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -453,9 +462,18 @@ impl EchoOrigin {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        if let Some(n) = req.uri().path().strip_prefix("/download/") {
+                            let body = vec![b'x'; n.parse().unwrap()];
+                            return Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))));
+                        }
                         let mut text = format!("{} {}\n", req.method(), req.uri());
                         for (name, value) in req.headers() {
                             text.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("?")));
+                        }
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+                        if body > 0 {
+                            text.push_str(&format!("body-bytes: {body}\n"));
                         }
                         let response = hyper::Response::builder()
                             .header("x-origin", "echo")
@@ -612,6 +630,55 @@ impl TricklingOrigin {
             }
         });
         TricklingOrigin { addr }
+    }
+}
+
+/// An origin that holds each request until the test opens its gate, and
+/// tells the test when a request has arrived.
+pub struct GatedOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    arrived: tokio::sync::mpsc::Receiver<()>,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl GatedOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> GatedOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (arrived_tx, arrived) = tokio::sync::mpsc::channel(16);
+        let (gate, gate_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let arrived_tx = arrived_tx.clone();
+                let mut gate_rx = gate_rx.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let _ = arrived_tx.send(()).await;
+                    let _ = gate_rx.wait_for(|open| *open).await;
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                });
+            }
+        });
+        GatedOrigin { addr, arrived, gate }
+    }
+
+    /// Waits until a request has reached the origin.
+    pub async fn request_arrived(&mut self) {
+        tokio::time::timeout(WAIT, self.arrived.recv()).await.unwrap().unwrap();
+    }
+
+    /// Lets every held request (and later ones) be answered.
+    pub fn open(&self) {
+        self.gate.send_replace(true);
     }
 }
 
