@@ -176,7 +176,6 @@ async fn a_client_gone_mid_tunnel_is_logged_as_closed_by_the_client() {
 }
 
 #[tokio::test]
-#[ignore = "bug: hyper drops the in-flight service future when the client closes, and Ctx (src/proxy/context.rs) has no Drop that logs: the record is lost"]
 async fn a_client_gone_while_the_origin_thinks_is_logged() {
     bounded(async {
         let origin = ScriptedOrigin::start(true, drain).await;
