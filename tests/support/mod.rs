@@ -965,3 +965,23 @@ impl Proxy {
         self.reload(change);
     }
 }
+
+impl Company {
+    /// Like [`Company::start`], letting `edit` change the written files
+    /// (e.g. replace `users.htpasswd`) before the config is loaded.
+    pub async fn start_edited(self, connect_ports: &[u16], edit: impl FnOnce(&Path)) -> Proxy {
+        let path = self.write(connect_ports);
+        edit(self.dir());
+        let config = match socialgate::config::load(&path) {
+            Ok(config) => config,
+            Err(diags) => panic!("test config does not load:\n{diags}"),
+        };
+        let running = socialgate::proxy::start(config).await.unwrap();
+        Proxy {
+            addr: running.listen_addrs[0],
+            running: Some(running),
+            company: Some(self),
+            connect_ports: connect_ports.to_vec(),
+        }
+    }
+}
