@@ -165,3 +165,69 @@ async fn a_thousand_idle_connections_do_not_slow_others_and_are_closed_at_idle_t
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_bounded_by_the_upstream_response_timeout() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = Company::new().limit("upstream_response_timeout = \"500ms\"").start(&[443]).await;
+        let mut client = proxy.client().await;
+        client
+            .send(&format!(
+                "POST http://example.test:{}/up HTTP/1.1\r\nHost: example.test\r\nContent-Length: 1000\r\n\r\nx",
+                origin.port()
+            ))
+            .await;
+        let (mut read, mut write) = client.stream.into_split();
+        let trickle = tokio::spawn(async move {
+            while write.write_all(b"x").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(support::WAIT, read.read(&mut buf)).await.unwrap().unwrap();
+        trickle.abort();
+        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert_eq!(origin.complete(), 0);
+        let r = &proxy.whole_records(1).await[0];
+        assert_eq!((r["status"].as_u64(), r["closed_by"].as_str()), (Some(504), Some("timeout")));
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connects_to_a_black_hole_does_not_slow_new_clients() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        // Accepts and holds every connection, never sends a byte.
+        let hole = support::ScriptedOrigin::start(false, |mut s| async move {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        let proxy = Company::new().start(&[hole.port()]).await;
+        let mut tunnels = Vec::new();
+        for _ in 0..300 {
+            let mut c = proxy.client_from("127.0.0.3").await;
+            c.send(&format!("CONNECT example.test:{} HTTP/1.1\r\nHost: x\r\n\r\n", hole.port())).await;
+            tunnels.push(c);
+        }
+        for c in &mut tunnels {
+            assert_eq!(c.reply(false).await.status, 200);
+        }
+        served_promptly(&proxy, &origin).await;
+        drop(tunnels);
+        let records = proxy.whole_records(301).await;
+        assert_eq!(records.iter().filter(|r| r["method"] == "CONNECT" && r["closed_by"] == "client").count(), 300);
+        proxy.stop().await;
+    })
+    .await;
+}
