@@ -210,6 +210,18 @@ const HTTP_CASES: &[Case] = &[
         raw: "POST http://www.facebook.com:{P}/login HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
         expect: FB,
     },
+    Case { name: "no path", raw: "GET http://www.facebook.com:{P} HTTP/1.1\r\nHost: x\r\n\r\n", expect: FB },
+    Case {
+        name: "status host as userinfo",
+        raw: "GET http://socialgate.status@www.facebook.com:{P}/ HTTP/1.1\r\nHost: socialgate.status\r\n\r\n",
+        expect: FB,
+    },
+    Case {
+        name: "PAC path on a blocked host",
+        raw: "GET http://www.facebook.com:{P}/proxy.pac HTTP/1.1\r\nHost: x\r\n\r\n",
+        expect: FB,
+    },
+    Case { name: "other method", raw: "OPTIONS http://www.facebook.com:{P}/ HTTP/1.1\r\nHost: x\r\n\r\n", expect: FB },
     Case {
         name: "control: an allowed host passes",
         raw: "GET http://example.test:{P}/ HTTP/1.1\r\nHost: www.facebook.com\r\n\r\n",
@@ -688,4 +700,53 @@ async fn a_host_header_mismatch_is_logged() {
     .await;
     let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(text.contains("mismatched-host.test"), "no log line names the disagreeing Host header:\n{text}");
+}
+
+#[tokio::test]
+async fn a_connect_pipelined_after_an_allowed_request_is_decided_on_its_own() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = Company::new().start(&[origin.port()]).await;
+        let p = origin.port();
+        let mut client = proxy.client().await;
+        client
+            .send(&format!(
+                "GET http://example.test:{p}/ HTTP/1.1\r\nHost: example.test\r\n\r\n\
+                 CONNECT www.facebook.com:{p} HTTP/1.1\r\nHost: www.facebook.com\r\n\r\n"
+            ))
+            .await;
+        assert_eq!(client.reply(true).await.status, 200);
+        let second = client.reply(true).await;
+        assert_eq!(second.status, 403, "{second:?}");
+        assert_eq!(origin.heads(), 1);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bytes_sent_with_the_connect_head_go_through_the_tunnel_not_the_parser() {
+    bounded(async {
+        let (origin, received) = byte_counting_origin().await;
+        let proxy = Company::new().start(&[origin.port()]).await;
+        let mut client = proxy.client().await;
+        let early = "GET http://www.facebook.com/ HTTP/1.1\r\nHost: www.facebook.com\r\n\r\n";
+        client
+            .send(&format!("CONNECT example.test:{} HTTP/1.1\r\nHost: example.test\r\n\r\n{early}", origin.port()))
+            .await;
+        assert_eq!(client.reply(false).await.status, 200);
+        // The early bytes are tunnel payload for the allowed origin: all of
+        // them arrive there, and no second decision or record appears.
+        support::eventually("the early bytes reached the origin", || {
+            received.load(std::sync::atomic::Ordering::SeqCst) == early.len()
+        })
+        .await;
+        drop(client);
+        let records = proxy.whole_records(1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(proxy.records_now().len(), 1, "{records:?}");
+        assert_eq!(records[0]["host"], "example.test");
+        proxy.stop().await;
+    })
+    .await;
 }
