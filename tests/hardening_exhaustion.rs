@@ -305,15 +305,18 @@ async fn an_open_tunnel_counts_once_against_max_connections() {
 }
 
 #[tokio::test]
-#[ignore = "bug: head-stage refusals (408/400/431 from src/proxy/server.rs serve(), 503 from overloaded()) log department \"\" and method \"\" (Ctx::new(.., \"\") never placed), so reports count them under an empty department"]
 async fn a_refused_head_is_logged_under_the_clients_department() {
     bounded(async {
         let proxy = Company::new().limit("header_timeout = \"300ms\"").start(&[443]).await;
         let mut seller = proxy.client_from("127.0.0.2").await;
         seller.send("GET http://example.test/ HTTP/1.1\r\nX-Slow: a").await;
         assert_eq!(seller.reply(true).await.status, 408);
-        let r = &proxy.whole_records(1).await[0];
-        assert_eq!(r["department"], "sales", "{r}");
+        let mut broken = proxy.client_from("127.0.0.2").await;
+        broken.send("GET http://www.%66acebook.com/ HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(broken.reply(true).await.status, 400);
+        for r in proxy.whole_records(2).await {
+            assert_eq!(r["department"], "sales", "{r}");
+        }
         proxy.stop().await;
     })
     .await;
