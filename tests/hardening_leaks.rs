@@ -14,13 +14,13 @@ use support::{Company, CountingOrigin, Proxy, ScriptedOrigin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 12;
 const FLOOD: usize = 50;
 /// Records each round writes.
 const PER_ROUND: usize = 7 + FLOOD;
 /// Descriptors and tasks that may come and go without being a leak (pooled
 /// upstream connections, timers).
-const SLACK: usize = 12;
+const SLACK: usize = 8;
 
 async fn drain(mut stream: TcpStream) {
     let mut buf = [0u8; 4096];
