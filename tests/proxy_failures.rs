@@ -159,3 +159,34 @@ async fn a_reload_that_forbids_a_destination_does_not_reuse_pooled_connections()
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_origin_that_does_not_accept_in_time_gets_504() {
+    bounded(async {
+        // A listener whose accept queue is full: further SYNs are dropped,
+        // so a connect hangs until the proxy's connect_timeout.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            let filler = tokio::net::TcpSocket::new_v4().unwrap();
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), filler.connect(addr)).await
+            {
+                fillers.push(stream);
+            }
+        }
+        let proxy = Company::new().limit("connect_timeout = \"300ms\"").start(&[443]).await;
+
+        let reply = proxy.client().await.get(&format!("http://example.test:{}/", addr.port()), &[]).await;
+
+        assert_eq!(reply.status, 504);
+        assert!(reply.header("proxy-status").unwrap().contains("error=connection_timeout"), "{reply:?}");
+        assert_eq!(proxy.records(1).await[0]["closed_by"], "timeout");
+        drop(listener);
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -340,3 +340,36 @@ async fn a_trusted_balancer_names_the_client_with_the_proxy_protocol() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_tls_listener_serves_the_same_proxy_over_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().with_tls_listener().start(&[443]).await;
+        let tls_addr = proxy.tls_addr.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(proxy.company().proxy_tls_client());
+        let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+
+        let request = format!(
+            "GET http://www.facebook.com:{}/over-tls HTTP/1.1\r\nHost: www.facebook.com\r\nConnection: close\r\n\r\n",
+            origin.port()
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(support::WAIT, tls.read_to_string(&mut answer)).await.unwrap().unwrap();
+
+        assert!(answer.starts_with("HTTP/1.1 403"), "facebook is blocked for default: {answer}");
+        assert!(answer.contains("services.facebook"));
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["client"], "127.0.0.1");
+        assert_eq!(r["status"], 403);
+
+        let reply = proxy.client().await.get(&format!("http://127.0.0.1:{}/", tls_addr.port()), &[]).await;
+        assert_eq!(reply.status, 403, "the TLS listener is not a destination either");
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -21,6 +21,9 @@ pub fn run(path: &Path) -> CmdResult {
         for addr in &running.listen_addrs {
             tracing::info!(%addr, "proxy listening");
         }
+        for addr in &running.tls_addrs {
+            tracing::info!(%addr, "proxy listening (TLS)");
+        }
         signals.wait(&running, path, files).await;
         tracing::info!("shutting down");
         running.shutdown();

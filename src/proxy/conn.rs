@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 const IDLE: u8 = 0;
@@ -102,10 +101,10 @@ fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
     }
 }
 
-/// A client `TcpStream` with idle and head deadlines.
-pub(crate) struct ClientIo {
+/// A client connection (TCP, or TLS over TCP) with idle and head deadlines.
+pub(crate) struct ClientIo<S> {
     /// `None` once a refusal handed the socket to its own closing task.
-    stream: Option<TcpStream>,
+    stream: Option<S>,
     state: Arc<ConnState>,
     header_timeout: Duration,
     idle_timeout: Duration,
@@ -118,13 +117,13 @@ pub(crate) struct ClientIo {
     head: Option<Vec<u8>>,
 }
 
-impl ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: S,
         state: Arc<ConnState>,
         limits: &crate::config::Limits,
         replies: Arc<HeadReplies>,
-    ) -> ClientIo {
+    ) -> ClientIo<S> {
         ClientIo {
             stream: Some(stream),
             state,
@@ -175,7 +174,7 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection refused at the head stage")
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let phase = this.state.phase.load(Ordering::SeqCst);
@@ -230,7 +229,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for ClientIo<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut().stream.as_mut() {
             Some(stream) => Pin::new(stream).poll_write(cx, buf),
@@ -264,7 +263,7 @@ impl AsyncWrite for ClientIo {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.as_ref().is_some_and(TcpStream::is_write_vectored)
+        self.stream.as_ref().is_some_and(|stream| stream.is_write_vectored())
     }
 }
 

@@ -201,10 +201,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         listen_addrs.push(local);
         listeners.push(listener);
     }
-    // TODO(tls-listener): `[proxy.tls]` listeners (another issue).
+    let mut tls_listeners = Vec::new();
+    let mut tls_addrs = Vec::new();
+    let acceptor = match &config.proxy.tls {
+        Some(tls) => {
+            let acceptor = tls_acceptor(tls)?;
+            for addr in &tls.listen {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr: *addr, source })?;
+                let local = listener.local_addr().map_err(|source| StartError::Bind { addr: *addr, source })?;
+                tls_addrs.push(local);
+                tls_listeners.push(listener);
+            }
+            Some(acceptor)
+        }
+        None => None,
+    };
     // TODO(admin): the admin endpoint is served by `admin.rs` (another issue);
     // its configured address is already refused as a destination.
     let mut own = listen_addrs.clone();
+    own.extend(&tls_addrs);
     if let Some(admin) = &config.admin {
         own.push(admin.listen);
     }
@@ -229,9 +246,38 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         generation: watch::channel(0).0,
         head_replies: Arc::new(respond::head_replies()),
     });
-    let accept_tasks =
-        listeners.into_iter().map(|listener| tokio::spawn(server::accept_loop(shared.clone(), listener))).collect();
-    Ok(Running { listen_addrs, tls_addrs: Vec::new(), admin_addr: None, shared, accept_tasks, writer })
+    let plain = listeners.into_iter().map(|listener| (listener, None));
+    let tls = tls_listeners.into_iter().map(|listener| (listener, acceptor.clone()));
+    let accept_tasks = plain
+        .chain(tls)
+        .map(|(listener, tls)| tokio::spawn(server::accept_loop(shared.clone(), listener, tls)))
+        .collect();
+    Ok(Running { listen_addrs, tls_addrs, admin_addr: None, shared, accept_tasks, writer })
+}
+
+/// The TLS server config for `[proxy.tls]` (ring provider, TLS 1.2 and
+/// 1.3, HTTP/1.1 only). Certificates are read at start; a changed
+/// certificate needs a restart.
+fn tls_acceptor(tls: &crate::config::TlsListenerConfig) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &std::path::Path, err: &dyn std::fmt::Display| {
+        StartError::Other(format!("{}: {what}: {err}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|err| bad("cannot read certificates", &tls.cert_path, &err))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.0.as_bytes())
+        .map_err(|err| bad("cannot read private key", &tls.key_path, &err))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| bad("TLS set-up", &tls.cert_path, &err))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|err| bad("certificate and key do not fit", &tls.cert_path, &err))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// How long cut connections get to notice and log before the writer closes.

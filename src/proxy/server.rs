@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use super::conn::{ClientIo, ConnState};
 use super::context::{Ctx, head_size};
@@ -23,8 +24,9 @@ use crate::access_log::ClosedBy;
 use crate::identity::AuthOutcome;
 use crate::policy::{Action, Host, Identity};
 
-/// Accepts clients on `listener` until shutdown begins.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+/// Accepts clients on `listener` until shutdown begins; with `tls`, each
+/// connection first completes a TLS handshake (client->proxy TLS).
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let draining = shared.reached(Phase::Draining);
     tokio::pin!(draining);
     loop {
@@ -38,7 +40,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                         continue;
                     }
                     let token = shared.enter();
-                    tokio::spawn(serve(shared.clone(), stream, peer, token));
+                    tokio::spawn(serve(shared.clone(), stream, peer, token, tls.clone()));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off a little.
@@ -70,15 +72,21 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 }
 
 /// Serves one client connection until it closes, shutdown drains it, or
-/// the grace period cuts it.
-async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr, token: Token) {
-    let _token = token;
+/// the grace period cuts it: PROXY header (from trusted balancers), TLS
+/// handshake (on TLS listeners), then HTTP.
+async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    token: Token,
+    tls: Option<TlsAcceptor>,
+) {
     let _ = stream.set_nodelay(true);
     let snapshot = shared.snapshot.load_full();
-    let limits = snapshot.config.limits.clone();
+    let header_timeout = snapshot.config.limits.header_timeout;
     // A trusted load balancer says who the client really is.
     if snapshot.config.proxy.proxy_protocol_from.iter().any(|net| net.contains(&peer.ip())) {
-        match tokio::time::timeout(limits.header_timeout, proxy_protocol::read_header(&mut stream)).await {
+        match tokio::time::timeout(header_timeout, proxy_protocol::read_header(&mut stream)).await {
             Ok(Ok(Some(client))) => peer = client,
             Ok(Ok(None)) => {}
             Ok(Err(err)) => {
@@ -92,6 +100,23 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr,
         }
     }
     drop(snapshot);
+    match tls {
+        None => serve_http(shared, stream, peer, token).await,
+        Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_http(shared, stream, peer, token).await,
+            Ok(Err(err)) => tracing::debug!(%err, %peer, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        },
+    }
+}
+
+/// HTTP/1.1 over an established client stream.
+async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, token: Token)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _token = token;
+    let limits = shared.snapshot.load().config.limits.clone();
     let state = ConnState::new();
     let io = ClientIo::new(stream, state.clone(), &limits, shared.head_replies.clone());
     let mut builder = http1::Builder::new();

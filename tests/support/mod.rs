@@ -42,6 +42,8 @@ pub struct Company {
     hosts: Vec<(String, IpAddr)>,
     departments: Vec<(String, String)>,
     allow_loopback: bool,
+    /// A TLS listener's certificate (PEM) and key (PEM), if any.
+    tls: Option<(String, String)>,
 }
 
 impl Company {
@@ -73,7 +75,32 @@ impl Company {
                 ),
             ],
             allow_loopback: true,
+            tls: None,
         }
+    }
+
+    /// Adds a `[proxy.tls]` listener on 127.0.0.1:0 with a certificate for
+    /// `proxy.test` made here; [`Company::proxy_tls_client`] trusts it.
+    pub fn with_tls_listener(mut self) -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec!["proxy.test".to_owned()]).unwrap();
+        self.tls = Some((certified.cert.pem(), certified.signing_key.serialize_pem()));
+        self
+    }
+
+    /// A TLS client config trusting the TLS listener's certificate.
+    pub fn proxy_tls_client(&self) -> Arc<rustls::ClientConfig> {
+        use rustls_pki_types::pem::PemObject;
+        let (cert, _) = self.tls.as_ref().unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
     }
 
     /// Adds a `[proxy]` key line, e.g. `forwarded_for = "delete"`.
@@ -145,6 +172,11 @@ impl Company {
             main.push_str(line);
             main.push('\n');
         }
+        if let Some((cert, key)) = &self.tls {
+            std::fs::write(dir.join("proxy.pem"), cert).unwrap();
+            std::fs::write(dir.join("proxy.key"), key).unwrap();
+            main.push_str("\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"proxy.pem\"\nkey = \"proxy.key\"\n");
+        }
         main.push_str("\n[identity]\n");
         for line in &self.identity {
             main.push_str(line);
@@ -175,6 +207,7 @@ impl Company {
         let running = socialgate::proxy::start(config).await.unwrap();
         Proxy {
             addr: running.listen_addrs[0],
+            tls_addr: running.tls_addrs.first().copied(),
             running: Some(running),
             company: Some(self),
             connect_ports: connect_ports.to_vec(),
@@ -186,6 +219,8 @@ impl Company {
 pub struct Proxy {
     /// Its first listener.
     pub addr: SocketAddr,
+    /// Its first TLS listener, if configured.
+    pub tls_addr: Option<SocketAddr>,
     running: Option<socialgate::proxy::Running>,
     company: Option<Company>,
     connect_ports: Vec<u16>,
@@ -214,7 +249,8 @@ impl Proxy {
         self.company().dir().join("access.log")
     }
 
-    fn company(&self) -> &Company {
+    /// The company config it runs.
+    pub fn company(&self) -> &Company {
         self.company.as_ref().unwrap()
     }
 
