@@ -174,3 +174,22 @@ async fn a_request_to_itself_does_not_loop() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_tls_listener_port_is_refused_too() {
+    bounded(async {
+        let mut proxy = Company::new().with_tls_listener().start(&[443]).await;
+        let tls_port = proxy.tls_addr.expect("a TLS listener").port();
+        proxy.reload_with_ports(&[tls_port], |company| company);
+        let mut problems = Vec::new();
+        for host in ["127.0.0.1", "127.0.0.2", "0", "example.test"] {
+            let reply = proxy.client().await.get(&format!("http://{host}:{tls_port}/"), &[]).await;
+            check_refused(&format!("GET {host}:{tls_port}"), &reply, &mut problems);
+            let reply = proxy.client().await.connect_to(&format!("{host}:{tls_port}"), &[]).await;
+            check_refused(&format!("CONNECT {host}:{tls_port}"), &reply, &mut problems);
+        }
+        proxy.stop().await;
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    })
+    .await;
+}

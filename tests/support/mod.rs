@@ -745,6 +745,7 @@ impl Company {
         let running = socialgate::proxy::start(config).await.unwrap();
         Proxy {
             addr: running.listen_addrs[0],
+            tls_addr: running.tls_addrs.first().copied(),
             running: Some(running),
             company: Some(self),
             connect_ports: connect_ports.to_vec(),
@@ -1015,6 +1016,7 @@ impl Company {
         let running = socialgate::proxy::start(config).await.unwrap();
         Proxy {
             addr: running.listen_addrs[0],
+            tls_addr: running.tls_addrs.first().copied(),
             running: Some(running),
             company: Some(self),
             connect_ports: connect_ports.to_vec(),
