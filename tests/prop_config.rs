@@ -315,3 +315,12 @@ fn the_base_config_the_properties_mutate_is_valid() {
         panic!("{diags}");
     }
 }
+
+#[test]
+fn the_fuzz_seeds_for_the_peeker_are_client_hellos() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/peek");
+    for seed in ["seed1", "seed2"] {
+        let bytes = std::fs::read(dir.join(seed)).unwrap();
+        assert_eq!(peek(&bytes), Peek::ClientHello { sni: Some("www.facebook.com".into()) }, "{seed}");
+    }
+}
