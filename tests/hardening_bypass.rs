@@ -750,3 +750,23 @@ async fn bytes_sent_with_the_connect_head_go_through_the_tunnel_not_the_parser()
     })
     .await;
 }
+
+#[tokio::test]
+#[ignore = "bug: src/proxy/server.rs target() uses `authority.port_u16().unwrap_or(80)`, so an unparseable port (99999) silently becomes 80 instead of 400"]
+async fn an_out_of_range_port_is_refused_not_replaced() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = Company::new().start(&[origin.port()]).await;
+        // 65536 + port would wrap to the origin's port if truncated; 99999
+        // must not become the default port 80 either.
+        for port in [format!("{}", 65536 + u32::from(origin.port())), "99999".to_owned()] {
+            let mut client = proxy.client().await;
+            client.send(&format!("GET http://example.test:{port}/ HTTP/1.1\r\nHost: example.test\r\n\r\n")).await;
+            let reply = client.reply(true).await;
+            assert_eq!(reply.status, 400, "port {port}: {reply:?}");
+        }
+        assert_eq!(origin.connections(), 0);
+        proxy.stop().await;
+    })
+    .await;
+}
