@@ -157,6 +157,27 @@ const CASES: &[Case] = &[
         bug: None,
     },
     Case {
+        name: "HTTP/2 prior-knowledge preface",
+        raw: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
+        name: "lower-case protocol version",
+        raw: "GET http://example.test:{P}/ http/1.1\r\nHost: example.test\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
+        name: "Transfer-Encoding in HTTP/1.0",
+        raw: "POST http://example.test:{P}/ HTTP/1.0\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
         name: "CL.TE desync with a smuggled request",
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}",
         status: 400,
