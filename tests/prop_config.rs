@@ -9,8 +9,32 @@
 
 mod support;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use proptest::prelude::*;
-use socialgate::tls::peek::{Peek, peek};
+use socialgate::tls::peek::{Peek, Peeked, peek, read_client_hello};
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// A reader that hands out its bytes in the given chunk sizes, one per read.
+struct Chunked {
+    data: Vec<u8>,
+    sizes: Vec<usize>,
+    at: usize,
+    turn: usize,
+}
+
+impl AsyncRead for Chunked {
+    fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let size = this.sizes.get(this.turn % this.sizes.len().max(1)).copied().unwrap_or(1).max(1);
+        this.turn += 1;
+        let end = (this.at + size).min(this.data.len()).min(this.at + buf.remaining());
+        buf.put_slice(&this.data[this.at..end]);
+        this.at = end;
+        Poll::Ready(Ok(()))
+    }
+}
 
 /// Writes `main` (and `department` as departments/default.toml) to a fresh
 /// folder and loads it; a panic fails the property.
@@ -292,6 +316,24 @@ proptest! {
         for cut in 0..hello.len() {
             let _ = peek(&hello[..cut]);
         }
+    }
+
+    #[test]
+    fn reading_a_hello_in_arbitrary_chunks_finds_the_sni(
+        name in sni_name(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..4),
+        sizes in proptest::collection::vec(1usize..300, 1..8),
+    ) {
+        let hello = reframe(&support::client_hello(&name), &cuts);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let mut reader = Chunked { data: hello.clone(), sizes, at: 0, turn: 0 };
+        let mut buf = Vec::new();
+        let found = runtime
+            .block_on(read_client_hello(&mut reader, &mut buf, std::time::Duration::from_secs(5)))
+            .unwrap();
+        prop_assert_eq!(found, Peeked::ClientHello { sni: Some(name.clone()) });
+        // Every byte read is kept, to be sent on; nothing past the hello is read.
+        prop_assert_eq!(buf, hello);
     }
 
     #[test]
