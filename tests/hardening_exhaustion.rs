@@ -16,7 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 /// How long a fresh client may take to be served while the proxy is under
 /// pressure (generous: two shared cores).
-const PROMPT: Duration = Duration::from_secs(2);
+const PROMPT: Duration = Duration::from_secs(3);
 
 async fn connect(proxy: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
