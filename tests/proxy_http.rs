@@ -83,6 +83,22 @@ async fn x_forwarded_for_can_be_deleted() {
 }
 
 #[tokio::test]
+async fn x_forwarded_for_can_be_kept_as_sent() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().proxy("forwarded_for = \"keep\"").start(&[443]).await;
+        let reply = proxy
+            .client()
+            .await
+            .get(&format!("http://example.test:{}/", origin.port()), &["X-Forwarded-For: 10.0.0.9"])
+            .await;
+        assert!(reply.body.to_lowercase().contains("x-forwarded-for: 10.0.0.9\n"), "{}", reply.body);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_blocked_service_gets_the_block_page() {
     bounded(async {
         let origin = EchoOrigin::start().await;
