@@ -117,6 +117,9 @@ async fn worker(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_load_with_a_reload_loses_nothing() {
     let secs: u64 = std::env::var("SOCIALGATE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    // The summary line (requests, memory) shows with `--nocapture`.
+    let _ =
+        tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_ansi(false).with_test_writer().try_init();
     tokio::time::timeout(Duration::from_secs(secs + 60), async {
         let origin = CountingOrigin::start().await;
         let tls = Arc::new(TlsOrigin::start().await);
