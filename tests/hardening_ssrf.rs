@@ -193,3 +193,41 @@ async fn the_tls_listener_port_is_refused_too() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reload_that_forbids_a_destination_applies_to_pooled_connections() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let url = format!("http://example.test:{}/", origin.port());
+        // The standard company allows 127.0.0.0/8: through, and pooled.
+        let mut proxy = Company::new().start(&[443]).await;
+        assert_eq!(proxy.client().await.get(&url, &[]).await.status, 200);
+
+        proxy.reload(|company| company.without_loopback_destinations());
+
+        let reply = proxy.client().await.get(&url, &[]).await;
+        assert_eq!(reply.status, 403, "a pooled connection outlived the guard: {reply:?}");
+        assert_eq!(origin.heads(), 1);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_that_moves_a_name_to_a_private_address_applies_to_pooled_connections() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let url = format!("http://pooled.test:{}/", origin.port());
+        let mut proxy = Company::new().host("pooled.test", "127.0.0.1").start(&[443]).await;
+        assert_eq!(proxy.client().await.get(&url, &[]).await.status, 200);
+
+        // Same name, now a private address outside allow_destinations.
+        proxy.reload(|company| company.host("pooled.test", "10.0.0.1").limit("connect_timeout = \"300ms\""));
+
+        let reply = proxy.client().await.get(&url, &[]).await;
+        assert_eq!(reply.status, 403, "a pooled connection outlived the hosts file: {reply:?}");
+        assert_eq!(origin.heads(), 1);
+        proxy.stop().await;
+    })
+    .await;
+}
