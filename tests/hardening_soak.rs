@@ -2,7 +2,8 @@
 //! (127.0.0.2..9, i.e. sales, engineering and the default department) mix
 //! allowed, logged and blocked requests over plain HTTP (keep-alive) and
 //! CONNECT (a real TLS exchange through the tunnel), with a reload in the
-//! middle. Every answer must be the one the policy gives, and the access
+//! middle; a second run does the same with every client signed in (Basic
+//! auth, departments by user). Every answer must be the one the policy gives, and the access
 //! log must hold exactly one record per request, with matching statuses.
 //!
 //! Runs for `SOCIALGATE_SOAK_SECS` seconds (default 3). With 30 s or more it
@@ -31,13 +32,17 @@ enum Kind {
 const KINDS: [Kind; 5] =
     [Kind::HttpExample, Kind::HttpFacebook, Kind::HttpTwitter, Kind::ConnectFacebook, Kind::ConnectExample];
 
-/// The status a client on `source` must get (unchanged by the reload).
-fn expected(kind: Kind, source: &str) -> u16 {
-    let dept = match source {
-        "127.0.0.2" => "sales",
-        "127.0.0.3" => "engineering",
+/// The department of a client on `source` signed in as `user` (if any).
+fn department(source: &str, user: Option<&str>) -> &'static str {
+    match (user, source) {
+        (Some("alice"), _) | (None, "127.0.0.2") => "sales",
+        (Some("bob"), _) | (None, "127.0.0.3") => "engineering",
         _ => "default",
-    };
+    }
+}
+
+/// The status a client in `dept` must get (unchanged by the reload).
+fn expected(kind: Kind, dept: &str) -> u16 {
     match (kind, dept) {
         (Kind::HttpFacebook | Kind::ConnectFacebook, "default") => 403,
         (Kind::HttpTwitter, "engineering") => 403,
@@ -68,8 +73,11 @@ async fn worker(
     origin_port: u16,
     tls: Arc<TlsOrigin>,
     source: String,
+    user: Option<&'static str>,
     until: tokio::time::Instant,
 ) -> Tally {
+    let auth: Vec<String> = user.map(|u| support::proxy_auth(u, support::PASSWORD)).into_iter().collect();
+    let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
     let mut tally = Tally::default();
     let mut client = proxy.client_from(&source).await;
     let mut used = 0;
@@ -82,7 +90,7 @@ async fn worker(
             used = 0;
         }
         used += 1;
-        let want = expected(kind, &source);
+        let want = expected(kind, department(&source, user));
         let got = match kind {
             Kind::HttpExample | Kind::HttpFacebook | Kind::HttpTwitter => {
                 let host = match kind {
@@ -90,12 +98,12 @@ async fn worker(
                     Kind::HttpFacebook => "www.facebook.com",
                     _ => "twitter.com",
                 };
-                client.get(&format!("http://{host}:{origin_port}/{i}"), &[]).await.status
+                client.get(&format!("http://{host}:{origin_port}/{i}"), &headers).await.status
             }
             Kind::ConnectFacebook | Kind::ConnectExample => {
                 let host = if matches!(kind, Kind::ConnectFacebook) { "www.facebook.com" } else { "example.test" };
                 let mut tunnel = proxy.client_from(&source).await;
-                let status = tunnel.connect_to(&format!("{host}:{}", tls.port()), &[]).await.status;
+                let status = tunnel.connect_to(&format!("{host}:{}", tls.port()), &headers).await.status;
                 if status == 200 {
                     let answer = tunnel.tls_exchange(&tls, host, "soak").await;
                     if answer != "pong: soak\n" {
@@ -116,6 +124,22 @@ async fn worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_load_with_a_reload_loses_nothing() {
+    let clients = (2..=9).map(|n| (format!("127.0.0.{n}"), None)).collect();
+    soak(Company::new(), clients, "addresses").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_load_of_signed_in_users_with_a_reload_loses_nothing() {
+    // Placed by user, whatever the address (127.0.0.3 signed in as alice
+    // is in sales, not engineering).
+    let users = [Some("alice"), Some("bob")];
+    let clients = (2..=9).map(|n| (format!("127.0.0.{n}"), users[n % 2])).collect();
+    soak(Company::new().with_basic_auth(), clients, "users").await;
+}
+
+/// Runs the mixed load from `clients` (source address, user) against
+/// `company` for `SOCIALGATE_SOAK_SECS`, with a reload at half time.
+async fn soak(company: Company, clients: Vec<(String, Option<&'static str>)>, label: &'static str) {
     let secs: u64 = std::env::var("SOCIALGATE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     // The summary line (requests, memory) shows with `--nocapture`.
     let _ =
@@ -123,13 +147,14 @@ async fn a_mixed_load_with_a_reload_loses_nothing() {
     tokio::time::timeout(Duration::from_secs(secs + 60), async {
         let origin = CountingOrigin::start().await;
         let tls = Arc::new(TlsOrigin::start().await);
-        let mut proxy = Company::new().start(&[tls.port()]).await;
+        let mut proxy = company.start(&[tls.port()]).await;
         let started = tokio::time::Instant::now();
         let until = started + Duration::from_secs(secs);
         let run = |proxy: Arc<support::Proxy>, until| {
-            (2..=9)
-                .map(|n| {
-                    tokio::spawn(worker(proxy.clone(), origin.port(), tls.clone(), format!("127.0.0.{n}"), until))
+            clients
+                .iter()
+                .map(|(source, user)| {
+                    tokio::spawn(worker(proxy.clone(), origin.port(), tls.clone(), source.clone(), *user, until))
                 })
                 .collect::<Vec<_>>()
         };
@@ -184,7 +209,7 @@ async fn a_mixed_load_with_a_reload_loses_nothing() {
         assert!(sales_after.clone().any(|r| r["action"] == "log"), "no sales facebook request before the reload");
         assert!(sales_after.clone().any(|r| r["action"] == "allow"), "no sales facebook request after the reload");
 
-        tracing::info!(requests, rss_mid, rss_end, "soak done");
+        tracing::info!(label, requests, rss_mid, rss_end, "soak done");
         if secs >= 30 {
             assert!(
                 rss_end <= rss_mid + rss_mid / 4 + 16 * 1024,
