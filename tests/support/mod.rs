@@ -717,3 +717,309 @@ impl GatedOrigin {
         self.gate.send_replace(true);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Hardening helpers (tests/hardening_*.rs, tests/prop_*.rs).
+// ---------------------------------------------------------------------------
+
+impl Company {
+    /// Adds a hosts-file line mapping `name` to `ip` (any address: the
+    /// private-destination guard must refuse it before any connection).
+    pub fn host(mut self, name: &str, ip: &str) -> Self {
+        self.hosts.push((name.to_owned(), ip.parse().unwrap()));
+        self
+    }
+
+    /// Like [`Company::start`], with `extra` TOML appended to the main file
+    /// (e.g. an `[admin]` table).
+    pub async fn start_with(self, connect_ports: &[u16], extra: &str) -> Proxy {
+        let path = self.write(connect_ports);
+        let mut main = std::fs::read_to_string(&path).unwrap();
+        main.push('\n');
+        main.push_str(extra);
+        std::fs::write(&path, main).unwrap();
+        let config = match socialgate::config::load(&path) {
+            Ok(config) => config,
+            Err(diags) => panic!("test config does not load:\n{diags}"),
+        };
+        let running = socialgate::proxy::start(config).await.unwrap();
+        Proxy {
+            addr: running.listen_addrs[0],
+            tls_addr: running.tls_addrs.first().copied(),
+            running: Some(running),
+            company: Some(self),
+            connect_ports: connect_ports.to_vec(),
+        }
+    }
+}
+
+impl Proxy {
+    /// Reads the access log as it is now (no waiting).
+    pub fn records_now(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        whole.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Client {
+    /// Sends raw bytes (not necessarily UTF-8).
+    pub async fn send_bytes(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).await.unwrap();
+    }
+
+    /// Bytes already read past the last reply.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// What a [`CountingOrigin`] has seen.
+#[derive(Debug, Default)]
+pub struct OriginCounts {
+    /// Connections accepted.
+    pub connections: std::sync::atomic::AtomicUsize,
+    /// Request heads parsed (the service was called).
+    pub heads: std::sync::atomic::AtomicUsize,
+    /// Requests whose body was received completely.
+    pub complete: std::sync::atomic::AtomicUsize,
+    /// The request lines (method and target) seen, in order.
+    pub lines: std::sync::Mutex<Vec<String>>,
+}
+
+/// A plain HTTP origin like [`EchoOrigin`] that also counts what reaches it,
+/// so a test can assert that nothing was forwarded.
+pub struct CountingOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it saw.
+    pub counts: Arc<OriginCounts>,
+}
+
+impl CountingOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start() -> CountingOrigin {
+        use http_body_util::BodyExt;
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts = Arc::new(OriginCounts::default());
+        let shared = counts.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let counts = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let counts = counts.clone();
+                        async move {
+                            counts.heads.fetch_add(1, Ordering::SeqCst);
+                            let mut text = format!("{} {}\n", req.method(), req.uri());
+                            counts.lines.lock().unwrap().push(text.trim_end().to_owned());
+                            for (name, value) in req.headers() {
+                                text.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("?")));
+                            }
+                            let body = req.into_body().collect().await;
+                            if let Ok(body) = body {
+                                counts.complete.fetch_add(1, Ordering::SeqCst);
+                                text.push_str(&format!("body-bytes: {}\n", body.to_bytes().len()));
+                            }
+                            let response = hyper::Response::builder()
+                                .header("x-origin", "counting")
+                                .body(Full::new(Bytes::from(text)))
+                                .unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        CountingOrigin { addr, counts }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Request heads seen so far.
+    pub fn heads(&self) -> usize {
+        self.counts.heads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests received completely so far.
+    pub fn complete(&self) -> usize {
+        self.counts.complete.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.counts.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A real TLS ClientHello from rustls naming `name` (SNI).
+pub fn client_hello(name: &str) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let server = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), server).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
+/// Open file descriptors of this process (Linux `/proc/self/fd`).
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|dir| dir.count()).unwrap_or(0)
+}
+
+/// Polls until this process has at most `limit` open file descriptors;
+/// returns the last count seen (more than `limit` if the deadline passed).
+pub async fn fds_settle_at_most(limit: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = fd_count();
+        if now <= limit || tokio::time::Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until `cond` holds, or panics with `what` after [`WAIT`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An origin that runs `script` on every accepted connection (after
+/// reading the request head, if `read_head`), for fault injection.
+pub struct ScriptedOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl ScriptedOrigin {
+    /// Starts it on 127.0.0.1:0.
+    pub async fn start<F, Fut>(read_head: bool, script: F) -> ScriptedOrigin
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = Arc::new(script);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let script = script.clone();
+                tokio::spawn(async move {
+                    if read_head {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push(byte[0]);
+                        }
+                    }
+                    script(stream).await;
+                });
+            }
+        });
+        ScriptedOrigin { addr }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Client {
+    /// The next reply, or `None` if the proxy closes the connection first.
+    pub async fn reply_or_closed(&mut self) -> Option<Reply> {
+        if self.buf.is_empty() {
+            let mut one = [0u8; 1];
+            match tokio::time::timeout(WAIT, self.stream.peek(&mut one)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("neither a reply nor a close within the deadline"),
+            }
+        }
+        Some(self.reply(true).await)
+    }
+}
+
+/// Like [`wait_for_records`], but counts only lines ended by a newline: a
+/// reader racing the writer may see the first part of a record (the file is
+/// appended in buffer-sized writes), which is not a record yet.
+pub async fn wait_for_whole_records(path: &Path, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let whole = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        let lines: Vec<&str> = whole.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.len() >= n {
+            return lines
+                .iter()
+                .map(|line| {
+                    let _: socialgate::access_log::Record =
+                        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad record {line}: {e}"));
+                    serde_json::from_str(line).unwrap()
+                })
+                .collect();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "expected {n} access-log records, found:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Proxy {
+    /// Waits (with a deadline) for at least `n` whole records.
+    pub async fn whole_records(&self, n: usize) -> Vec<Value> {
+        wait_for_whole_records(&self.log_path(), n).await
+    }
+}
+
+impl Proxy {
+    /// Like [`Proxy::reload`], also replacing `connect_ports` (e.g. to name
+    /// the proxy's own port, known only once it listens).
+    pub fn reload_with_ports(&mut self, connect_ports: &[u16], change: impl FnOnce(Company) -> Company) {
+        self.connect_ports = connect_ports.to_vec();
+        self.reload(change);
+    }
+}
+
+impl Company {
+    /// Like [`Company::start`], letting `edit` change the written files
+    /// (e.g. replace `users.htpasswd`) before the config is loaded.
+    pub async fn start_edited(self, connect_ports: &[u16], edit: impl FnOnce(&Path)) -> Proxy {
+        let path = self.write(connect_ports);
+        edit(self.dir());
+        let config = match socialgate::config::load(&path) {
+            Ok(config) => config,
+            Err(diags) => panic!("test config does not load:\n{diags}"),
+        };
+        let running = socialgate::proxy::start(config).await.unwrap();
+        Proxy {
+            addr: running.listen_addrs[0],
+            tls_addr: running.tls_addrs.first().copied(),
+            running: Some(running),
+            company: Some(self),
+            connect_ports: connect_ports.to_vec(),
+        }
+    }
+}
