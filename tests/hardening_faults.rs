@@ -96,7 +96,6 @@ async fn an_origin_that_never_answers_gets_504_at_the_response_timeout() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a client that goes away mid-upload is logged as 502 closed_by error (src/proxy/forward.rs maps the body error to Upstream::Protocol); want closed_by client"]
 async fn a_client_gone_mid_upload_is_logged_as_closed_by_the_client() {
     bounded(async {
         let origin = CountingOrigin::start().await;
@@ -236,7 +235,6 @@ async fn an_ambiguous_response_from_the_origin_is_not_passed_on() {
 }
 
 #[tokio::test]
-#[ignore = "bug: src/proxy/forward.rs copies the origin's Content-Length and Transfer-Encoding onto the re-framed response; with both, hyper writes nothing, the client is closed without a response and the record says 200 closed_by client"]
 async fn an_origin_response_with_both_lengths_is_answered_and_logged_truthfully() {
     bounded(check_origin_response(
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n",

@@ -228,7 +228,6 @@ async fn ambiguous_or_broken_requests_are_refused_and_nothing_is_forwarded() {
 }
 
 #[tokio::test]
-#[ignore = "bug: CL+TE is forwarded instead of 400 (src/proxy/conn.rs); a broken chunked body gets 502 instead of 400 (src/proxy/forward.rs)"]
 async fn known_bug_rows() {
     bounded(run_rows(true)).await;
 }

@@ -88,6 +88,13 @@ fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
             if len > max {
                 return HeadCheck::Refuse(431);
             }
+            // Both framings at once is how request smuggling starts (hyper
+            // would quietly prefer Transfer-Encoding): refuse it here, before
+            // anything is parsed further or forwarded.
+            let has = |name: &str| request.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+            if has("content-length") && has("transfer-encoding") {
+                return HeadCheck::Refuse(400);
+            }
             // hyper also refuses a target `http::Uri` cannot hold.
             match request.path.map(str::parse::<http::Uri>) {
                 Some(Ok(_)) => HeadCheck::Complete,

@@ -129,7 +129,23 @@ pub(crate) async fn forward(
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    // The URI wins over the Host header.
+    // hyper re-frames the body for the origin: the client's framing headers
+    // must not travel with it (CL+TE together is refused earlier).
+    if headers.remove(header::TRANSFER_ENCODING).is_some() {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    // The URI wins over the Host header; a disagreement is worth a line,
+    // since it is how domain-fronting attempts look in plain HTTP.
+    if let Some(sent) = headers.get(header::HOST)
+        && !host_header_matches(sent, host, port)
+    {
+        tracing::info!(
+            client = %ctx.client.ip(),
+            uri_host = %authority,
+            host_header = %String::from_utf8_lossy(sent.as_bytes()),
+            "Host header disagrees with the request URI; the URI was used"
+        );
+    }
     match HeaderValue::from_str(&authority) {
         Ok(value) => {
             headers.insert(header::HOST, value);
@@ -153,7 +169,8 @@ pub(crate) async fn forward(
         }
         ForwardedFor::Keep => {}
     }
-    let body = Counted { inner: body, count: ctx.bytes_up.clone() };
+    let client_error = Arc::new(std::sync::atomic::AtomicU8::new(BODY_OK));
+    let body = Counted { inner: body, count: ctx.bytes_up.clone(), error: client_error.clone() };
     let request = Request::from_parts(parts, body);
     let limits = &ctx.snap.config.limits;
     // Measured from the request, so it includes connecting (normally
@@ -164,7 +181,11 @@ pub(crate) async fn forward(
     let response = match sent {
         Err(_) => return refuse(ctx, Refusal::Upstream(Upstream::ResponseTimeout)).await,
         Ok(Err(err)) => {
-            let refusal = connect_error(&err).map_or(Refusal::Upstream(Upstream::Protocol), Refusal::from);
+            let refusal = match client_error.load(Ordering::Relaxed) {
+                BODY_MALFORMED => Refusal::ClientBody(true),
+                BODY_GONE => Refusal::ClientBody(false),
+                _ => connect_error(&err).map_or(Refusal::Upstream(Upstream::Protocol), Refusal::from),
+            };
             tracing::debug!(%err, host = %ctx.host, "upstream request failed");
             return refuse(ctx, refusal).await;
         }
@@ -176,6 +197,10 @@ pub(crate) async fn forward(
     ctx.reserve_log().await;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // hyper decoded the origin's framing and re-frames for the client.
+    if parts.headers.remove(header::TRANSFER_ENCODING).is_some() {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     add_via(&mut parts.headers);
     let status = parts.status.as_u16();
     let head = head_size(parts.status.as_str().len() + 9, &parts.headers)
@@ -186,6 +211,23 @@ pub(crate) async fn forward(
     let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0, policy };
     Response::from_parts(parts, logged.boxed_unsync())
 }
+
+/// Whether a Host header names the same host and port as the URI.
+fn host_header_matches(sent: &HeaderValue, host: &Host, port: u16) -> bool {
+    let Ok(sent) = sent.to_str() else { return false };
+    let (name, sent_port) = match sent.rsplit_once(':') {
+        Some((name, p)) if !name.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty() => {
+            (name, p.parse::<u16>().ok())
+        }
+        _ => (sent, Some(80)),
+    };
+    sent_port == Some(port) && Host::parse(name).is_ok_and(|h| &h == host)
+}
+
+/// Client body states seen by [`Counted`].
+const BODY_OK: u8 = 0;
+const BODY_MALFORMED: u8 = 1;
+const BODY_GONE: u8 = 2;
 
 pub(crate) fn authority(host: &Host, port: u16) -> String {
     let name = match host.ip() {
@@ -208,25 +250,40 @@ fn connect_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a C
 }
 
 pin_project_lite::pin_project! {
-    /// A request body that adds the bytes it yields to a shared counter.
+    /// A request body that adds the bytes it yields to a shared counter,
+    /// and notes when the client's side of it fails (malformed or cut
+    /// short), so the failure is not blamed on the origin.
     pub(crate) struct Counted<B> {
         #[pin]
         inner: B,
         count: Arc<AtomicU64>,
+        error: Arc<std::sync::atomic::AtomicU8>,
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for Counted<B> {
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + 'static,
+{
     type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
             }
+            Poll::Ready(Some(Err(err))) => {
+                let err: &(dyn std::error::Error + 'static) = err;
+                let malformed = err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse);
+                this.error.store(if malformed { BODY_MALFORMED } else { BODY_GONE }, Ordering::Relaxed);
+            }
+            _ => {}
         }
         polled
     }

@@ -45,6 +45,9 @@ pub(crate) enum Refusal {
     BadRequest(&'static str),
     /// The request head is larger than `max_header_bytes`.
     HeadTooLarge,
+    /// The client's request body broke off: malformed (`true`, e.g. a bad
+    /// chunk size) or the client went away mid-upload (`false`).
+    ClientBody(bool),
     /// Reaching the origin failed.
     Upstream(Upstream),
 }
@@ -78,7 +81,7 @@ impl Refusal {
         match self {
             Refusal::Blocked | Refusal::ConnectPort | Refusal::PrivateDestination => StatusCode::FORBIDDEN,
             Refusal::AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::BadRequest(_) | Refusal::ClientBody(_) => StatusCode::BAD_REQUEST,
             Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Upstream(Upstream::ConnectTimeout | Upstream::ResponseTimeout) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -91,7 +94,7 @@ impl Refusal {
             Refusal::Blocked | Refusal::ConnectPort => "http_request_denied",
             Refusal::PrivateDestination => "destination_ip_prohibited",
             Refusal::AuthRequired => "proxy_auth_required",
-            Refusal::BadRequest(_) | Refusal::HeadTooLarge => "http_request_error",
+            Refusal::BadRequest(_) | Refusal::HeadTooLarge | Refusal::ClientBody(_) => "http_request_error",
             Refusal::Upstream(Upstream::Dns) => "dns_error",
             Refusal::Upstream(Upstream::Refused) => "connection_refused",
             Refusal::Upstream(Upstream::Unreachable) => "destination_unavailable",
@@ -105,6 +108,7 @@ impl Refusal {
         match self {
             Refusal::Upstream(Upstream::ConnectTimeout | Upstream::ResponseTimeout) => ClosedBy::Timeout,
             Refusal::Upstream(_) => ClosedBy::Error,
+            Refusal::ClientBody(false) => ClosedBy::Client,
             _ => ClosedBy::Proxy,
         }
     }
@@ -115,7 +119,7 @@ impl Refusal {
             Refusal::ConnectPort => Some("connect_ports"),
             Refusal::PrivateDestination => Some("private_destination"),
             Refusal::AuthRequired => Some("auth"),
-            Refusal::BadRequest(_) => Some("request"),
+            Refusal::BadRequest(_) | Refusal::ClientBody(_) => Some("request"),
             Refusal::HeadTooLarge => Some("limits"),
             Refusal::Blocked | Refusal::Upstream(_) => None,
         }
@@ -128,6 +132,7 @@ impl Refusal {
             Refusal::PrivateDestination => "This destination is not reachable through the proxy",
             Refusal::AuthRequired => "Proxy authentication required",
             Refusal::BadRequest(_) => "Bad request",
+            Refusal::ClientBody(_) => "The request body was malformed or cut short",
             Refusal::HeadTooLarge => "Request headers too large",
             Refusal::Upstream(Upstream::Dns) => "The site's name could not be resolved",
             Refusal::Upstream(Upstream::Refused) => "The site refused the connection",
@@ -177,7 +182,7 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
             headers.insert(header::PROXY_AUTHENTICATE, value);
         }
     }
-    if matches!(refusal, Refusal::BadRequest(_) | Refusal::HeadTooLarge) {
+    if matches!(refusal, Refusal::BadRequest(_) | Refusal::HeadTooLarge | Refusal::ClientBody(_)) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     ctx.bytes_down = head_size(status.as_str().len() + 9, response.headers()) + 40 + body.len() as u64;

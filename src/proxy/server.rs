@@ -184,11 +184,35 @@ enum Target {
     Http(Host, u16, String),
 }
 
+/// The port written in an authority: `Ok(None)` when there is none (or it
+/// is empty, meaning the default), `Err` when it is not a valid port — never
+/// silently the default, so `host:99999` cannot turn into `host:80`.
+fn explicit_port(authority: &http::uri::Authority) -> Result<Option<u16>, ()> {
+    let s = authority.as_str();
+    let host_port = s.rsplit_once('@').map_or(s, |(_, hp)| hp);
+    let port = if host_port.starts_with('[') {
+        host_port.split_once("]:").map(|(_, p)| p)
+    } else {
+        host_port.split_once(':').map(|(_, p)| p)
+    };
+    match port {
+        None | Some("") => Ok(None),
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => Err(()),
+            Ok(port) => Ok(Some(port)),
+        },
+    }
+}
+
 fn target(req: &Request<Incoming>) -> Result<Target, Refusal> {
     let uri = req.uri();
     if req.method() == Method::CONNECT {
         let authority = uri.authority().ok_or(Refusal::BadRequest("CONNECT needs host:port"))?;
-        let port = authority.port_u16().ok_or(Refusal::BadRequest("CONNECT needs host:port"))?;
+        let port = match explicit_port(authority) {
+            Ok(Some(port)) => port,
+            Ok(None) => return Err(Refusal::BadRequest("CONNECT needs host:port")),
+            Err(()) => return Err(Refusal::BadRequest("the port is not a number from 1 to 65535")),
+        };
         let host = Host::parse(authority.host()).map_err(|_| Refusal::BadRequest("the CONNECT host is not valid"))?;
         return Ok(Target::Connect(host, port));
     }
@@ -204,7 +228,9 @@ fn target(req: &Request<Incoming>) -> Result<Target, Refusal> {
         Some("http") => {
             let authority = uri.authority().ok_or(Refusal::BadRequest("the URL has no host"))?;
             let host = Host::parse(authority.host()).map_err(|_| Refusal::BadRequest("the URL's host is not valid"))?;
-            let port = authority.port_u16().unwrap_or(80);
+            let port = explicit_port(authority)
+                .map_err(|()| Refusal::BadRequest("the port is not a number from 1 to 65535"))?
+                .unwrap_or(80);
             // No userinfo (the authority is rebuilt) and no query string.
             let url = format!("http://{}{}", forward::authority(&host, port), uri.path());
             Ok(Target::Http(host, port, url))

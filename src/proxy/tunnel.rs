@@ -140,7 +140,15 @@ where
                     also = Some(sni_host);
                 }
             }
-            Err(_) => ctx.sni = Some(name),
+            Err(_) => {
+                // An SNI that is no valid host name (`www.facebook.com..`)
+                // cannot be decided: fail closed.
+                ctx.sni = Some(name);
+                ctx.rule = "request".into();
+                ctx.action = Action::Block;
+                ctx.log(400, ClosedBy::Proxy).await;
+                return;
+            }
         },
         Ok(Peeked::ClientHello { sni: None }) => {}
         Ok(Peeked::NotTls) => {
@@ -155,10 +163,17 @@ where
         }
         Ok(Peeked::Malformed(why)) => {
             // Truncated, oversized or garbage TLS: nothing reaches the origin.
+            // (Not "non-TLS": a hello that stalls half-way must not slip past
+            // the SNI check by waiting out the peek timeout.)
             tracing::debug!(why, host = %ctx.host, "malformed ClientHello; closing the tunnel");
-            ctx.rule = "request".into();
             ctx.action = Action::Block;
-            ctx.log(400, ClosedBy::Proxy).await;
+            if snap.config.proxy.non_tls_tunnels == NonTlsTunnels::Refuse {
+                ctx.rule = "non_tls_tunnels".into();
+                ctx.log(403, ClosedBy::Policy).await;
+            } else {
+                ctx.rule = "request".into();
+                ctx.log(400, ClosedBy::Proxy).await;
+            }
             return;
         }
         Err(err) => {
