@@ -1,10 +1,20 @@
 //! Who is asking: Basic proxy credentials checked against the htpasswd
 //! users, with a cache of successful verifications so bcrypt runs once per
 //! credential, not once per request.
+//!
+//! bcrypt is deliberately slow, so wrong credentials are where its cost can
+//! be turned against the proxy. Three bounds keep that cost small: at most
+//! [`MAX_CONCURRENT_VERIFICATIONS`] run at once, credentials already found
+//! wrong are remembered (a client retrying the same wrong password costs
+//! nothing), and a client with [`MAX_FAILURES`] failures within
+//! [`FAILURE_WINDOW`] gets `407` without any verification until the window
+//! passes.
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -64,6 +74,26 @@ pub enum AuthOutcome {
 /// reloaded htpasswd invalidates old entries.
 pub struct Authenticator {
     verified: Mutex<lru::LruCache<[u8; 32], ()>>,
+    rejected: Mutex<lru::LruCache<[u8; 32], ()>>,
+    failures: Mutex<lru::LruCache<IpAddr, Failures>>,
+    verifying: tokio::sync::Semaphore,
+    runs: AtomicU64,
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// bcrypt verifications allowed to run at the same time.
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
+/// Failed verifications a client may cause within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u32 = 10;
+/// The window failures are counted in.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// One client's recent failures.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -82,7 +112,57 @@ impl Authenticator {
     /// An authenticator remembering up to `capacity` verified credentials.
     pub fn new(capacity: usize) -> Authenticator {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Authenticator { verified: Mutex::new(lru::LruCache::new(capacity)) }
+        Authenticator {
+            verified: Mutex::new(lru::LruCache::new(capacity)),
+            rejected: Mutex::new(lru::LruCache::new(capacity)),
+            failures: Mutex::new(lru::LruCache::new(capacity)),
+            verifying: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
+            runs: AtomicU64::new(0),
+            running: std::sync::atomic::AtomicUsize::new(0),
+            peak: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// How many bcrypt verifications have run (for tests and metrics).
+    pub fn verifications(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Whether `client` has used up its failures for now.
+    fn throttled(&self, client: IpAddr) -> bool {
+        let Ok(mut failures) = self.failures.lock() else { return false };
+        match failures.get(&client) {
+            Some(f) if f.since.elapsed() < FAILURE_WINDOW => f.count >= MAX_FAILURES,
+            _ => false,
+        }
+    }
+
+    fn failed(&self, client: IpAddr, key: [u8; 32]) {
+        if let Ok(mut rejected) = self.rejected.lock() {
+            rejected.put(key, ());
+        }
+        if let Ok(mut failures) = self.failures.lock() {
+            let now = Instant::now();
+            let entry = failures.get_or_insert_mut(client, || Failures { count: 0, since: now });
+            if entry.since.elapsed() >= FAILURE_WINDOW {
+                *entry = Failures { count: 0, since: now };
+            }
+            entry.count = entry.count.saturating_add(1);
+        }
+    }
+
+    /// Runs one bcrypt verification on the blocking pool, at most
+    /// [`MAX_CONCURRENT_VERIFICATIONS`] at a time.
+    async fn verify(&self, password: String, hash: String) -> bool {
+        let Ok(_permit) = self.verifying.acquire().await else { return false };
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let now_running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now_running, Ordering::SeqCst);
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        ok
     }
 
     /// Authenticates a request from `client` carrying `header` (the raw
@@ -95,26 +175,26 @@ impl Authenticator {
         let Some(creds) = header.and_then(Credentials::parse_basic) else {
             return AuthOutcome::Missing;
         };
-        let Some(stored) = config.users.get(&creds.user) else {
+        let stored = config.users.get(&creds.user);
+        let key = cache_key(&creds, stored.map_or("", |s| s.0.as_str()));
+        if stored.is_some() && self.verified.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) {
+            return AuthOutcome::User(creds.user);
+        }
+        if self.rejected.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) || self.throttled(client)
+        {
+            return AuthOutcome::Invalid;
+        }
+        let Some(stored) = stored else {
             // Spend the time a real check would, against some user's hash,
             // so response timing does not tell which users exist.
             if let Some(any) = config.users.values().next() {
-                let hash = any.0.clone();
-                let password = creds.password;
-                let _ = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash)).await;
+                let _ = self.verify(creds.password, any.0.clone()).await;
             }
+            self.failed(client, key);
             return AuthOutcome::Invalid;
         };
-        let key = cache_key(&creds, &stored.0);
-        if self.verified.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) {
-            return AuthOutcome::User(creds.user);
-        }
-        let hash = stored.0.clone();
-        let password = creds.password.clone();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
-        if !ok {
+        if !self.verify(creds.password.clone(), stored.0.clone()).await {
+            self.failed(client, key);
             return AuthOutcome::Invalid;
         }
         if let Ok(mut cache) = self.verified.lock() {
@@ -177,6 +257,51 @@ mod tests {
         assert_eq!(auth.authenticate(&changed, ip, Some(&basic("alice", "secret"))).await, AuthOutcome::Invalid);
         let exempt: IpAddr = "10.9.1.1".parse().unwrap();
         assert_eq!(auth.authenticate(&cfg, exempt, None).await, AuthOutcome::Anonymous);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_flood_costs_a_bounded_number_of_verifications() {
+        let cfg = config(bcrypt::hash("secret", 4).unwrap());
+        let auth = Authenticator::default();
+        let flooder: IpAddr = "127.0.0.4".parse().unwrap();
+        // The same wrong password again and again: verified once.
+        for _ in 0..20 {
+            assert_eq!(auth.authenticate(&cfg, flooder, Some(&basic("alice", "nope"))).await, AuthOutcome::Invalid);
+        }
+        assert_eq!(auth.verifications(), 1);
+        // Ever-new wrong passwords (and unknown users): at most MAX_FAILURES.
+        for i in 0..100 {
+            let user = if i % 2 == 0 { "alice" } else { "mallory" };
+            let header = basic(user, &format!("guess-{i}"));
+            assert_eq!(auth.authenticate(&cfg, flooder, Some(&header)).await, AuthOutcome::Invalid);
+        }
+        assert_eq!(auth.verifications(), u64::from(MAX_FAILURES));
+        // Another client is not affected; the throttled one keeps its cached success.
+        let colleague: IpAddr = "127.0.0.5".parse().unwrap();
+        let ok = auth.authenticate(&cfg, colleague, Some(&basic("alice", "secret"))).await;
+        assert_eq!(ok, AuthOutcome::User("alice".into()));
+        let cached = auth.authenticate(&cfg, flooder, Some(&basic("alice", "secret"))).await;
+        assert_eq!(cached, AuthOutcome::User("alice".into()), "a cached success needs no verification");
+    }
+
+    #[tokio::test]
+    async fn concurrent_verifications_are_bounded() {
+        let cfg = std::sync::Arc::new(config(bcrypt::hash("secret", 4).unwrap()));
+        let auth = std::sync::Arc::new(Authenticator::default());
+        let mut tasks = Vec::new();
+        for i in 0..8u8 {
+            let (auth, cfg) = (std::sync::Arc::clone(&auth), cfg.clone());
+            tasks.push(tokio::spawn(async move {
+                let ip = IpAddr::from([127, 0, 1, i]);
+                auth.authenticate(&cfg, ip, Some(&basic("alice", &format!("wrong-{i}")))).await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), AuthOutcome::Invalid);
+        }
+        assert_eq!(auth.verifications(), 8);
+        let peak = auth.peak.load(Ordering::Relaxed);
+        assert!((1..=MAX_CONCURRENT_VERIFICATIONS).contains(&peak), "peak {peak}");
     }
 
     #[test]

@@ -286,7 +286,9 @@ pub async fn wait_for_records(path: &Path, n: usize) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        // Only whole lines: the writer may be half-way through the last one.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        let lines: Vec<&str> = whole.lines().filter(|l| !l.trim().is_empty()).collect();
         if lines.len() >= n {
             return lines
                 .iter()
