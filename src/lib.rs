@@ -29,6 +29,7 @@ pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod html;
 pub mod identity;
 pub mod metrics;
 pub mod pac;
