@@ -34,11 +34,13 @@ pub(crate) type UpstreamClient = Client<Connector, Counted<Incoming>>;
 
 /// Builds an upstream client; connections are made by [`Connector`].
 pub(crate) fn upstream_client(resolver: Arc<Resolver>, guard: Arc<Guard>, connect_timeout: Duration) -> UpstreamClient {
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).set_host(false).build(Connector {
-        resolver,
-        guard,
-        connect_timeout,
-    })
+    // Without a pool timer hyper-util never reaps idle pooled connections:
+    // `pool_idle_timeout` only takes effect with one.
+    Client::builder(TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .set_host(false)
+        .build(Connector { resolver, guard, connect_timeout })
 }
 
 /// Connects to origins with one snapshot's resolver and guard, so the
