@@ -180,8 +180,7 @@ impl Authenticator {
         if stored.is_some() && self.verified.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) {
             return AuthOutcome::User(creds.user);
         }
-        if self.rejected.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) || self.throttled(client)
-        {
+        if self.rejected.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) || self.throttled(client) {
             return AuthOutcome::Invalid;
         }
         let Some(stored) = stored else {

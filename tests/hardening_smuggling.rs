@@ -286,6 +286,48 @@ async fn run_rows(bugs: bool) {
     }
 }
 
+/// A head pipelined behind a request (sent before the first answer) gets
+/// the same checks as any other: CL+TE is refused with 400 once the first
+/// request is answered, and neither it nor what it smuggles reaches the
+/// origin or is decided.
+#[tokio::test]
+async fn a_cl_te_request_pipelined_behind_a_normal_one_is_refused() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let p = origin.port();
+        let smuggled = SMUGGLED.replace("{P}", &p.to_string());
+        for split in [false, true] {
+            let heads = origin.heads();
+            let first = format!("GET http://example.test:{p}/first HTTP/1.1\r\nHost: example.test\r\n\r\n");
+            let second = format!(
+                "POST http://example.test:{p}/second HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            );
+            let mut client = proxy.client().await;
+            if split {
+                // The second head arrives while the first is being answered.
+                client.send(&first).await;
+                client.send(&second).await;
+            } else {
+                client.send(&format!("{first}{second}")).await;
+            }
+            assert_eq!(client.reply(true).await.status, 200, "split: {split}");
+            let refused = client.reply_or_closed().await;
+            assert_eq!(refused.map(|r| r.status), Some(400), "split: {split}");
+            assert!(client.reply_or_closed().await.is_none(), "split: {split}");
+            assert_eq!(origin.heads(), heads + 1, "split: {split}");
+        }
+        let lines = origin.counts.lines.lock().unwrap().clone();
+        assert!(!lines.iter().any(|l| l.contains("second") || l.contains("smuggled")), "{lines:?}");
+        let records = proxy.whole_records(4).await;
+        let statuses: Vec<_> = records.iter().map(|r| r["status"].as_u64()).collect();
+        assert_eq!(statuses, [Some(200), Some(400), Some(200), Some(400)], "{records:?}");
+        assert!(!records.iter().any(|r| r["url"].as_str().is_some_and(|u| u.contains("smuggled"))));
+        proxy.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_absurd_number_of_headers_is_refused() {
     bounded(async {
