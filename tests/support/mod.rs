@@ -1025,3 +1025,20 @@ impl Company {
         }
     }
 }
+
+impl Proxy {
+    /// Rotates the access log the way logrotate does: renames the file to
+    /// `to`, then has the running proxy reopen its log (what SIGUSR1
+    /// does). Works while requests are in flight.
+    pub async fn rotate_log(&self, to: &Path) {
+        std::fs::rename(self.log_path(), to).unwrap();
+        self.running.as_ref().unwrap().reopen_log().await;
+    }
+}
+
+/// Every whole record in the log file at `path` (none if it is missing).
+pub fn records_in(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+    whole.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
