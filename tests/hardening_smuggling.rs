@@ -319,6 +319,70 @@ async fn a_cl_te_request_pipelined_behind_a_normal_one_is_refused() {
     .await;
 }
 
+/// The same behind a refused CONNECT (the connection stays open): what
+/// follows is a head like any other, not tunnel bytes.
+#[tokio::test]
+async fn a_cl_te_request_pipelined_behind_a_refused_connect_is_refused() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let p = origin.port();
+        let smuggled = SMUGGLED.replace("{P}", &p.to_string());
+        let mut client = proxy.client().await;
+        client
+            .send(&format!(
+                "CONNECT example.test:{p} HTTP/1.1\r\nHost: example.test:{p}\r\n\r\nPOST http://example.test:{p}/second HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ))
+            .await;
+        // Port not in connect_ports.
+        assert_eq!(client.reply(true).await.status, 403);
+        let second = client.reply_or_closed().await;
+        assert!(second.as_ref().is_none_or(|r| r.status == 400), "{second:?}");
+        assert_eq!(origin.heads(), 0);
+        let lines = origin.counts.lines.lock().unwrap().clone();
+        assert!(lines.is_empty(), "{lines:?}");
+        drop(client);
+        let records = proxy.whole_records(1).await;
+        assert!(!records.iter().any(|r| r["url"].as_str().is_some_and(|u| u.contains("second") || u.contains("smuggled"))), "{records:?}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// Bytes sent right behind an allowed CONNECT (before its 200) are the
+/// tunnel's: held back while the CONNECT is decided, then passed on as they
+/// are — not judged as a request head.
+#[tokio::test]
+async fn bytes_sent_with_an_allowed_connect_reach_the_tunnel() {
+    bounded(async {
+        let echo = support::ScriptedOrigin::start(false, |mut s| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        let p = echo.port();
+        let proxy = Company::new().start(&[p]).await;
+        let mut client = proxy.client().await;
+        // Not HTTP at all, and CL+TE-looking text: both only tunnel bytes.
+        let early = "PING not a head\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        client.send(&format!("CONNECT example.test:{p} HTTP/1.1\r\nHost: example.test:{p}\r\n\r\n{early}")).await;
+        assert_eq!(client.reply(false).await.status, 200);
+        assert_eq!(String::from_utf8(client.read_n(early.len()).await).unwrap(), early);
+        client.send("later").await;
+        assert_eq!(client.read_n(5).await, b"later");
+        drop(client);
+        let r = &proxy.whole_records(1).await[0];
+        assert_eq!((r["method"].as_str(), r["status"].as_u64()), (Some("CONNECT"), Some(200)), "{r}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_absurd_number_of_headers_is_refused() {
     bounded(async {

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,11 +33,18 @@ pub(crate) struct ConnState {
     /// The reader parked while a request was served, woken when it ends so
     /// the idle deadline is armed.
     reader: AtomicWaker,
+    /// A CONNECT was answered 2xx: from here on the bytes are the tunnel's.
+    tunnel: AtomicBool,
 }
 
 impl ConnState {
     pub(crate) fn new() -> Arc<ConnState> {
-        Arc::new(ConnState { phase: AtomicU8::new(IDLE), refused: AtomicU16::new(0), reader: AtomicWaker::new() })
+        Arc::new(ConnState {
+            phase: AtomicU8::new(IDLE),
+            refused: AtomicU16::new(0),
+            reader: AtomicWaker::new(),
+            tunnel: AtomicBool::new(false),
+        })
     }
 
     /// A request head was parsed: no read deadline while it is served.
@@ -50,6 +57,14 @@ impl ConnState {
         if self.phase.compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             self.reader.wake();
         }
+    }
+
+    /// A CONNECT on this connection was answered with a 2xx: what the
+    /// client sent after it (held back until now) and everything after
+    /// that belongs to the tunnel, not to another request.
+    pub(crate) fn tunnel(&self) {
+        self.tunnel.store(true, Ordering::SeqCst);
+        self.reader.wake();
     }
 
     /// The status the connection was refused with at the head stage
@@ -91,8 +106,11 @@ enum Body {
     Length(u64),
     /// `Transfer-Encoding: chunked`.
     Chunked,
-    /// Not HTTP any more (CONNECT), or a framing only hyper judges: the
-    /// bytes are no longer followed until the request is answered.
+    /// `CONNECT`: what follows is held back until the answer says whether
+    /// it is a tunnel's bytes (2xx) or the next head.
+    Connect,
+    /// A framing only hyper judges (it refuses it): the bytes are no longer
+    /// followed until the request is answered.
     Opaque,
 }
 
@@ -120,7 +138,7 @@ fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
                 return HeadCheck::Refuse(400);
             }
             let body = if request.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT")) {
-                Body::Opaque
+                Body::Connect
             } else if let Some(last) = codings.last() {
                 let chunked = std::str::from_utf8(last)
                     .ok()
@@ -320,7 +338,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                             // In flight from now until it is answered.
                             self.state.phase.store(BUSY, Ordering::SeqCst);
                             self.framing = match body {
-                                Body::Length(0) => {
+                                Body::Length(0) | Body::Connect => {
                                     self.framing = Framing::Head(Vec::new());
                                     return Ok(at);
                                 }
@@ -389,10 +407,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
             // Registered before the phase is read, so an answer ending in
             // between still wakes this reader.
             this.state.reader.register(cx.waker());
+            if this.state.tunnel.load(Ordering::SeqCst) {
+                // A tunnel: the bytes held since the CONNECT, then the
+                // stream, unchecked and with no deadline here.
+                if !this.held.is_empty() {
+                    let n = this.held.len().min(buf.remaining());
+                    buf.put_slice(&this.held[..n]);
+                    this.held.drain(..n);
+                    return Poll::Ready(Ok(()));
+                }
+                if this.held_eof {
+                    return Poll::Ready(Ok(()));
+                }
+                let Some(stream) = this.stream.as_mut() else { return Poll::Ready(Err(gone())) };
+                return Pin::new(stream).poll_read(cx, buf);
+            }
             let answering = this.state.phase.load(Ordering::SeqCst) == BUSY;
             if !answering {
                 if matches!(this.framing, Framing::Opaque) {
-                    // A refused CONNECT: the next bytes are a head again.
+                    // Answered (hyper refused it): a head again, if any.
                     this.framing = Framing::Head(Vec::new());
                 }
                 if !this.held.is_empty() {
@@ -548,7 +581,8 @@ mod tests {
             body("POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
             Some(Body::Chunked)
         );
-        assert_eq!(body("CONNECT a.test:443 HTTP/1.1\r\n\r\n"), Some(Body::Opaque));
+        assert_eq!(body("CONNECT a.test:443 HTTP/1.1\r\n\r\n"), Some(Body::Connect));
+        assert_eq!(body("POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), Some(Body::Opaque));
         assert_eq!(
             check("POST http://a.test/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 1024),
             Some(400)

@@ -1042,3 +1042,13 @@ pub fn records_in(path: &Path) -> Vec<Value> {
     let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
     whole.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
+
+impl Client {
+    /// The next `n` bytes (what is left after a reply, then the stream),
+    /// or fewer if the connection closes first.
+    pub async fn read_n(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n && tokio::time::timeout(WAIT, self.fill()).await.unwrap_or(false) {}
+        let n = n.min(self.buf.len());
+        self.buf.drain(..n).collect()
+    }
+}
