@@ -174,6 +174,8 @@ wait "$health"
 rss_load=$(rss); fds_load=$(fds)
 sleep "$settle"
 rss_settled=$(rss); fds_settled=$(fds)
+# Open connections from the proxy to the origin (pooled upstream keep-alive).
+upstream_settled=$(ss -Htn state established "( dport = :$origin_port )" 2>/dev/null | wc -l || echo "?")
 kill -TERM "$proxy_pid"
 wait "$proxy_pid" || { echo "FAIL: the proxy exited non-zero"; cat "$work/proxy.err"; exit 1; }
 
@@ -190,7 +192,7 @@ echo "soak 2/2 results:"
 echo "  requests=$requests wrong=$wrong records=$((old + new)) (rotated=$old new=$new)"
 echo "  healthz polls=$health_n failed=$health_bad slowest=${health_max}s"
 echo "  rss_kib start=$rss_start after_load=$rss_load after_settle=$rss_settled"
-echo "  fds start=$fds_start after_load=$fds_load after_settle=$fds_settled"
+echo "  fds start=$fds_start after_load=$fds_load after_settle=$fds_settled (upstream connections still open: $upstream_settled)"
 fail=0
 [ "$wrong" = 0 ] || { echo "FAIL: wrong answers:"; awk '$2 != $3' "$work/answers" | sort | uniq -c | head; fail=1; }
 [ "$((old + new))" = "$requests" ] || { echo "FAIL: records differ from requests"; fail=1; }
