@@ -27,8 +27,9 @@ struct Case {
     raw: &'static str,
     status: u16,
     origin: Origin,
-    /// A known bug (the row fails today): run only by the ignored
-    /// `known_bug_rows` test until fixed; then set it to `None`.
+    /// A known bug (the row fails today): such rows run only in
+    /// `known_bug_rows` (mark that test `#[ignore = "bug: ..."]` while any
+    /// fails); set it to `None` once fixed. No row has one today.
     bug: Option<&'static str>,
 }
 
@@ -40,14 +41,14 @@ const CASES: &[Case] = &[
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         status: 400,
         origin: Origin::Nothing,
-        bug: Some("CL+TE accepted (TE wins) and forwarded; src/proxy/conn.rs check_head should refuse both with 400"),
+        bug: None,
     },
     Case {
         name: "TE then CL",
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
         status: 400,
         origin: Origin::Nothing,
-        bug: Some("CL+TE accepted (TE wins) and forwarded; src/proxy/conn.rs check_head should refuse both with 400"),
+        bug: None,
     },
     Case {
         name: "two different Content-Lengths",
@@ -96,9 +97,7 @@ const CASES: &[Case] = &[
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
         status: 400,
         origin: Origin::Nothing,
-        bug: Some(
-            "broken client body answered 502 http_protocol_error (src/proxy/forward.rs maps every client error to Upstream::Protocol); want 400 request",
-        ),
+        bug: None,
     },
     Case {
         name: "unknown transfer coding",
@@ -182,43 +181,35 @@ const CASES: &[Case] = &[
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}",
         status: 400,
         origin: Origin::Nothing,
-        bug: Some("CL+TE accepted (TE wins) and forwarded; src/proxy/conn.rs check_head should refuse both with 400"),
+        bug: None,
     },
     Case {
         name: "bad chunk size",
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
         status: 400,
         origin: Origin::NoCompleteRequest,
-        bug: Some(
-            "broken client body answered 502 http_protocol_error (src/proxy/forward.rs maps every client error to Upstream::Protocol); want 400 request",
-        ),
+        bug: None,
     },
     Case {
         name: "overflowing chunk size",
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
         status: 400,
         origin: Origin::NoCompleteRequest,
-        bug: Some(
-            "broken client body answered 502 http_protocol_error (src/proxy/forward.rs maps every client error to Upstream::Protocol); want 400 request",
-        ),
+        bug: None,
     },
     Case {
         name: "negative chunk size",
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n",
         status: 400,
         origin: Origin::NoCompleteRequest,
-        bug: Some(
-            "broken client body answered 502 http_protocol_error (src/proxy/forward.rs maps every client error to Upstream::Protocol); want 400 request",
-        ),
+        bug: None,
     },
     Case {
         name: "chunk longer than its size",
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc\r\n0\r\n\r\n{SMUGGLED}",
         status: 400,
         origin: Origin::NoCompleteRequest,
-        bug: Some(
-            "broken client body answered 502 http_protocol_error (src/proxy/forward.rs maps every client error to Upstream::Protocol); want 400 request",
-        ),
+        bug: None,
     },
 ];
 
@@ -284,6 +275,112 @@ async fn run_rows(bugs: bool) {
         proxy.stop().await;
         assert!(failures.is_empty(), "smuggling rows failed:\n{}", failures.join("\n"));
     }
+}
+
+/// A head pipelined behind a request (sent before the first answer) gets
+/// the same checks as any other: CL+TE is refused with 400 once the first
+/// request is answered, and neither it nor what it smuggles reaches the
+/// origin or is decided.
+#[tokio::test]
+async fn a_cl_te_request_pipelined_behind_a_normal_one_is_refused() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let p = origin.port();
+        let smuggled = SMUGGLED.replace("{P}", &p.to_string());
+        for split in [false, true] {
+            let heads = origin.heads();
+            let first = format!("GET http://example.test:{p}/first HTTP/1.1\r\nHost: example.test\r\n\r\n");
+            let second = format!(
+                "POST http://example.test:{p}/second HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            );
+            let mut client = proxy.client().await;
+            if split {
+                // The second head arrives while the first is being answered.
+                client.send(&first).await;
+                client.send(&second).await;
+            } else {
+                client.send(&format!("{first}{second}")).await;
+            }
+            assert_eq!(client.reply(true).await.status, 200, "split: {split}");
+            let refused = client.reply_or_closed().await;
+            assert_eq!(refused.map(|r| r.status), Some(400), "split: {split}");
+            assert!(client.reply_or_closed().await.is_none(), "split: {split}");
+            assert_eq!(origin.heads(), heads + 1, "split: {split}");
+        }
+        let lines = origin.counts.lines.lock().unwrap().clone();
+        assert!(!lines.iter().any(|l| l.contains("second") || l.contains("smuggled")), "{lines:?}");
+        let records = proxy.whole_records(4).await;
+        let statuses: Vec<_> = records.iter().map(|r| r["status"].as_u64()).collect();
+        assert_eq!(statuses, [Some(200), Some(400), Some(200), Some(400)], "{records:?}");
+        assert!(!records.iter().any(|r| r["url"].as_str().is_some_and(|u| u.contains("smuggled"))));
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// The same behind a refused CONNECT (the connection stays open): what
+/// follows is a head like any other, not tunnel bytes.
+#[tokio::test]
+async fn a_cl_te_request_pipelined_behind_a_refused_connect_is_refused() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let p = origin.port();
+        let smuggled = SMUGGLED.replace("{P}", &p.to_string());
+        let mut client = proxy.client().await;
+        client
+            .send(&format!(
+                "CONNECT example.test:{p} HTTP/1.1\r\nHost: example.test:{p}\r\n\r\nPOST http://example.test:{p}/second HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ))
+            .await;
+        // Port not in connect_ports.
+        assert_eq!(client.reply(true).await.status, 403);
+        let second = client.reply_or_closed().await;
+        assert!(second.as_ref().is_none_or(|r| r.status == 400), "{second:?}");
+        assert_eq!(origin.heads(), 0);
+        let lines = origin.counts.lines.lock().unwrap().clone();
+        assert!(lines.is_empty(), "{lines:?}");
+        drop(client);
+        let records = proxy.whole_records(1).await;
+        assert!(!records.iter().any(|r| r["url"].as_str().is_some_and(|u| u.contains("second") || u.contains("smuggled"))), "{records:?}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// Bytes sent right behind an allowed CONNECT (before its 200) are the
+/// tunnel's: held back while the CONNECT is decided, then passed on as they
+/// are — not judged as a request head.
+#[tokio::test]
+async fn bytes_sent_with_an_allowed_connect_reach_the_tunnel() {
+    bounded(async {
+        let echo = support::ScriptedOrigin::start(false, |mut s| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        let p = echo.port();
+        let proxy = Company::new().start(&[p]).await;
+        let mut client = proxy.client().await;
+        // Not HTTP at all, and CL+TE-looking text: both only tunnel bytes.
+        let early = "PING not a head\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        client.send(&format!("CONNECT example.test:{p} HTTP/1.1\r\nHost: example.test:{p}\r\n\r\n{early}")).await;
+        assert_eq!(client.reply(false).await.status, 200);
+        assert_eq!(String::from_utf8(client.read_n(early.len()).await).unwrap(), early);
+        client.send("later").await;
+        assert_eq!(client.read_n(5).await, b"later");
+        drop(client);
+        let r = &proxy.whole_records(1).await[0];
+        assert_eq!((r["method"].as_str(), r["status"].as_u64()), (Some("CONNECT"), Some(200)), "{r}");
+        proxy.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]

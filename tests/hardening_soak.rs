@@ -1,10 +1,12 @@
 //! Load with nothing lost: workers on eight source addresses
 //! (127.0.0.2..9, i.e. sales, engineering and the default department) mix
 //! allowed, logged and blocked requests over plain HTTP (keep-alive) and
-//! CONNECT (a real TLS exchange through the tunnel), with a reload in the
-//! middle; a second run does the same with every client signed in (Basic
+//! CONNECT (a real TLS exchange through the tunnel), with a log rotation
+//! (rename, then reopen) at a quarter of the time and a reload at half
+//! time, both while requests are in flight; a second run does the same with every client signed in (Basic
 //! auth, departments by user). Every answer must be the one the policy gives, and the access
-//! log must hold exactly one record per request, with matching statuses.
+//! log — the rotated file and the new one together — must hold exactly one
+//! record per request, with matching statuses, and each file must hold some.
 //!
 //! Runs for `SOCIALGATE_SOAK_SECS` seconds (default 3). With 30 s or more it
 //! also checks that resident memory stops growing (bench/soak/run.sh runs
@@ -165,6 +167,11 @@ async fn soak(company: Company, clients: Vec<(String, Option<&'static str>)>, la
         let half = started + Duration::from_secs(secs) / 2;
         let shared = Arc::new(proxy);
         let first = run(shared.clone(), half);
+        // Rotate while the first half's requests are in flight.
+        let rotated = shared.company().dir().join("access.log.1");
+        tokio::time::sleep_until(started + Duration::from_secs(secs) / 4).await;
+        let before_rotation = support::records_in(&shared.log_path()).len();
+        shared.rotate_log(&rotated).await;
         let mut tallies = Vec::new();
         for task in first {
             tallies.push(task.await.unwrap());
@@ -197,9 +204,15 @@ async fn soak(company: Company, clients: Vec<(String, Option<&'static str>)>, la
         }
         assert!(requests > 50, "only {requests} requests in {secs} s");
 
+        // Everything is flushed once the proxy has stopped.
         let company = proxy.stop().await;
-        let records = support::wait_for_whole_records(&company.dir().join("access.log"), requests).await;
-        assert_eq!(records.len(), requests, "records and requests differ");
+        let old = support::records_in(&rotated);
+        let new = support::records_in(&company.dir().join("access.log"));
+        assert!(old.len() >= before_rotation && before_rotation > 0, "{} records before the rotation", old.len());
+        assert!(!new.is_empty(), "nothing logged after the rotation");
+        let (old_n, new_n) = (old.len(), new.len());
+        let records: Vec<_> = old.into_iter().chain(new).collect();
+        assert_eq!(records.len(), requests, "records ({old_n} rotated + {new_n} new) and requests differ");
         let mut logged: BTreeMap<u16, usize> = BTreeMap::new();
         for r in &records {
             *logged.entry(r["status"].as_u64().unwrap() as u16).or_default() += 1;
@@ -209,7 +222,7 @@ async fn soak(company: Company, clients: Vec<(String, Option<&'static str>)>, la
         assert!(sales_after.clone().any(|r| r["action"] == "log"), "no sales facebook request before the reload");
         assert!(sales_after.clone().any(|r| r["action"] == "allow"), "no sales facebook request after the reload");
 
-        tracing::info!(label, requests, rss_mid, rss_end, "soak done");
+        tracing::info!(label, requests, old_n, new_n, rss_mid, rss_end, "soak done");
         if secs >= 30 {
             assert!(
                 rss_end <= rss_mid + rss_mid / 4 + 16 * 1024,

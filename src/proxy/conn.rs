@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,11 +33,18 @@ pub(crate) struct ConnState {
     /// The reader parked while a request was served, woken when it ends so
     /// the idle deadline is armed.
     reader: AtomicWaker,
+    /// A CONNECT was answered 2xx: from here on the bytes are the tunnel's.
+    tunnel: AtomicBool,
 }
 
 impl ConnState {
     pub(crate) fn new() -> Arc<ConnState> {
-        Arc::new(ConnState { phase: AtomicU8::new(IDLE), refused: AtomicU16::new(0), reader: AtomicWaker::new() })
+        Arc::new(ConnState {
+            phase: AtomicU8::new(IDLE),
+            refused: AtomicU16::new(0),
+            reader: AtomicWaker::new(),
+            tunnel: AtomicBool::new(false),
+        })
     }
 
     /// A request head was parsed: no read deadline while it is served.
@@ -50,6 +57,14 @@ impl ConnState {
         if self.phase.compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             self.reader.wake();
         }
+    }
+
+    /// A CONNECT on this connection was answered with a 2xx: what the
+    /// client sent after it (held back until now) and everything after
+    /// that belongs to the tunnel, not to another request.
+    pub(crate) fn tunnel(&self) {
+        self.tunnel.store(true, Ordering::SeqCst);
+        self.reader.wake();
     }
 
     /// The status the connection was refused with at the head stage
@@ -75,9 +90,28 @@ pub(crate) struct HeadReplies {
 
 /// How a head that is still arriving looks so far.
 enum HeadCheck {
-    Complete,
+    /// The head is `len` bytes long; `body` follows it.
+    Complete {
+        len: usize,
+        body: Body,
+    },
     Partial,
     Refuse(u16),
+}
+
+/// What follows a complete request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// `Content-Length` bytes (0: none).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// `CONNECT`: what follows is held back until the answer says whether
+    /// it is a tunnel's bytes (2xx) or the next head.
+    Connect,
+    /// A framing only hyper judges (it refuses it): the bytes are no longer
+    /// followed until the request is answered.
+    Opaque,
 }
 
 fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
@@ -88,18 +122,42 @@ fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
             if len > max {
                 return HeadCheck::Refuse(431);
             }
+            let values = |name: &'static str| {
+                request.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+            };
             // Both framings at once is how request smuggling starts (hyper
             // would quietly prefer Transfer-Encoding): refuse it here, before
             // anything is parsed further or forwarded.
-            let has = |name: &str| request.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
-            if has("content-length") && has("transfer-encoding") {
+            let lengths: Vec<&[u8]> = values("content-length").collect();
+            let codings: Vec<&[u8]> = values("transfer-encoding").collect();
+            if !lengths.is_empty() && !codings.is_empty() {
                 return HeadCheck::Refuse(400);
             }
             // hyper also refuses a target `http::Uri` cannot hold.
-            match request.path.map(str::parse::<http::Uri>) {
-                Some(Ok(_)) => HeadCheck::Complete,
-                _ => HeadCheck::Refuse(400),
+            if !matches!(request.path.map(str::parse::<http::Uri>), Some(Ok(_))) {
+                return HeadCheck::Refuse(400);
             }
+            let body = if request.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT")) {
+                Body::Connect
+            } else if let Some(last) = codings.last() {
+                let chunked = std::str::from_utf8(last)
+                    .ok()
+                    .and_then(|v| v.rsplit(',').next())
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+                if chunked { Body::Chunked } else { Body::Opaque }
+            } else {
+                let mut length = None;
+                for value in lengths {
+                    let parsed = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse::<u64>().ok());
+                    match (parsed, length) {
+                        (None, _) => return HeadCheck::Refuse(400),
+                        (Some(n), Some(seen)) if n != seen => return HeadCheck::Refuse(400),
+                        (Some(n), _) => length = Some(n),
+                    }
+                }
+                Body::Length(length.unwrap_or(0))
+            };
+            HeadCheck::Complete { len, body }
         }
         Ok(httparse::Status::Partial) if bytes.len() > max => HeadCheck::Refuse(431),
         Ok(httparse::Status::Partial) => HeadCheck::Partial,
@@ -108,7 +166,82 @@ fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
     }
 }
 
+/// Where a chunked body is.
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    /// The size line (`size` so far; extensions are skipped).
+    Size { size: u64, in_ext: bool },
+    /// Data bytes left in the chunk.
+    Data(u64),
+    /// The line end after a chunk's data.
+    DataEnd,
+    /// Trailer lines after the last chunk, until an empty one.
+    Trailer { line_start: bool },
+}
+
+/// Where the client's byte stream is, request by request.
+#[derive(Debug)]
+enum Framing {
+    /// A request head arriving (the bytes so far).
+    Head(Vec<u8>),
+    /// A body with this many bytes left.
+    Length(u64),
+    Chunked(Chunk),
+    /// Not followed (a tunnel) until the request is answered.
+    Opaque,
+}
+
+/// Follows a chunked body through `bytes`: how many of them it takes, and
+/// whether the body ended there. A malformed body is hyper's to refuse; it
+/// is followed as far as it makes sense.
+fn follow_chunks(chunk: &mut Chunk, bytes: &[u8]) -> (usize, bool) {
+    let mut at = 0;
+    while at < bytes.len() {
+        match chunk {
+            Chunk::Data(left) => {
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(bytes.len() - at);
+                at += n;
+                *left -= n as u64;
+                if *left == 0 {
+                    *chunk = Chunk::DataEnd;
+                }
+                continue;
+            }
+            Chunk::Size { size, in_ext } => match bytes[at] {
+                b'\n' if *size == 0 => *chunk = Chunk::Trailer { line_start: true },
+                b'\n' => *chunk = Chunk::Data(*size),
+                b';' => *in_ext = true,
+                byte if !*in_ext => {
+                    if let Some(digit) = char::from(byte).to_digit(16) {
+                        *size = size.saturating_mul(16).saturating_add(u64::from(digit));
+                    }
+                }
+                _ => {}
+            },
+            Chunk::DataEnd => {
+                if bytes[at] == b'\n' {
+                    *chunk = Chunk::Size { size: 0, in_ext: false };
+                }
+            }
+            Chunk::Trailer { line_start } => match bytes[at] {
+                b'\n' if *line_start => return (at + 1, true),
+                b'\n' => *line_start = true,
+                b'\r' => {}
+                _ => *line_start = false,
+            },
+        }
+        at += 1;
+    }
+    (at, false)
+}
+
 /// A client connection (TCP, or TLS over TCP) with idle and head deadlines.
+///
+/// The bytes are followed request by request (head, then the body its
+/// framing announces). A head that arrives while the request before it is
+/// still being answered (pipelined) is held back from hyper until the
+/// answer is done, then handed over under `header_timeout` and the same
+/// checks as any other head — hyper never parses a head this did not check.
 pub(crate) struct ClientIo<S> {
     /// `None` once a refusal handed the socket to its own closing task.
     stream: Option<S>,
@@ -120,8 +253,11 @@ pub(crate) struct ClientIo<S> {
     timer: Pin<Box<Sleep>>,
     /// The phase the timer is armed for.
     armed: Option<u8>,
-    /// The head arriving, until it is complete (then `None` until the next).
-    head: Option<Vec<u8>>,
+    framing: Framing,
+    /// The start of the next head, read while a request was being answered.
+    held: Vec<u8>,
+    /// The client closed after the held bytes.
+    held_eof: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
@@ -140,7 +276,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
             replies,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             armed: None,
-            head: Some(Vec::new()),
+            framing: Framing::Head(Vec::new()),
+            held: Vec::new(),
+            held_eof: false,
         }
     }
 
@@ -175,6 +313,87 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
         self.timer.as_mut().reset(Instant::now() + after);
         self.armed = Some(phase);
     }
+
+    /// Follows `bytes` (on their way to hyper) through the request framing.
+    /// Returns how many of them come before the start of a head that must
+    /// wait (a request ended inside them), or the status to refuse with.
+    fn follow(&mut self, bytes: &[u8]) -> Result<usize, u16> {
+        let mut at = 0;
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            match &mut self.framing {
+                Framing::Head(head) => {
+                    let before = head.len();
+                    head.extend_from_slice(rest);
+                    // A head can only end or go wrong at a line end worth
+                    // re-parsing for; a trickle of bytes costs no parsing.
+                    if !rest.contains(&b'\n') && head.len() <= self.max_header_bytes {
+                        return Ok(bytes.len());
+                    }
+                    match check_head(head, self.max_header_bytes) {
+                        HeadCheck::Partial => return Ok(bytes.len()),
+                        HeadCheck::Refuse(status) => return Err(status),
+                        HeadCheck::Complete { len, body } => {
+                            at += len.saturating_sub(before);
+                            // In flight from now until it is answered.
+                            self.state.phase.store(BUSY, Ordering::SeqCst);
+                            self.framing = match body {
+                                Body::Length(0) | Body::Connect => {
+                                    self.framing = Framing::Head(Vec::new());
+                                    return Ok(at);
+                                }
+                                Body::Length(n) => Framing::Length(n),
+                                Body::Chunked => Framing::Chunked(Chunk::Size { size: 0, in_ext: false }),
+                                Body::Opaque => Framing::Opaque,
+                            };
+                        }
+                    }
+                }
+                Framing::Length(left) => {
+                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(rest.len());
+                    at += n;
+                    *left -= n as u64;
+                    if *left == 0 {
+                        self.framing = Framing::Head(Vec::new());
+                        return Ok(at);
+                    }
+                }
+                Framing::Chunked(chunk) => {
+                    let (n, ended) = follow_chunks(chunk, rest);
+                    at += n;
+                    if ended {
+                        self.framing = Framing::Head(Vec::new());
+                        return Ok(at);
+                    }
+                }
+                Framing::Opaque => return Ok(bytes.len()),
+            }
+        }
+        Ok(at)
+    }
+
+    /// The bytes from `before` on in `buf` were just handed over: follow
+    /// them, and take back (into `held`) any that start a head too early.
+    fn took(&mut self, buf: &mut ReadBuf<'_>, before: usize) -> Poll<io::Result<()>> {
+        let new = &buf.filled()[before..];
+        if !new.is_empty()
+            && matches!(self.framing, Framing::Head(_))
+            && self.state.phase.compare_exchange(IDLE, HEAD, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
+            self.arm(HEAD);
+        }
+        match self.follow(new) {
+            Err(status) => self.refuse(status),
+            Ok(keep) => {
+                if keep < new.len() {
+                    let early = new[keep..].to_vec();
+                    self.held.splice(0..0, early);
+                    buf.set_filled(before + keep);
+                }
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
 }
 
 fn gone() -> io::Error {
@@ -184,42 +403,82 @@ fn gone() -> io::Error {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let phase = this.state.phase.load(Ordering::SeqCst);
-        if phase == BUSY {
-            this.armed = None;
-            // Ready to check the next head. (Bytes hyper reads ahead while
-            // busy are left to hyper's own checks.)
-            this.head = Some(Vec::new());
+        loop {
+            // Registered before the phase is read, so an answer ending in
+            // between still wakes this reader.
             this.state.reader.register(cx.waker());
+            if this.state.tunnel.load(Ordering::SeqCst) {
+                // A tunnel: the bytes held since the CONNECT, then the
+                // stream, unchecked and with no deadline here.
+                if !this.held.is_empty() {
+                    let n = this.held.len().min(buf.remaining());
+                    buf.put_slice(&this.held[..n]);
+                    this.held.drain(..n);
+                    return Poll::Ready(Ok(()));
+                }
+                if this.held_eof {
+                    return Poll::Ready(Ok(()));
+                }
+                let Some(stream) = this.stream.as_mut() else { return Poll::Ready(Err(gone())) };
+                return Pin::new(stream).poll_read(cx, buf);
+            }
+            let answering = this.state.phase.load(Ordering::SeqCst) == BUSY;
+            if !answering {
+                if matches!(this.framing, Framing::Opaque) {
+                    // Answered (hyper refused it): a head again, if any.
+                    this.framing = Framing::Head(Vec::new());
+                }
+                if !this.held.is_empty() {
+                    // The head that waited for the answer before it.
+                    let n = this.held.len().min(buf.remaining());
+                    let before = buf.filled().len();
+                    buf.put_slice(&this.held[..n]);
+                    this.held.drain(..n);
+                    return this.took(buf, before);
+                }
+                if this.held_eof {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if !(answering && matches!(this.framing, Framing::Head(_))) {
+                break;
+            }
+            // A request is being answered and its bytes are all in: what
+            // comes now is the next head, held until the answer is done.
+            if this.held.len() > this.max_header_bytes || this.held_eof {
+                // Enough to refuse it with once it is its turn.
+                return Poll::Pending;
+            }
             let Some(stream) = this.stream.as_mut() else { return Poll::Ready(Err(gone())) };
-            return Pin::new(stream).poll_read(cx, buf);
+            let mut chunk = [0u8; 4096];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    if this.held.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.held_eof = true;
+                }
+                Poll::Ready(Ok(())) => this.held.extend_from_slice(read.filled()),
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => {
+                    this.armed = None;
+                    return Poll::Pending;
+                }
+            }
         }
         let before = buf.filled().len();
         let Some(stream) = this.stream.as_mut() else { return Poll::Ready(Err(gone())) };
         match Pin::new(stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let new = &buf.filled()[before..];
-                if !new.is_empty()
-                    && this.state.phase.compare_exchange(IDLE, HEAD, Ordering::SeqCst, Ordering::SeqCst).is_ok()
-                {
-                    this.arm(HEAD);
-                }
-                if let Some(head) = &mut this.head {
-                    head.extend_from_slice(new);
-                    // A head can only end or go wrong at a line end worth
-                    // re-parsing for; a trickle of bytes costs no parsing.
-                    let worth = new.contains(&b'\n') || head.len() > this.max_header_bytes;
-                    let check = if worth { check_head(head, this.max_header_bytes) } else { HeadCheck::Partial };
-                    match check {
-                        HeadCheck::Partial => {}
-                        HeadCheck::Complete => this.head = None,
-                        HeadCheck::Refuse(status) => return this.refuse(status),
-                    }
-                }
-                return Poll::Ready(Ok(()));
-            }
+            Poll::Ready(Ok(())) => return this.took(buf, before),
             Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
             Poll::Pending => {}
+        }
+        let phase = this.state.phase.load(Ordering::SeqCst);
+        if phase == BUSY {
+            // No read deadline while a request is served.
+            this.armed = None;
+            return Poll::Pending;
         }
         if this.armed != Some(phase) {
             this.arm(phase);
@@ -280,7 +539,7 @@ mod tests {
 
     fn check(head: &str, max: usize) -> Option<u16> {
         match check_head(head.as_bytes(), max) {
-            HeadCheck::Complete => Some(0),
+            HeadCheck::Complete { .. } => Some(0),
             HeadCheck::Partial => None,
             HeadCheck::Refuse(status) => Some(status),
         }
@@ -295,5 +554,39 @@ mod tests {
         assert_eq!(check(&format!("GET /{} HTTP/1.1\r\n", "a".repeat(2000)), 1024), Some(431));
         let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
         assert_eq!(check(&format!("GET / HTTP/1.1\r\n{many}\r\n"), 1 << 20), Some(431));
+    }
+
+    #[test]
+    fn chunked_bodies_are_followed_to_their_end() {
+        let body = b"3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\nGET";
+        let end = body.len() - 3;
+        // Whole, and byte by byte.
+        let mut chunk = Chunk::Size { size: 0, in_ext: false };
+        assert_eq!(follow_chunks(&mut chunk, body), (end, true));
+        let mut chunk = Chunk::Size { size: 0, in_ext: false };
+        for (i, byte) in body.iter().enumerate().take(end) {
+            assert_eq!(follow_chunks(&mut chunk, std::slice::from_ref(byte)), (1, i + 1 == end), "at {i}");
+        }
+    }
+
+    #[test]
+    fn heads_know_their_bodies() {
+        let body = |head: &str| match check_head(head.as_bytes(), 1024) {
+            HeadCheck::Complete { body, .. } => Some(body),
+            _ => None,
+        };
+        assert_eq!(body("GET http://a.test/ HTTP/1.1\r\n\r\n"), Some(Body::Length(0)));
+        assert_eq!(body("POST http://a.test/ HTTP/1.1\r\nContent-Length: 7\r\n\r\n"), Some(Body::Length(7)));
+        assert_eq!(
+            body("POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Some(Body::Chunked)
+        );
+        assert_eq!(body("CONNECT a.test:443 HTTP/1.1\r\n\r\n"), Some(Body::Connect));
+        assert_eq!(body("POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), Some(Body::Opaque));
+        assert_eq!(
+            check("POST http://a.test/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 1024),
+            Some(400)
+        );
+        assert_eq!(check("POST http://a.test/ HTTP/1.1\r\nContent-Length: x\r\n\r\n", 1024), Some(400));
     }
 }

@@ -248,7 +248,7 @@ async fn handle(
 ) -> Response<ProxyBody> {
     state.busy();
     let mut ctx = Ctx::new(shared, peer, req.method().as_str());
-    ctx.conn = Some(state);
+    ctx.conn = Some(state.clone());
     let request_line = req.method().as_str().len() + req.uri().to_string().len() + 10;
     let head = head_size(request_line, req.headers());
     ctx.add_up(head);
@@ -299,13 +299,22 @@ async fn handle(
     ctx.decided(&decision);
     if decision.action == Action::Block {
         if connect && let Some(minter) = ctx.snap.minter.clone() {
-            return tunnel::intercept_blocked(ctx, req, &host, minter);
+            return tunneled(&state, tunnel::intercept_blocked(ctx, req, &host, minter));
         }
         return refuse(ctx, Refusal::Blocked).await;
     }
     if connect {
-        tunnel::tunnel(ctx, req, &host, port, decision.valid_until).await
+        tunneled(&state, tunnel::tunnel(ctx, req, &host, port, decision.valid_until).await)
     } else {
         forward::forward(ctx, req, &host, port, decision.valid_until).await
     }
+}
+
+/// A CONNECT answered 2xx makes the connection a tunnel: tells the client
+/// I/O that what follows is no longer checked as request heads.
+fn tunneled(state: &ConnState, response: Response<ProxyBody>) -> Response<ProxyBody> {
+    if response.status().is_success() {
+        state.tunnel();
+    }
+    response
 }

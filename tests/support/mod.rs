@@ -1004,3 +1004,30 @@ impl Company {
         }
     }
 }
+
+impl Proxy {
+    /// Rotates the access log the way logrotate does: renames the file to
+    /// `to`, then has the running proxy reopen its log (what SIGUSR1
+    /// does). Works while requests are in flight.
+    pub async fn rotate_log(&self, to: &Path) {
+        std::fs::rename(self.log_path(), to).unwrap();
+        self.running.as_ref().unwrap().reopen_log().await;
+    }
+}
+
+/// Every whole record in the log file at `path` (none if it is missing).
+pub fn records_in(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+    whole.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+impl Client {
+    /// The next `n` bytes (what is left after a reply, then the stream),
+    /// or fewer if the connection closes first.
+    pub async fn read_n(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n && tokio::time::timeout(WAIT, self.fill()).await.unwrap_or(false) {}
+        let n = n.min(self.buf.len());
+        self.buf.drain(..n).collect()
+    }
+}
