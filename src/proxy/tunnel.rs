@@ -3,13 +3,16 @@
 //! idles past `tunnel_idle_timeout`, or shutdown cuts it; the record is
 //! written when it ends.
 
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use jiff::Timestamp;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::context::{Ctx, PolicyWatch};
@@ -210,35 +213,77 @@ where
     ctx.log(200, closed_by).await;
 }
 
-/// Copy buffer per direction, allocated when that direction first carries
-/// data, so an idle tunnel costs no buffer at all.
+/// Size of one copy buffer.
 const COPY_BUF: usize = 64 * 1024;
+/// Spare copy buffers kept per runtime thread.
+const POOL_MAX: usize = 8;
 
-/// A copy buffer that exists only once data has flowed.
-#[derive(Default)]
-struct LazyBuf(Option<Box<[u8]>>);
+thread_local! {
+    /// Copy buffers not lent to a read right now. A tunnel borrows one only
+    /// from a read that returned bytes until they are written, so an idle
+    /// tunnel holds no buffer at all, and a busy one reuses warm memory.
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
 
-impl LazyBuf {
-    /// Reads into the buffer. Before the first data it waits with a one-byte
-    /// read (no buffer), then allocates; returns the bytes now at the front.
-    async fn read_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> std::io::Result<usize> {
-        match &mut self.0 {
-            Some(buf) => reader.read(buf).await,
-            None => {
-                let mut one = [0u8; 1];
-                let n = reader.read(&mut one).await?;
-                if n == 1 {
-                    let mut buf = vec![0u8; COPY_BUF].into_boxed_slice();
-                    buf[0] = one[0];
-                    self.0 = Some(buf);
-                }
-                Ok(n)
-            }
+/// A buffer from this thread's pool, or a fresh one.
+fn lend() -> Box<[u8]> {
+    POOL.with_borrow_mut(Vec::pop).unwrap_or_else(|| vec![0u8; COPY_BUF].into_boxed_slice())
+}
+
+/// Returns a buffer to this thread's pool (dropped when the pool is full).
+fn give_back(buf: Box<[u8]>) {
+    POOL.with_borrow_mut(|pool| {
+        if pool.len() < POOL_MAX {
+            pool.push(buf);
         }
+    });
+}
+
+/// The copy buffer of one direction: held only while bytes are in flight.
+#[derive(Default)]
+struct CopyBuf(Option<Box<[u8]>>);
+
+impl CopyBuf {
+    /// Reads into a lent buffer; a read that would wait gives the buffer
+    /// back before waiting. Returns the bytes now at the front.
+    fn read_from<'a, R: AsyncRead + Unpin>(
+        &'a mut self,
+        reader: &'a mut R,
+    ) -> impl Future<Output = std::io::Result<usize>> + 'a {
+        std::future::poll_fn(move |cx| {
+            let mut buf = self.0.take().unwrap_or_else(lend);
+            let mut read_buf = ReadBuf::new(&mut buf[..]);
+            match Pin::new(&mut *reader).poll_read(cx, &mut read_buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = read_buf.filled().len();
+                    if n == 0 {
+                        give_back(buf);
+                    } else {
+                        self.0 = Some(buf);
+                    }
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(err)) => {
+                    give_back(buf);
+                    Poll::Ready(Err(err))
+                }
+                Poll::Pending => {
+                    give_back(buf);
+                    Poll::Pending
+                }
+            }
+        })
     }
 
     fn data(&self, n: usize) -> &[u8] {
         self.0.as_deref().and_then(|buf| buf.get(..n)).unwrap_or_default()
+    }
+
+    /// Gives the buffer back once its bytes are written.
+    fn release(&mut self) {
+        if let Some(buf) = self.0.take() {
+            give_back(buf);
+        }
     }
 }
 
@@ -254,7 +299,7 @@ where
     tokio::pin!(stop);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut origin_read, mut origin_write) = origin.split();
-    let (mut up_buf, mut down_buf) = (LazyBuf::default(), LazyBuf::default());
+    let (mut up_buf, mut down_buf) = (CopyBuf::default(), CopyBuf::default());
     let (mut up, mut down) = (0u64, 0u64);
     let (mut client_open, mut origin_open) = (true, true);
     let mut first_close: Option<ClosedBy> = None;
@@ -272,7 +317,9 @@ where
                     let _ = origin_write.shutdown().await;
                 }
                 Ok(n) => {
-                    if origin_write.write_all(up_buf.data(n)).await.is_err() {
+                    let written = origin_write.write_all(up_buf.data(n)).await;
+                    up_buf.release();
+                    if written.is_err() {
                         return (up, down, first_close.unwrap_or(ClosedBy::Origin));
                     }
                     up += n as u64;
@@ -287,7 +334,9 @@ where
                     let _ = client_write.shutdown().await;
                 }
                 Ok(n) => {
-                    if client_write.write_all(down_buf.data(n)).await.is_err() {
+                    let written = client_write.write_all(down_buf.data(n)).await;
+                    down_buf.release();
+                    if written.is_err() {
                         return (up, down, first_close.unwrap_or(ClosedBy::Client));
                     }
                     down += n as u64;
