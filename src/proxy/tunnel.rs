@@ -40,7 +40,7 @@ pub(crate) fn intercept_blocked(
             Ok(upgraded) => TokioIo::new(upgraded),
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
-                ctx.log(403, ClosedBy::Error).await;
+                Box::pin(ctx.log(403, ClosedBy::Error)).await;
                 return;
             }
         };
@@ -51,13 +51,13 @@ pub(crate) fn intercept_blocked(
                 let sni = sni.and_then(|name| Host::parse(&name).ok());
                 let name = sni.as_ref().unwrap_or(&host).to_string();
                 ctx.sni = sni.map(|h| h.to_string());
-                if let Err(err) = intercept::serve_block_page(&mut ctx, &minter, client, first, &name).await {
+                if let Err(err) = Box::pin(intercept::serve_block_page(&mut ctx, &minter, client, first, &name)).await {
                     tracing::debug!(%err, host = %ctx.host, "block page over TLS not delivered");
                 }
             }
             _ => ctx.set_up(first.len() as u64),
         }
-        ctx.log(403, ClosedBy::Proxy).await;
+        Box::pin(ctx.log(403, ClosedBy::Proxy)).await;
     });
     tunnel_established()
 }
@@ -89,7 +89,7 @@ pub(crate) async fn tunnel(
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
                 ctx.set_up(0);
-                ctx.log(200, ClosedBy::Error).await;
+                Box::pin(ctx.log(200, ClosedBy::Error)).await;
             }
         }
     });
@@ -98,7 +98,9 @@ pub(crate) async fn tunnel(
 
 /// The life of an open tunnel: peek at the first bytes for a TLS server
 /// name and decide on it too (the stricter decision wins), then copy until
-/// it ends, and log it.
+/// it ends, and log it. The futures of the rare or one-off steps (peek,
+/// block page, log write) are boxed: a task's allocation is as large as its
+/// largest state, and an idle tunnel should carry only the copy loop's.
 async fn run<C>(mut ctx: Ctx, mut client: C, mut origin: TcpStream, host: Host, valid_until: Option<Timestamp>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -117,12 +119,12 @@ where
         }
     };
     let mut first = Vec::new();
-    let peeking = read_client_hello(&mut client, &mut first, snap.config.limits.sni_peek_timeout);
+    let peeking = Box::pin(read_client_hello(&mut client, &mut first, snap.config.limits.sni_peek_timeout));
     let peeked = tokio::select! {
         peeked = peeking => peeked,
         closed_by = stop(None) => {
             ctx.set_up(0);
-            ctx.log(200, closed_by).await;
+            Box::pin(ctx.log(200, closed_by)).await;
             return;
         }
     };
@@ -149,7 +151,7 @@ where
                 ctx.sni = Some(name);
                 ctx.rule = "request".into();
                 ctx.action = Action::Block;
-                ctx.log(400, ClosedBy::Proxy).await;
+                Box::pin(ctx.log(400, ClosedBy::Proxy)).await;
                 return;
             }
         },
@@ -161,7 +163,7 @@ where
             }
         }
         Ok(Peeked::Closed) => {
-            ctx.log(200, ClosedBy::Client).await;
+            Box::pin(ctx.log(200, ClosedBy::Client)).await;
             return;
         }
         Ok(Peeked::Malformed(why)) => {
@@ -172,16 +174,16 @@ where
             ctx.action = Action::Block;
             if snap.config.proxy.non_tls_tunnels == NonTlsTunnels::Refuse {
                 ctx.rule = "non_tls_tunnels".into();
-                ctx.log(403, ClosedBy::Policy).await;
+                Box::pin(ctx.log(403, ClosedBy::Policy)).await;
             } else {
                 ctx.rule = "request".into();
-                ctx.log(400, ClosedBy::Proxy).await;
+                Box::pin(ctx.log(400, ClosedBy::Proxy)).await;
             }
             return;
         }
         Err(err) => {
             tracing::debug!(%err, host = %ctx.host, "tunnel read failed before the ClientHello");
-            ctx.log(200, ClosedBy::Error).await;
+            Box::pin(ctx.log(200, ClosedBy::Error)).await;
             return;
         }
     }
@@ -192,15 +194,15 @@ where
             && ctx.rule != "non_tls_tunnels"
         {
             let name = ctx.sni.clone().unwrap_or_else(|| host.to_string());
-            if let Err(err) = intercept::serve_block_page(&mut ctx, &minter, client, first, &name).await {
+            if let Err(err) = Box::pin(intercept::serve_block_page(&mut ctx, &minter, client, first, &name)).await {
                 tracing::debug!(%err, host = %ctx.host, "block page over TLS not delivered");
             }
         }
-        ctx.log(403, ClosedBy::Policy).await;
+        Box::pin(ctx.log(403, ClosedBy::Policy)).await;
         return;
     }
     if !first.is_empty() && origin.write_all(&first).await.is_err() {
-        ctx.log(200, ClosedBy::Origin).await;
+        Box::pin(ctx.log(200, ClosedBy::Origin)).await;
         return;
     }
     let sent_first = first.len() as u64;
@@ -210,7 +212,7 @@ where
     let (up, down, closed_by) = pump(&mut client, &mut origin, idle, stop(also)).await;
     ctx.set_up(sent_first + up);
     ctx.bytes_down = down;
-    ctx.log(200, closed_by).await;
+    Box::pin(ctx.log(200, closed_by)).await;
 }
 
 /// Size of one copy buffer.
