@@ -3,13 +3,16 @@
 //! idles past `tunnel_idle_timeout`, or shutdown cuts it; the record is
 //! written when it ends.
 
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use jiff::Timestamp;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::context::{Ctx, PolicyWatch};
@@ -37,7 +40,7 @@ pub(crate) fn intercept_blocked(
             Ok(upgraded) => TokioIo::new(upgraded),
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
-                ctx.log(403, ClosedBy::Error).await;
+                Box::pin(ctx.log(403, ClosedBy::Error)).await;
                 return;
             }
         };
@@ -48,13 +51,13 @@ pub(crate) fn intercept_blocked(
                 let sni = sni.and_then(|name| Host::parse(&name).ok());
                 let name = sni.as_ref().unwrap_or(&host).to_string();
                 ctx.sni = sni.map(|h| h.to_string());
-                if let Err(err) = intercept::serve_block_page(&mut ctx, &minter, client, first, &name).await {
+                if let Err(err) = Box::pin(intercept::serve_block_page(&mut ctx, &minter, client, first, &name)).await {
                     tracing::debug!(%err, host = %ctx.host, "block page over TLS not delivered");
                 }
             }
             _ => ctx.set_up(first.len() as u64),
         }
-        ctx.log(403, ClosedBy::Proxy).await;
+        Box::pin(ctx.log(403, ClosedBy::Proxy)).await;
     });
     tunnel_established()
 }
@@ -86,7 +89,7 @@ pub(crate) async fn tunnel(
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
                 ctx.set_up(0);
-                ctx.log(200, ClosedBy::Error).await;
+                Box::pin(ctx.log(200, ClosedBy::Error)).await;
             }
         }
     });
@@ -95,7 +98,9 @@ pub(crate) async fn tunnel(
 
 /// The life of an open tunnel: peek at the first bytes for a TLS server
 /// name and decide on it too (the stricter decision wins), then copy until
-/// it ends, and log it.
+/// it ends, and log it. The futures of the rare or one-off steps (peek,
+/// block page, log write) are boxed: a task's allocation is as large as its
+/// largest state, and an idle tunnel should carry only the copy loop's.
 async fn run<C>(mut ctx: Ctx, mut client: C, mut origin: TcpStream, host: Host, valid_until: Option<Timestamp>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -114,12 +119,12 @@ where
         }
     };
     let mut first = Vec::new();
-    let peeking = read_client_hello(&mut client, &mut first, snap.config.limits.sni_peek_timeout);
+    let peeking = Box::pin(read_client_hello(&mut client, &mut first, snap.config.limits.sni_peek_timeout));
     let peeked = tokio::select! {
         peeked = peeking => peeked,
         closed_by = stop(None) => {
             ctx.set_up(0);
-            ctx.log(200, closed_by).await;
+            Box::pin(ctx.log(200, closed_by)).await;
             return;
         }
     };
@@ -146,7 +151,7 @@ where
                 ctx.sni = Some(name);
                 ctx.rule = "request".into();
                 ctx.action = Action::Block;
-                ctx.log(400, ClosedBy::Proxy).await;
+                Box::pin(ctx.log(400, ClosedBy::Proxy)).await;
                 return;
             }
         },
@@ -158,7 +163,7 @@ where
             }
         }
         Ok(Peeked::Closed) => {
-            ctx.log(200, ClosedBy::Client).await;
+            Box::pin(ctx.log(200, ClosedBy::Client)).await;
             return;
         }
         Ok(Peeked::Malformed(why)) => {
@@ -169,16 +174,16 @@ where
             ctx.action = Action::Block;
             if snap.config.proxy.non_tls_tunnels == NonTlsTunnels::Refuse {
                 ctx.rule = "non_tls_tunnels".into();
-                ctx.log(403, ClosedBy::Policy).await;
+                Box::pin(ctx.log(403, ClosedBy::Policy)).await;
             } else {
                 ctx.rule = "request".into();
-                ctx.log(400, ClosedBy::Proxy).await;
+                Box::pin(ctx.log(400, ClosedBy::Proxy)).await;
             }
             return;
         }
         Err(err) => {
             tracing::debug!(%err, host = %ctx.host, "tunnel read failed before the ClientHello");
-            ctx.log(200, ClosedBy::Error).await;
+            Box::pin(ctx.log(200, ClosedBy::Error)).await;
             return;
         }
     }
@@ -189,15 +194,15 @@ where
             && ctx.rule != "non_tls_tunnels"
         {
             let name = ctx.sni.clone().unwrap_or_else(|| host.to_string());
-            if let Err(err) = intercept::serve_block_page(&mut ctx, &minter, client, first, &name).await {
+            if let Err(err) = Box::pin(intercept::serve_block_page(&mut ctx, &minter, client, first, &name)).await {
                 tracing::debug!(%err, host = %ctx.host, "block page over TLS not delivered");
             }
         }
-        ctx.log(403, ClosedBy::Policy).await;
+        Box::pin(ctx.log(403, ClosedBy::Policy)).await;
         return;
     }
     if !first.is_empty() && origin.write_all(&first).await.is_err() {
-        ctx.log(200, ClosedBy::Origin).await;
+        Box::pin(ctx.log(200, ClosedBy::Origin)).await;
         return;
     }
     let sent_first = first.len() as u64;
@@ -207,38 +212,80 @@ where
     let (up, down, closed_by) = pump(&mut client, &mut origin, idle, stop(also)).await;
     ctx.set_up(sent_first + up);
     ctx.bytes_down = down;
-    ctx.log(200, closed_by).await;
+    Box::pin(ctx.log(200, closed_by)).await;
 }
 
-/// Copy buffer per direction, allocated when that direction first carries
-/// data, so an idle tunnel costs no buffer at all.
+/// Size of one copy buffer.
 const COPY_BUF: usize = 64 * 1024;
+/// Spare copy buffers kept per runtime thread.
+const POOL_MAX: usize = 8;
 
-/// A copy buffer that exists only once data has flowed.
-#[derive(Default)]
-struct LazyBuf(Option<Box<[u8]>>);
+thread_local! {
+    /// Copy buffers not lent to a read right now. A tunnel borrows one only
+    /// from a read that returned bytes until they are written, so an idle
+    /// tunnel holds no buffer at all, and a busy one reuses warm memory.
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
 
-impl LazyBuf {
-    /// Reads into the buffer. Before the first data it waits with a one-byte
-    /// read (no buffer), then allocates; returns the bytes now at the front.
-    async fn read_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> std::io::Result<usize> {
-        match &mut self.0 {
-            Some(buf) => reader.read(buf).await,
-            None => {
-                let mut one = [0u8; 1];
-                let n = reader.read(&mut one).await?;
-                if n == 1 {
-                    let mut buf = vec![0u8; COPY_BUF].into_boxed_slice();
-                    buf[0] = one[0];
-                    self.0 = Some(buf);
-                }
-                Ok(n)
-            }
+/// A buffer from this thread's pool, or a fresh one.
+fn lend() -> Box<[u8]> {
+    POOL.with_borrow_mut(Vec::pop).unwrap_or_else(|| vec![0u8; COPY_BUF].into_boxed_slice())
+}
+
+/// Returns a buffer to this thread's pool (dropped when the pool is full).
+fn give_back(buf: Box<[u8]>) {
+    POOL.with_borrow_mut(|pool| {
+        if pool.len() < POOL_MAX {
+            pool.push(buf);
         }
+    });
+}
+
+/// The copy buffer of one direction: held only while bytes are in flight.
+#[derive(Default)]
+struct CopyBuf(Option<Box<[u8]>>);
+
+impl CopyBuf {
+    /// Reads into a lent buffer; a read that would wait gives the buffer
+    /// back before waiting. Returns the bytes now at the front.
+    fn read_from<'a, R: AsyncRead + Unpin>(
+        &'a mut self,
+        reader: &'a mut R,
+    ) -> impl Future<Output = std::io::Result<usize>> + 'a {
+        std::future::poll_fn(move |cx| {
+            let mut buf = self.0.take().unwrap_or_else(lend);
+            let mut read_buf = ReadBuf::new(&mut buf[..]);
+            match Pin::new(&mut *reader).poll_read(cx, &mut read_buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = read_buf.filled().len();
+                    if n == 0 {
+                        give_back(buf);
+                    } else {
+                        self.0 = Some(buf);
+                    }
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(err)) => {
+                    give_back(buf);
+                    Poll::Ready(Err(err))
+                }
+                Poll::Pending => {
+                    give_back(buf);
+                    Poll::Pending
+                }
+            }
+        })
     }
 
     fn data(&self, n: usize) -> &[u8] {
         self.0.as_deref().and_then(|buf| buf.get(..n)).unwrap_or_default()
+    }
+
+    /// Gives the buffer back once its bytes are written.
+    fn release(&mut self) {
+        if let Some(buf) = self.0.take() {
+            give_back(buf);
+        }
     }
 }
 
@@ -254,7 +301,7 @@ where
     tokio::pin!(stop);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut origin_read, mut origin_write) = origin.split();
-    let (mut up_buf, mut down_buf) = (LazyBuf::default(), LazyBuf::default());
+    let (mut up_buf, mut down_buf) = (CopyBuf::default(), CopyBuf::default());
     let (mut up, mut down) = (0u64, 0u64);
     let (mut client_open, mut origin_open) = (true, true);
     let mut first_close: Option<ClosedBy> = None;
@@ -272,7 +319,9 @@ where
                     let _ = origin_write.shutdown().await;
                 }
                 Ok(n) => {
-                    if origin_write.write_all(up_buf.data(n)).await.is_err() {
+                    let written = origin_write.write_all(up_buf.data(n)).await;
+                    up_buf.release();
+                    if written.is_err() {
                         return (up, down, first_close.unwrap_or(ClosedBy::Origin));
                     }
                     up += n as u64;
@@ -287,7 +336,9 @@ where
                     let _ = client_write.shutdown().await;
                 }
                 Ok(n) => {
-                    if client_write.write_all(down_buf.data(n)).await.is_err() {
+                    let written = client_write.write_all(down_buf.data(n)).await;
+                    down_buf.release();
+                    if written.is_err() {
                         return (up, down, first_close.unwrap_or(ClosedBy::Client));
                     }
                     down += n as u64;

@@ -194,6 +194,9 @@ pub enum Peeked {
     Closed,
 }
 
+/// Most bytes one read of the ClientHello asks for.
+const READ_CHUNK: usize = 4096;
+
 /// Reads from `client` into `buf` until the bytes are a complete ClientHello,
 /// clearly not TLS, malformed, over [`MAX_HELLO_BYTES`], or `wait` passes.
 /// Every byte read stays in `buf`, to be sent on to the origin.
@@ -219,15 +222,23 @@ pub async fn read_client_hello<R: AsyncRead + Unpin>(
             Peek::NeedMore if buf.len() >= MAX_HELLO_BYTES => return Ok(Peeked::Malformed("ClientHello too large")),
             Peek::NeedMore => {}
         }
-        let mut chunk = [0u8; 4096];
-        let room = (MAX_HELLO_BYTES - buf.len()).min(chunk.len());
-        let read = tokio::time::timeout_at(deadline, client.read(&mut chunk[..room])).await;
+        // Read straight into the heap buffer (not a stack chunk, which
+        // would sit in the tunnel task's future for the tunnel's whole life).
+        let start = buf.len();
+        let room = (MAX_HELLO_BYTES - start).min(READ_CHUNK);
+        buf.resize(start + room, 0);
+        let read = tokio::time::timeout_at(deadline, client.read(buf.get_mut(start..).unwrap_or_default())).await;
+        let got = match &read {
+            Ok(Ok(n)) => *n,
+            _ => 0,
+        };
+        buf.truncate(start + got);
         match read {
             Err(_elapsed) if buf.is_empty() => return Ok(Peeked::NotTls),
             Err(_elapsed) => return Ok(Peeked::Malformed("ClientHello incomplete before the deadline")),
             Ok(Ok(0)) if buf.is_empty() => return Ok(Peeked::Closed),
             Ok(Ok(0)) => return Ok(Peeked::Malformed("client closed inside a ClientHello")),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(_)) => {}
             Ok(Err(err)) => return Err(err),
         }
     }
