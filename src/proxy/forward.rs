@@ -210,7 +210,7 @@ pub(crate) async fn forward(
     let watch =
         PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), also: None, valid_until };
     let policy = Box::pin(watch.until_blocked(ctx.shared.clone()));
-    let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0, policy };
+    let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0, policy, failed: None };
     Response::from_parts(parts, logged.boxed_unsync())
 }
 
@@ -311,6 +311,8 @@ pin_project_lite::pin_project! {
         bytes: u64,
         // Resolves when the policy now blocks this response: it is cut.
         policy: Pin<Box<dyn Future<Output = ()> + Send>>,
+        // The origin's failure, held back for one poll (see `poll_frame`).
+        failed: Option<BoxError>,
     }
 
     impl PinnedDrop for Logged {
@@ -334,6 +336,9 @@ impl Body for Logged {
             finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Policy);
             return Poll::Ready(Some(Err("response cut: the policy now blocks it".into())));
         }
+        if let Some(err) = this.failed.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
         let mut inner = this.inner;
         let polled = inner.as_mut().poll_frame(cx);
         match &polled {
@@ -347,7 +352,18 @@ impl Body for Logged {
                 }
             }
             Poll::Ready(None) => finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Origin),
-            Poll::Ready(Some(Err(_))) => finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Error),
+            Poll::Ready(Some(Err(_))) => {
+                finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Error);
+                // hyper aborts the connection on a body error without
+                // flushing what it buffered: answer Pending once (and wake
+                // at once) so the head and the bytes already received reach
+                // the client before the cut.
+                if let Poll::Ready(Some(Err(err))) = polled {
+                    *this.failed = Some(BoxError::from(err));
+                }
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             Poll::Pending => {}
         }
         polled.map(|frame| frame.map(|result| result.map_err(BoxError::from)))
