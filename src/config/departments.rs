@@ -54,17 +54,7 @@ pub(crate) fn parse(name: &str, source: usize, src: &Source, out: &mut Vec<Diagn
     sink.unknown_keys(doc, DEPARTMENT_KEYS, "a department file");
     let mut d = DepartmentDraft {
         source,
-        spec: DepartmentSpec {
-            name: name.to_owned(),
-            description: None,
-            inherits: None,
-            networks: Vec::new(),
-            users: Vec::new(),
-            default: None,
-            default_origin: None,
-            services: Vec::new(),
-            rules: Vec::new(),
-        },
+        spec: DepartmentSpec::new(name),
         inherits: None,
         networks: Vec::new(),
         users: Vec::new(),

@@ -247,17 +247,7 @@ struct Department {
 
 impl Department {
     fn empty_spec(name: &str) -> DepartmentSpec {
-        DepartmentSpec {
-            name: name.to_owned(),
-            description: None,
-            inherits: None,
-            networks: Vec::new(),
-            users: Vec::new(),
-            default: None,
-            default_origin: None,
-            services: Vec::new(),
-            rules: Vec::new(),
-        }
+        DepartmentSpec::new(name)
     }
 
     #[inline]

@@ -141,3 +141,20 @@ pub struct DepartmentSpec {
     /// `[[rules]]`, in order.
     pub rules: Vec<RuleSpec>,
 }
+
+impl DepartmentSpec {
+    /// A department with only a name: no networks, users, entries or rules.
+    pub fn new(name: &str) -> DepartmentSpec {
+        DepartmentSpec {
+            name: name.to_owned(),
+            description: None,
+            inherits: None,
+            networks: Vec::new(),
+            users: Vec::new(),
+            default: None,
+            default_origin: None,
+            services: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}

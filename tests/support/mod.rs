@@ -197,10 +197,9 @@ impl Company {
         path
     }
 
-    /// Writes the config, loads it with `config::load` and starts the proxy.
-    pub async fn start(self, connect_ports: &[u16]) -> Proxy {
-        let path = self.write(connect_ports);
-        let config = match socialgate::config::load(&path) {
+    /// Loads the written config at `path` and starts the proxy on it.
+    async fn launch(self, path: &Path, connect_ports: &[u16]) -> Proxy {
+        let config = match socialgate::config::load(path) {
             Ok(config) => config,
             Err(diags) => panic!("test config does not load:\n{diags}"),
         };
@@ -212,6 +211,12 @@ impl Company {
             company: Some(self),
             connect_ports: connect_ports.to_vec(),
         }
+    }
+
+    /// Writes the config, loads it with `config::load` and starts the proxy.
+    pub async fn start(self, connect_ports: &[u16]) -> Proxy {
+        let path = self.write(connect_ports);
+        self.launch(&path, connect_ports).await
     }
 }
 
@@ -740,18 +745,7 @@ impl Company {
         main.push('\n');
         main.push_str(extra);
         std::fs::write(&path, main).unwrap();
-        let config = match socialgate::config::load(&path) {
-            Ok(config) => config,
-            Err(diags) => panic!("test config does not load:\n{diags}"),
-        };
-        let running = socialgate::proxy::start(config).await.unwrap();
-        Proxy {
-            addr: running.listen_addrs[0],
-            tls_addr: running.tls_addrs.first().copied(),
-            running: Some(running),
-            company: Some(self),
-            connect_ports: connect_ports.to_vec(),
-        }
+        self.launch(&path, connect_ports).await
     }
 }
 
@@ -990,18 +984,7 @@ impl Company {
     pub async fn start_edited(self, connect_ports: &[u16], edit: impl FnOnce(&Path)) -> Proxy {
         let path = self.write(connect_ports);
         edit(self.dir());
-        let config = match socialgate::config::load(&path) {
-            Ok(config) => config,
-            Err(diags) => panic!("test config does not load:\n{diags}"),
-        };
-        let running = socialgate::proxy::start(config).await.unwrap();
-        Proxy {
-            addr: running.listen_addrs[0],
-            tls_addr: running.tls_addrs.first().copied(),
-            running: Some(running),
-            company: Some(self),
-            connect_ports: connect_ports.to_vec(),
-        }
+        self.launch(&path, connect_ports).await
     }
 }
 
