@@ -204,15 +204,7 @@ async fn a_flood_of_connects_to_a_black_hole_does_not_slow_new_clients() {
     bounded(async {
         let origin = CountingOrigin::start().await;
         // Accepts and holds every connection, never sends a byte.
-        let hole = support::ScriptedOrigin::start(false, |mut s| async move {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
+        let hole = support::ScriptedOrigin::black_hole().await;
         let proxy = Company::new().start(&[hole.port()]).await;
         let mut tunnels = Vec::new();
         for _ in 0..300 {
@@ -278,15 +270,7 @@ async fn a_slow_head_pipelined_behind_a_request_gets_408() {
 async fn an_open_tunnel_counts_once_against_max_connections() {
     bounded(async {
         let origin = CountingOrigin::start().await;
-        let hole = support::ScriptedOrigin::start(false, |mut s| async move {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
+        let hole = support::ScriptedOrigin::black_hole().await;
         let proxy = Company::new().limit("max_connections = 10").start(&[hole.port()]).await;
         let mut tunnels = Vec::new();
         for _ in 0..9 {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use support::{Company, CountingOrigin, Proxy, ScriptedOrigin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const ROUNDS: usize = 12;
 const FLOOD: usize = 50;
@@ -21,15 +20,6 @@ const PER_ROUND: usize = 7 + FLOOD;
 /// Descriptors and tasks that may come and go without being a leak (pooled
 /// upstream connections, timers).
 const SLACK: usize = 8;
-
-async fn drain(mut stream: TcpStream) {
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = stream.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-    }
-}
 
 /// The descriptor count once it has not changed for half a second.
 async fn steady_fd_count() -> usize {
@@ -127,16 +117,8 @@ async fn faults_leak_no_descriptors_tasks_or_records() {
                 let _ = s.set_zero_linger();
             })
             .await,
-            silent: ScriptedOrigin::start(false, drain).await,
-            echo: ScriptedOrigin::start(false, |mut s| async move {
-                let mut buf = [0u8; 1024];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            })
-            .await,
+            silent: ScriptedOrigin::black_hole().await,
+            echo: ScriptedOrigin::echo().await,
             counting: CountingOrigin::start().await,
         };
         let ports = [o.resetting.port(), o.echo.port(), o.silent.port()];

@@ -355,16 +355,7 @@ async fn a_cl_te_request_pipelined_behind_a_refused_connect_is_refused() {
 #[tokio::test]
 async fn bytes_sent_with_an_allowed_connect_reach_the_tunnel() {
     bounded(async {
-        let echo = support::ScriptedOrigin::start(false, |mut s| async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
+        let echo = support::ScriptedOrigin::echo().await;
         let p = echo.port();
         let proxy = Company::new().start(&[p]).await;
         let mut client = proxy.client().await;

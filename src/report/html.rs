@@ -172,14 +172,7 @@ fn share_chart(out: &mut String, s: &Summary) {
             escape(service)
         );
     }
-    let _ = writeln!(
-        out,
-        "<line x1=\"{left}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#444\"/>",
-        top + plot_h,
-        width - 10.0,
-        top + plot_h
-    );
-    out.push_str("</svg>\n</figure>\n");
+    close_chart(out, left, top, plot_h, width);
 }
 
 /// Stacked bars over time: requests per hour (or per bucket of hours for
@@ -270,6 +263,11 @@ fn hourly_chart(out: &mut String, s: &Summary) {
         }
         slot += step;
     }
+    close_chart(out, left, top, plot_h, width);
+}
+
+/// The x axis under a chart's plot area, and the end of its figure.
+fn close_chart(out: &mut String, left: f64, top: f64, plot_h: f64, width: f64) {
     let _ = writeln!(
         out,
         "<line x1=\"{left}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#444\"/>",

@@ -905,6 +905,32 @@ pub struct ScriptedOrigin {
 }
 
 impl ScriptedOrigin {
+    /// An origin that accepts and reads every connection and never answers.
+    pub async fn black_hole() -> ScriptedOrigin {
+        ScriptedOrigin::start(false, |mut s| async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await
+    }
+
+    /// An origin that echoes every byte back until the peer closes.
+    pub async fn echo() -> ScriptedOrigin {
+        ScriptedOrigin::start(false, |mut s| async move {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+    }
+
     /// Starts it on 127.0.0.1:0.
     pub async fn start<F, Fut>(read_head: bool, script: F) -> ScriptedOrigin
     where
