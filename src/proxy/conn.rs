@@ -282,6 +282,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
         }
     }
 
+    /// Once the connection is a tunnel: the client stream, and the bytes
+    /// read from it but held back until the CONNECT was answered (they come
+    /// before anything still in the stream). `None` if a refusal took the
+    /// socket. The deadlines go with this wrapper, and with them any waker
+    /// of the finished HTTP connection task they still held.
+    pub(crate) fn into_tunnel(self) -> Option<(S, Vec<u8>)> {
+        let ClientIo { stream, held, .. } = self;
+        stream.map(|stream| (stream, held))
+    }
+
     /// Hands the socket to a task that writes the refusal for `status`,
     /// closes its side, and reads (discarding) until the client closes, so
     /// unread request bytes do not reset the connection under the reply.

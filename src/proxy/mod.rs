@@ -7,7 +7,8 @@
 //! - `proxy_protocol`: PROXY v1/v2 headers from trusted load balancers.
 //! - `context`: the per-request context and the one logging function.
 //! - `forward`: plain-HTTP forwarding over a pooled upstream client.
-//! - `tunnel` (+ `sni`): CONNECT tunnels, with the ClientHello's server name.
+//! - `tunnel`: CONNECT tunnels, with the ClientHello's server name;
+//!   `splice`: their zero-copy pump between plain TCP sockets.
 //! - `respond`: every response the proxy makes itself.
 
 mod conn;
@@ -17,6 +18,7 @@ mod intercept;
 mod proxy_protocol;
 mod respond;
 mod server;
+mod splice;
 mod tunnel;
 
 use std::net::SocketAddr;

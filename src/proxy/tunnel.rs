@@ -12,12 +12,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use jiff::Timestamp;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::conn::ClientIo;
 use super::context::{Ctx, PolicyWatch};
 use super::respond::{ProxyBody, Refusal, refuse, tunnel_established};
-use super::{Phase, intercept};
+use super::{Phase, intercept, splice};
 use crate::access_log::ClosedBy;
 use crate::config::NonTlsTunnels;
 use crate::policy::{Action, Host, Identity};
@@ -85,7 +86,24 @@ pub(crate) async fn tunnel(
         let _token = token;
         let _gauge = gauge;
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => run(ctx, TokioIo::new(upgraded), origin, host, valid_until).await,
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<ClientIo<TcpStream>>>() {
+                // A plain TCP client: the tunnel gets the socket itself
+                // (and the zero-copy pump), with the bytes hyper and the
+                // connection wrapper had read ahead.
+                Ok(parts) => match parts.io.into_inner().into_tunnel() {
+                    Some((stream, held)) => {
+                        let mut early = parts.read_buf.to_vec();
+                        early.extend_from_slice(&held);
+                        run(ctx, stream, early, origin, host, valid_until).await;
+                    }
+                    None => {
+                        ctx.set_up(0);
+                        Box::pin(ctx.log(200, ClosedBy::Error)).await;
+                    }
+                },
+                // A TLS client connection: copied through the upgrade.
+                Err(upgraded) => run(ctx, TokioIo::new(upgraded), Vec::new(), origin, host, valid_until).await,
+            },
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
                 ctx.set_up(0);
@@ -96,15 +114,38 @@ pub(crate) async fn tunnel(
     tunnel_established()
 }
 
-/// The life of an open tunnel: peek at the first bytes for a TLS server
-/// name and decide on it too (the stricter decision wins), then copy until
-/// it ends, and log it. The futures of the rare or one-off steps (peek,
-/// block page, log write) are boxed: a task's allocation is as large as its
-/// largest state, and an idle tunnel should carry only the copy loop's.
-async fn run<C>(mut ctx: Ctx, mut client: C, mut origin: TcpStream, host: Host, valid_until: Option<Timestamp>)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
+/// A tunnel's client side.
+trait TunnelClient: AsyncRead + AsyncWrite + Unpin {
+    /// The plain TCP socket underneath, when the bytes can be spliced.
+    fn tcp(&self) -> Option<&TcpStream>;
+}
+
+impl TunnelClient for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl TunnelClient for TokioIo<hyper::upgrade::Upgraded> {
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+/// The life of an open tunnel: peek at the first bytes (`early`, then the
+/// client's) for a TLS server name and decide on it too (the stricter
+/// decision wins), then copy until it ends, and log it. The futures of the
+/// rare or one-off steps (peek, block page, log write) are boxed: a task's
+/// allocation is as large as its largest state, and an idle tunnel should
+/// carry only the copy loop's.
+async fn run<C: TunnelClient>(
+    mut ctx: Ctx,
+    mut client: C,
+    early: Vec<u8>,
+    mut origin: TcpStream,
+    host: Host,
+    valid_until: Option<Timestamp>,
+) {
     let snap = ctx.snap.clone();
     let shared = ctx.shared.clone();
     let (user, client_ip) = (ctx.user.clone(), ctx.client.ip());
@@ -119,7 +160,8 @@ where
         }
     };
     let mut first = Vec::new();
-    let peeking = Box::pin(read_client_hello(&mut client, &mut first, snap.config.limits.sni_peek_timeout));
+    let mut reader = early.as_slice().chain(&mut client);
+    let peeking = Box::pin(read_client_hello(&mut reader, &mut first, snap.config.limits.sni_peek_timeout));
     let peeked = tokio::select! {
         peeked = peeking => peeked,
         closed_by = stop(None) => {
@@ -128,6 +170,9 @@ where
             return;
         }
     };
+    // Early bytes the peek did not need go on to the origin after it.
+    first.extend_from_slice(reader.into_inner().0);
+    drop(early);
     ctx.set_up(first.len() as u64);
     let mut also = None;
     match peeked {
@@ -209,7 +254,10 @@ where
     // Held for the tunnel's whole life otherwise.
     drop(first);
     let idle = snap.config.limits.tunnel_idle_timeout;
-    let (up, down, closed_by) = pump(&mut client, &mut origin, idle, stop(also)).await;
+    let (up, down, closed_by) = match client.tcp() {
+        Some(tcp) => splice::pump(tcp, &origin, idle, stop(also)).await,
+        None => pump(&mut client, &mut origin, idle, stop(also)).await,
+    };
     ctx.set_up(sent_first + up);
     ctx.bytes_down = down;
     Box::pin(ctx.log(200, closed_by)).await;
