@@ -250,7 +250,10 @@ pub(crate) struct ClientIo<S> {
     idle_timeout: Duration,
     max_header_bytes: usize,
     replies: Arc<HeadReplies>,
-    timer: Pin<Box<Sleep>>,
+    /// The head or idle deadline; made when first armed, dropped once the
+    /// connection is a tunnel (a timer keeps the waker of the task that
+    /// last polled it, here the finished HTTP connection's).
+    timer: Option<Pin<Box<Sleep>>>,
     /// The phase the timer is armed for.
     armed: Option<u8>,
     framing: Framing,
@@ -274,7 +277,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
             idle_timeout: limits.idle_timeout,
             max_header_bytes: limits.max_header_bytes,
             replies,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer: None,
             armed: None,
             framing: Framing::Head(Vec::new()),
             held: Vec::new(),
@@ -320,7 +323,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
 
     fn arm(&mut self, phase: u8) {
         let after = if phase == HEAD { self.header_timeout } else { self.idle_timeout };
-        self.timer.as_mut().reset(Instant::now() + after);
+        let deadline = Instant::now() + after;
+        match self.timer.as_mut() {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
         self.armed = Some(phase);
     }
 
@@ -420,6 +427,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
             if this.state.tunnel.load(Ordering::SeqCst) {
                 // A tunnel: the bytes held since the CONNECT, then the
                 // stream, unchecked and with no deadline here.
+                this.timer = None;
                 if !this.held.is_empty() {
                     let n = this.held.len().min(buf.remaining());
                     buf.put_slice(&this.held[..n]);
@@ -493,7 +501,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
         if this.armed != Some(phase) {
             this.arm(phase);
         }
-        if this.timer.as_mut().poll(cx).is_pending() {
+        // Armed just above, so there is a timer; without one nothing expires.
+        if this.timer.as_mut().is_none_or(|timer| timer.as_mut().poll(cx).is_pending()) {
             return Poll::Pending;
         }
         if phase == HEAD {
