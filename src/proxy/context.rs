@@ -208,44 +208,74 @@ pub(crate) struct PolicyWatch {
 }
 
 impl PolicyWatch {
-    /// Resolves when the current policy would block the tunnel.
-    pub(crate) async fn until_blocked(mut self, shared: Arc<Shared>) {
+    /// Resolves when the current policy would block the tunnel or stream.
+    pub(crate) async fn until_blocked(self, shared: Arc<Shared>) {
+        self.until(shared, false).await;
+    }
+
+    /// Resolves when the proxy cuts open connections at shutdown
+    /// ([`ClosedBy::Shutdown`]) or the current policy would block
+    /// ([`ClosedBy::Policy`]). One future with one timer and two watches,
+    /// kept small: every open tunnel holds one.
+    pub(crate) async fn until_cut_or_blocked(self, shared: Arc<Shared>) -> ClosedBy {
+        self.until(shared, true).await
+    }
+
+    async fn until(mut self, shared: Arc<Shared>, cut: bool) -> ClosedBy {
         let mut generation = shared.generation.subscribe();
+        let mut phase = shared.phase.subscribe();
+        let (mut reloads, mut phases) = (true, cut);
+        let boundary = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(boundary);
         loop {
-            let boundary = async {
-                match self.valid_until {
-                    Some(at) => {
-                        let ms = at.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
-                        // Just past the boundary, so the new window is in force.
-                        tokio::time::sleep(Duration::from_millis(ms.unsigned_abs() + 1)).await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
+            if cut && super::rank(*phase.borrow_and_update()) >= super::rank(Phase::Cut) {
+                return ClosedBy::Shutdown;
+            }
+            if let Some(at) = self.valid_until {
+                let ms = at.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
+                // Just past the boundary, so the new window is in force.
+                let after = Duration::from_millis(ms.unsigned_abs() + 1);
+                boundary.as_mut().reset(tokio::time::Instant::now() + after);
+            }
             tokio::select! {
-                () = boundary => {}
-                changed = generation.changed() => {
+                () = &mut boundary, if self.valid_until.is_some() => {}
+                changed = generation.changed(), if reloads => {
                     if changed.is_err() {
-                        std::future::pending::<()>().await;
+                        reloads = false;
+                        continue;
                     }
                 }
-            }
-            let snap = shared.snapshot.load_full();
-            let policy = &snap.config.policy;
-            let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
-            let now = Timestamp::now();
-            let mut valid_until = None;
-            for host in std::iter::once(&self.host).chain(self.also.as_ref()) {
-                let decision = policy.decide(placement, host, now);
-                if decision.action == Action::Block {
-                    return;
+                changed = phase.changed(), if phases => {
+                    phases = changed.is_ok();
+                    continue;
                 }
-                valid_until = match (valid_until, decision.valid_until) {
-                    (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
-                    (a, b) => a.or(b),
-                };
+                else => std::future::pending::<()>().await,
             }
-            self.valid_until = valid_until;
+            if self.blocked_now(&shared) {
+                return ClosedBy::Policy;
+            }
         }
+    }
+
+    /// Decides again on the current snapshot: true if that blocks; else
+    /// notes when the decision next changes.
+    fn blocked_now(&mut self, shared: &Shared) -> bool {
+        let snap = shared.snapshot.load_full();
+        let policy = &snap.config.policy;
+        let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
+        let now = Timestamp::now();
+        let mut valid_until = None;
+        for host in std::iter::once(&self.host).chain(self.also.as_ref()) {
+            let decision = policy.decide(placement, host, now);
+            if decision.action == Action::Block {
+                return true;
+            }
+            valid_until = match (valid_until, decision.valid_until) {
+                (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.valid_until = valid_until;
+        false
     }
 }

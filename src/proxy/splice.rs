@@ -12,7 +12,8 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use rustix::pipe::{PipeFlags, SpliceFlags};
@@ -78,64 +79,71 @@ enum Failed {
     Pipe,
 }
 
-/// When either direction last moved bytes (milliseconds after `start`):
-/// what the idle deadline counts from.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
+/// One direction of a tunnel: the pipe it holds while bytes are in flight
+/// and how many of them are still to be written. Polled by hand rather than
+/// written as an `async fn`: the sockets' own waker slots
+/// (`poll_read_ready`, `poll_write_ready`; a direction is the only reader
+/// of one socket and the only writer of the other) keep an idle tunnel's
+/// state to a few words, where each awaited `readable()` holds a waiter.
+#[derive(Default)]
+struct Direction {
+    pipe: Option<Pipe>,
+    left: usize,
+    /// Bytes delivered.
+    moved: u64,
+    /// Bytes moved since the idle deadline last looked.
+    active: bool,
 }
 
-impl Activity {
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// Moves `from`'s bytes to `to` until `from` ends its stream, then shuts
-/// `to`'s write half. `moved` counts the bytes delivered.
-async fn one_way(from: &TcpStream, to: &TcpStream, moved: &AtomicU64, activity: &Activity) -> Result<(), Failed> {
-    loop {
-        from.readable().await.map_err(|_| Failed::Read)?;
-        let pipe = Pipe::lend().map_err(|_| Failed::Pipe)?;
-        let filled = from.try_io(Interest::READABLE, || {
-            Ok(rustix::pipe::splice(from, None, &pipe.write, None, pipe.capacity, SpliceFlags::NONBLOCK)?)
-        });
-        let mut left = match filled {
-            Ok(0) => {
-                pipe.give_back();
-                let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
-                return Ok(());
-            }
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                pipe.give_back();
-                continue;
-            }
-            Err(_) => return Err(Failed::Read),
-        };
-        while left > 0 {
-            to.writable().await.map_err(|_| Failed::Write)?;
-            let sent = to.try_io(Interest::WRITABLE, || {
-                Ok(rustix::pipe::splice(&pipe.read, None, to, None, left, SpliceFlags::NONBLOCK)?)
-            });
-            match sent {
-                // A socket that takes nothing from a full pipe is gone.
-                Ok(0) => return Err(Failed::Write),
-                Ok(n) => {
-                    left -= n;
-                    moved.fetch_add(n as u64, Ordering::Relaxed);
+impl Direction {
+    /// Moves `from`'s bytes to `to` until `from` ends its stream, then
+    /// shuts `to`'s write half.
+    fn poll_move(&mut self, cx: &mut Context<'_>, from: &TcpStream, to: &TcpStream) -> Poll<Result<(), Failed>> {
+        loop {
+            while self.left > 0 {
+                let Some(pipe) = self.pipe.as_ref() else { return Poll::Ready(Err(Failed::Pipe)) };
+                if ready!(to.poll_write_ready(cx)).is_err() {
+                    return Poll::Ready(Err(Failed::Write));
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(Failed::Write),
+                let sent = to.try_io(Interest::WRITABLE, || {
+                    Ok(rustix::pipe::splice(&pipe.read, None, to, None, self.left, SpliceFlags::NONBLOCK)?)
+                });
+                match sent {
+                    // A socket that takes nothing from a full pipe is gone.
+                    Ok(0) => return Poll::Ready(Err(Failed::Write)),
+                    Ok(n) => {
+                        self.left -= n;
+                        self.moved += n as u64;
+                        self.active = true;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Poll::Ready(Err(Failed::Write)),
+                }
+            }
+            if let Some(pipe) = self.pipe.take() {
+                pipe.give_back();
+            }
+            if ready!(from.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(Err(Failed::Read));
+            }
+            let Ok(pipe) = Pipe::lend() else { return Poll::Ready(Err(Failed::Pipe)) };
+            let filled = from.try_io(Interest::READABLE, || {
+                Ok(rustix::pipe::splice(from, None, &pipe.write, None, pipe.capacity, SpliceFlags::NONBLOCK)?)
+            });
+            match filled {
+                Ok(0) => {
+                    pipe.give_back();
+                    let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(n) => {
+                    self.left = n;
+                    self.pipe = Some(pipe);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => pipe.give_back(),
+                Err(_) => return Poll::Ready(Err(Failed::Read)),
             }
         }
-        pipe.give_back();
-        activity.touch();
     }
 }
 
@@ -143,54 +151,72 @@ async fn one_way(from: &TcpStream, to: &TcpStream, moved: &AtomicU64, activity: 
 /// bytes, origin→client bytes, who ended it) with the same rules as the
 /// buffered copy: when one side closes, the other's write half is shut and
 /// the copy runs on until it closes too (or idles out); `stop` ends it
-/// early with the reason it gives (shutdown, policy).
-pub(crate) async fn pump<F>(client: &TcpStream, origin: &TcpStream, idle: Duration, stop: F) -> (u64, u64, ClosedBy)
+/// early with the reason it gives (shutdown, policy); it is pinned by the
+/// caller so that it is not held twice in the tunnel's task.
+pub(crate) async fn pump<F>(
+    client: &TcpStream,
+    origin: &TcpStream,
+    idle: Duration,
+    mut stop: Pin<&mut F>,
+) -> (u64, u64, ClosedBy)
 where
     F: Future<Output = ClosedBy>,
 {
-    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
-    let activity = Activity { start: Instant::now(), last_ms: AtomicU64::new(0) };
-    let upward = one_way(client, origin, &up, &activity);
-    let downward = one_way(origin, client, &down, &activity);
-    tokio::pin!(upward, downward, stop);
+    let (mut up, mut down) = (Direction::default(), Direction::default());
     let (mut client_open, mut origin_open) = (true, true);
     let mut first_close: Option<ClosedBy> = None;
+    let mut last_activity = Instant::now();
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
-    let closed_by = loop {
-        if !client_open && !origin_open {
-            break first_close.unwrap_or(ClosedBy::Client);
-        }
-        tokio::select! {
-            ended = &mut upward, if client_open => match ended {
-                Ok(()) => {
+    let closed_by = std::future::poll_fn(|cx| {
+        if client_open {
+            match up.poll_move(cx, client, origin) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => {
                     client_open = false;
                     first_close.get_or_insert(ClosedBy::Client);
                 }
-                Err(Failed::Read) => break first_close.unwrap_or(ClosedBy::Client),
-                Err(Failed::Write) => break first_close.unwrap_or(ClosedBy::Origin),
-                Err(Failed::Pipe) => break ClosedBy::Error,
-            },
-            ended = &mut downward, if origin_open => match ended {
-                Ok(()) => {
+                Poll::Ready(Err(Failed::Read)) => return Poll::Ready(first_close.unwrap_or(ClosedBy::Client)),
+                Poll::Ready(Err(Failed::Write)) => return Poll::Ready(first_close.unwrap_or(ClosedBy::Origin)),
+                Poll::Ready(Err(Failed::Pipe)) => return Poll::Ready(ClosedBy::Error),
+            }
+        }
+        if origin_open {
+            match down.poll_move(cx, origin, client) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => {
                     origin_open = false;
                     first_close.get_or_insert(ClosedBy::Origin);
                 }
-                Err(Failed::Read) => break first_close.unwrap_or(ClosedBy::Origin),
-                Err(Failed::Write) => break first_close.unwrap_or(ClosedBy::Client),
-                Err(Failed::Pipe) => break ClosedBy::Error,
-            },
-            () = &mut idle_timer => {
-                let deadline = activity.last() + idle;
-                if Instant::now() >= deadline {
-                    break first_close.unwrap_or(ClosedBy::Timeout);
-                }
-                idle_timer.as_mut().reset(deadline);
+                Poll::Ready(Err(Failed::Read)) => return Poll::Ready(first_close.unwrap_or(ClosedBy::Origin)),
+                Poll::Ready(Err(Failed::Write)) => return Poll::Ready(first_close.unwrap_or(ClosedBy::Client)),
+                Poll::Ready(Err(Failed::Pipe)) => return Poll::Ready(ClosedBy::Error),
             }
-            reason = &mut stop => break reason,
         }
-    };
-    (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed), closed_by)
+        if !client_open && !origin_open {
+            return Poll::Ready(first_close.unwrap_or(ClosedBy::Client));
+        }
+        if let Poll::Ready(reason) = stop.as_mut().poll(cx) {
+            return Poll::Ready(reason);
+        }
+        if std::mem::take(&mut up.active) | std::mem::take(&mut down.active) {
+            last_activity = Instant::now();
+        }
+        // One timer for the tunnel's life: activity only moves a deadline,
+        // and the timer is re-armed when it fires early.
+        while idle_timer.as_mut().poll(cx).is_ready() {
+            let deadline = last_activity + idle;
+            if Instant::now() >= deadline {
+                return Poll::Ready(first_close.unwrap_or(ClosedBy::Timeout));
+            }
+            idle_timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
+    .await;
+    // A pipe still holding bytes is closed, not pooled.
+    drop((up.pipe.take(), down.pipe.take()));
+    (up.moved, down.moved, closed_by)
 }
 
 #[cfg(test)]
@@ -213,7 +239,8 @@ mod tests {
         let (client_near, mut client_far) = pair().await?;
         let (origin_near, mut origin_far) = pair().await?;
         let pumping = tokio::spawn(async move {
-            pump(&client_near, &origin_near, Duration::from_secs(10), std::future::pending()).await
+            let stop = std::pin::pin!(std::future::pending());
+            pump(&client_near, &origin_near, Duration::from_secs(10), stop).await
         });
         let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let expected = payload.clone();
@@ -243,7 +270,7 @@ mod tests {
         let (origin_near, _origin_far) = pair().await?;
         let (_, _, closed_by) = tokio::time::timeout(
             Duration::from_secs(10),
-            pump(&client_near, &origin_near, Duration::from_millis(100), std::future::pending()),
+            pump(&client_near, &origin_near, Duration::from_millis(100), std::pin::pin!(std::future::pending())),
         )
         .await?;
         assert_eq!(closed_by, ClosedBy::Timeout);
@@ -256,7 +283,7 @@ mod tests {
         let (origin_near, _origin_far) = pair().await?;
         let (_, _, closed_by) = tokio::time::timeout(
             Duration::from_secs(10),
-            pump(&client_near, &origin_near, Duration::from_secs(60), async { ClosedBy::Policy }),
+            pump(&client_near, &origin_near, Duration::from_secs(60), std::pin::pin!(async { ClosedBy::Policy })),
         )
         .await?;
         assert_eq!(closed_by, ClosedBy::Policy);

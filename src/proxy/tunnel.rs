@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use super::conn::ClientIo;
 use super::context::{Ctx, PolicyWatch};
 use super::respond::{ProxyBody, Refusal, refuse, tunnel_established};
-use super::{Phase, intercept, splice};
+use super::{intercept, splice};
 use crate::access_log::ClosedBy;
 use crate::config::NonTlsTunnels;
 use crate::policy::{Action, Host, Identity};
@@ -82,19 +82,29 @@ pub(crate) async fn tunnel(
     let token = ctx.shared.enter();
     let host = host.clone();
     let gauge = crate::metrics::GaugeGuard::new(&ctx.shared.metrics.active_tunnels);
+    // Taken now so the request itself is not part of the tunnel's task.
+    let upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let _token = token;
         let _gauge = gauge;
-        match hyper::upgrade::on(req).await {
+        match upgrade.await {
             Ok(upgraded) => match upgraded.downcast::<TokioIo<ClientIo<TcpStream>>>() {
                 // A plain TCP client: the tunnel gets the socket itself
                 // (and the zero-copy pump), with the bytes hyper and the
                 // connection wrapper had read ahead.
                 Ok(parts) => match parts.io.into_inner().into_tunnel() {
                     Some((stream, held)) => {
-                        let mut early = parts.read_buf.to_vec();
+                        // hyper's bytes share its whole read buffer: copy
+                        // them out and let the buffer go before the tunnel
+                        // idles for hours.
+                        let read_ahead = parts.read_buf;
+                        let mut early = Vec::with_capacity(read_ahead.len() + held.len());
+                        early.extend_from_slice(&read_ahead);
                         early.extend_from_slice(&held);
-                        run(ctx, stream, early, origin, host, valid_until).await;
+                        drop((read_ahead, held));
+                        // Boxed, as the TLS branch below: the task itself
+                        // then holds only what is captured above.
+                        Box::pin(run(ctx, stream, early, origin, host, valid_until)).await;
                     }
                     None => {
                         ctx.set_up(0);
@@ -102,7 +112,9 @@ pub(crate) async fn tunnel(
                     }
                 },
                 // A TLS client connection: copied through the upgrade.
-                Err(upgraded) => run(ctx, TokioIo::new(upgraded), Vec::new(), origin, host, valid_until).await,
+                Err(upgraded) => {
+                    Box::pin(run(ctx, TokioIo::new(upgraded), Vec::new(), origin, host, valid_until)).await;
+                }
             },
             Err(err) => {
                 tracing::debug!(%err, "CONNECT upgrade failed");
@@ -151,20 +163,14 @@ async fn run<C: TunnelClient>(
     let (user, client_ip) = (ctx.user.clone(), ctx.client.ip());
     let stop = |also: Option<Host>| {
         let watch = PolicyWatch { user: user.clone(), client: client_ip, host: host.clone(), also, valid_until };
-        let shared = shared.clone();
-        async move {
-            tokio::select! {
-                () = shared.reached(Phase::Cut) => ClosedBy::Shutdown,
-                () = watch.until_blocked(shared.clone()) => ClosedBy::Policy,
-            }
-        }
+        watch.until_cut_or_blocked(shared.clone())
     };
     let mut first = Vec::new();
     let mut reader = early.as_slice().chain(&mut client);
     let peeking = Box::pin(read_client_hello(&mut reader, &mut first, snap.config.limits.sni_peek_timeout));
     let peeked = tokio::select! {
         peeked = peeking => peeked,
-        closed_by = stop(None) => {
+        closed_by = Box::pin(stop(None)) => {
             ctx.set_up(0);
             Box::pin(ctx.log(200, closed_by)).await;
             return;
@@ -254,9 +260,10 @@ async fn run<C: TunnelClient>(
     // Held for the tunnel's whole life otherwise.
     drop(first);
     let idle = snap.config.limits.tunnel_idle_timeout;
+    let stop = std::pin::pin!(stop(also));
     let (up, down, closed_by) = match client.tcp() {
-        Some(tcp) => splice::pump(tcp, &origin, idle, stop(also)).await,
-        None => pump(&mut client, &mut origin, idle, stop(also)).await,
+        Some(tcp) => splice::pump(tcp, &origin, idle, stop).await,
+        None => pump(&mut client, &mut origin, idle, stop).await,
     };
     ctx.set_up(sent_first + up);
     ctx.bytes_down = down;
@@ -341,12 +348,16 @@ impl CopyBuf {
 /// who ended it). When one side closes, the other's write half is shut and
 /// the copy runs on until it closes too (or idles out). `stop` ends it early
 /// with the reason it gives (shutdown, policy).
-async fn pump<C, F>(client: &mut C, origin: &mut TcpStream, idle: Duration, stop: F) -> (u64, u64, ClosedBy)
+async fn pump<C, F>(
+    client: &mut C,
+    origin: &mut TcpStream,
+    idle: Duration,
+    mut stop: Pin<&mut F>,
+) -> (u64, u64, ClosedBy)
 where
     C: AsyncRead + AsyncWrite + Unpin,
     F: std::future::Future<Output = ClosedBy>,
 {
-    tokio::pin!(stop);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut origin_read, mut origin_write) = origin.split();
     let (mut up_buf, mut down_buf) = (CopyBuf::default(), CopyBuf::default());
@@ -401,7 +412,7 @@ where
                 }
                 idle_timer.as_mut().reset(deadline);
             }
-            reason = &mut stop => return (up, down, reason),
+            reason = stop.as_mut() => return (up, down, reason),
         }
     }
     (up, down, first_close.unwrap_or(ClosedBy::Client))
