@@ -279,7 +279,7 @@ impl Policy {
         for s in &schedule_specs {
             if !schedule_ids.contains_key(s.name.as_str()) {
                 schedule_ids.insert(s.name.as_str().into(), schedules.len());
-                schedules.push(Schedule::compile(s));
+                schedules.push(Schedule::compile(s, &timezone));
             }
         }
 
@@ -562,7 +562,7 @@ impl Policy {
     /// Every schedule defined (and any name a `during` used that none
     /// defined, which never opens).
     pub fn schedules(&self) -> impl ExactSizeIterator<Item = ScheduleView<'_>> + '_ {
-        self.schedules.iter().map(|schedule| ScheduleView { policy: self, schedule })
+        self.schedules.iter().map(|schedule| ScheduleView { schedule })
     }
 
     /// Whether schedule `name` is in force at `now`; `None` if no such
@@ -580,7 +580,7 @@ impl Policy {
     /// One schedule by name.
     pub fn schedule(&self, name: &str) -> Option<ScheduleView<'_>> {
         let schedule = self.schedules.get(*self.schedule_ids.get(name)?)?;
-        Some(ScheduleView { policy: self, schedule })
+        Some(ScheduleView { schedule })
     }
 
     /// The department for an index; indices come from this policy, which
@@ -657,7 +657,7 @@ impl Policy {
         let Some(schedule) = entry.schedule.and_then(|s| self.schedules.get(s)) else {
             return (entry.spec.action, None, false);
         };
-        let state = schedule.state(&self.timezone, now);
+        let state = schedule.state(now);
         merge_earliest(valid_until, state.next_change);
         if state.active {
             return (entry.spec.action, Some(schedule), true);
@@ -698,7 +698,7 @@ impl Policy {
             let Some(schedule) = entry.schedule.and_then(|s| self.schedules.get(s)) else {
                 return entry.spec.action;
             };
-            let state = schedule.state(&self.timezone, now);
+            let state = schedule.state(now);
             merge_earliest(valid_until, state.next_change);
             if state.active {
                 return entry.spec.action;
@@ -902,7 +902,6 @@ impl<'p> DepartmentView<'p> {
 /// A read-only view of one schedule.
 #[derive(Clone, Copy, Debug)]
 pub struct ScheduleView<'p> {
-    policy: &'p Policy,
     schedule: &'p Schedule,
 }
 
@@ -935,14 +934,16 @@ impl<'p> ScheduleView<'p> {
 
     /// Whether its window is open at `now`.
     pub fn is_active(&self, now: Timestamp) -> bool {
-        self.schedule.state(&self.policy.timezone, now).active
+        self.schedule.state(now).active
     }
 
     /// The first instant after `now` at which its window opens or closes.
     pub fn next_change(&self, now: Timestamp) -> Option<Timestamp> {
-        self.schedule.state(&self.policy.timezone, now).next_change
+        self.schedule.state(now).next_change
     }
 }
 
+#[cfg(test)]
+mod schedule_tests;
 #[cfg(test)]
 mod tests;
