@@ -283,7 +283,17 @@ impl Policy {
             }
         }
 
+        // Size the name index once, at (at most) its final size.
         let mut names = NameIndex::default();
+        let (mut exact, mut exact_bytes, mut suffix, mut suffix_bytes) = (0, 0, 0, 0);
+        let rule_lists = dept_specs.iter().flat_map(|d| d.rules.iter().map(|r| (&r.domains, &r.hosts)));
+        for (domains, hosts) in service_specs.iter().map(|s| (&s.domains, &s.hosts)).chain(rule_lists) {
+            suffix += domains.len();
+            suffix_bytes += domains.iter().map(|h| h.as_str().len()).sum::<usize>();
+            exact += hosts.len();
+            exact_bytes += hosts.iter().map(|h| h.as_str().len()).sum::<usize>();
+        }
+        names.reserve(exact, exact_bytes, suffix, suffix_bytes);
         let mut service_names: Vec<Arc<str>> = Vec::new();
         let mut service_ids: HashMap<Box<str>, u32> = HashMap::new();
         for s in &service_specs {
@@ -604,7 +614,7 @@ impl Policy {
                 MatchKind::Exact => exact_service = exact_service.or(target.service),
                 MatchKind::Suffix => suffix_service = suffix_service.or(target.service),
             }
-            for &rule in &target.rules {
+            for &rule in target.rules {
                 if let Some(pos) = dept.rule_position(rule) {
                     first_rule = Some(first_rule.map_or(pos, |best| best.min(pos)));
                 }
