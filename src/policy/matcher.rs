@@ -9,16 +9,17 @@
 //! literals only probe `exact`.
 //!
 //! A catalogue holds 100,000 names or more, and nearly all of them only
-//! name a service, so a map is a handful of large blocks rather than a
-//! hash map of boxed strings: the names back to back in one string, a
-//! `u32` end offset and a `u32` service per name, and a hash table of `u32`
-//! name ids (about 35 bytes per name in all). The few names that rules list
-//! keep their rules in a side table, flagged in the service word.
+//! name a service, so a map is two large blocks rather than a hash map of
+//! boxed strings: the names back to back in one string, and a hash table of
+//! 12-byte slots (offset, length, service) into it; about 40 bytes per name
+//! in all. The few names that rules list keep their rules in a side table,
+//! flagged in the service word.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use super::Host;
 
@@ -43,23 +44,33 @@ const NO_SERVICE: u32 = u32::MAX >> 1;
 /// Set in the service word of a name that rules list.
 const HAS_RULES: u32 = 1 << 31;
 
-/// One map: names interned back to back, numbered in insertion order.
+/// One map: names interned back to back in one string, and a hash table of
+/// small slots pointing into it.
 #[derive(Debug, Default)]
 struct Names {
     /// Every name, back to back.
     text: String,
-    /// Where name `i` ends in `text` (it starts where name `i - 1` ends).
-    ends: Vec<u32>,
-    /// Per name: its service id or `NO_SERVICE`, plus `HAS_RULES`.
-    services: Vec<u32>,
-    /// Name ids, hashed by their text.
-    table: HashTable<u32>,
-    /// `(name id, rule)` for every rule entry, sorted by `finish`.
+    /// One slot per name, hashed by the name's text.
+    table: HashTable<Slot>,
+    /// `(name start, rule)` for every rule entry, sorted by `finish`.
     rules: Vec<(u32, RuleRef)>,
-    /// `rules` split in two, for slices: the name ids...
+    /// `rules` split in two, for slices: the name starts...
     rule_names: Vec<u32>,
     /// ...and the rules.
     rule_refs: Vec<RuleRef>,
+}
+
+/// A name in [`Names`]: where it is in `text`, and what it stands for. The
+/// length and the service are kept here, not beside the text, so a probe
+/// touches the table and, on a length match, the text: two cache lines.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Where the name starts in `text` (also its id in the rule table).
+    start: u32,
+    /// Its length in bytes.
+    len: u32,
+    /// Its service id or `NO_SERVICE`, plus `HAS_RULES`.
+    word: u32,
 }
 
 fn hash(name: &str) -> u64 {
@@ -68,86 +79,82 @@ fn hash(name: &str) -> u64 {
     hasher.finish()
 }
 
-/// Name `id` of `text`/`ends` (empty for an unknown id).
-#[inline]
-fn name_of<'t>(text: &'t str, ends: &[u32], id: u32) -> &'t str {
-    let id = id as usize;
-    let end = ends.get(id).map_or(0, |&e| e as usize);
-    let start = match id.checked_sub(1) {
-        Some(previous) => ends.get(previous).map_or(0, |&e| e as usize),
-        None => 0,
-    };
-    text.get(start..end).unwrap_or_default()
+impl Slot {
+    /// The name, from the text it points into (empty if out of range).
+    #[inline]
+    fn name<'t>(&self, text: &'t str) -> &'t str {
+        let start = self.start as usize;
+        text.get(start..start + self.len as usize).unwrap_or_default()
+    }
+
+    #[inline]
+    fn is(&self, text: &str, name: &str) -> bool {
+        self.len as usize == name.len() && self.name(text) == name
+    }
 }
 
 impl Names {
     fn reserve(&mut self, names: usize, bytes: usize) {
         self.text.reserve(bytes);
-        self.ends.reserve(names);
-        self.services.reserve(names);
-        let Names { text, ends, table, .. } = self;
-        table.reserve(names, |&id| hash(name_of(text, ends, id)));
+        let Names { text, table, .. } = self;
+        table.reserve(names, |slot| hash(slot.name(text)));
     }
 
-    /// The id of `name`, added if new (`None` only past 4 GiB of names).
-    fn intern(&mut self, name: &str) -> Option<u32> {
-        let h = hash(name);
-        let Names { text, ends, services, table, .. } = self;
-        if let Some(&id) = table.find(h, |&id| name_of(text, ends, id) == name) {
-            return Some(id);
+    /// The slot of `name`, added if new (`None` only past 4 GiB of names).
+    fn intern(&mut self, name: &str) -> Option<&mut Slot> {
+        let Names { text, table, .. } = self;
+        match table.entry(hash(name), |slot| slot.is(text, name), |slot| hash(slot.name(text))) {
+            Entry::Occupied(entry) => Some(entry.into_mut()),
+            Entry::Vacant(entry) => {
+                let start = u32::try_from(text.len()).ok()?;
+                let len = u32::try_from(name.len()).ok()?;
+                start.checked_add(len)?;
+                text.push_str(name);
+                Some(entry.insert(Slot { start, len, word: NO_SERVICE }).into_mut())
+            }
         }
-        let id = u32::try_from(ends.len()).ok()?;
-        let end = u32::try_from(text.len() + name.len()).ok()?;
-        text.push_str(name);
-        ends.push(end);
-        services.push(NO_SERVICE);
-        table.insert_unique(h, id, |&id| hash(name_of(text, ends, id)));
-        Some(id)
     }
 
     fn add_service(&mut self, name: &str, service: u32) {
-        if let Some(word) = self.intern(name).and_then(|id| self.services.get_mut(id as usize)) {
-            if *word & !HAS_RULES == NO_SERVICE {
-                *word = (*word & HAS_RULES) | (service & NO_SERVICE);
+        if let Some(slot) = self.intern(name) {
+            if slot.word & !HAS_RULES == NO_SERVICE {
+                slot.word = (slot.word & HAS_RULES) | (service & NO_SERVICE);
             }
         }
     }
 
     fn add_rule(&mut self, name: &str, rule: RuleRef) {
-        let Some(id) = self.intern(name) else { return };
-        if let Some(word) = self.services.get_mut(id as usize) {
-            *word |= HAS_RULES;
-            self.rules.push((id, rule));
+        if let Some(slot) = self.intern(name) {
+            slot.word |= HAS_RULES;
+            let start = slot.start;
+            self.rules.push((start, rule));
         }
     }
 
     fn finish(&mut self) {
         self.rules.sort_unstable();
         self.rules.dedup();
-        self.rule_names = self.rules.iter().map(|&(id, _)| id).collect();
+        self.rule_names = self.rules.iter().map(|&(start, _)| start).collect();
         self.rule_refs = self.rules.iter().map(|&(_, rule)| rule).collect();
         self.rules = Vec::new();
         self.text.shrink_to_fit();
-        self.ends.shrink_to_fit();
-        self.services.shrink_to_fit();
-        let Names { text, ends, table, .. } = self;
-        table.shrink_to_fit(|&id| hash(name_of(text, ends, id)));
+        let Names { text, table, .. } = self;
+        table.shrink_to_fit(|slot| hash(slot.name(text)));
     }
 
     fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.table.is_empty()
     }
 
     #[inline]
     fn get(&self, name: &str) -> Option<Target<'_>> {
-        let id = *self.table.find(hash(name), |&id| name_of(&self.text, &self.ends, id) == name)?;
-        let word = *self.services.get(id as usize)?;
-        let service = (word & !HAS_RULES != NO_SERVICE).then_some(word & NO_SERVICE);
-        let rules = if word & HAS_RULES == 0 {
+        let slot = self.table.find(hash(name), |slot| slot.is(&self.text, name))?;
+        let service = (slot.word & !HAS_RULES != NO_SERVICE).then_some(slot.word & NO_SERVICE);
+        let rules = if slot.word & HAS_RULES == 0 {
             &[][..]
         } else {
-            let from = self.rule_names.partition_point(|&n| n < id);
-            let to = self.rule_names.partition_point(|&n| n <= id);
+            let from = self.rule_names.partition_point(|&n| n < slot.start);
+            let to = self.rule_names.partition_point(|&n| n <= slot.start);
             self.rule_refs.get(from..to).unwrap_or_default()
         };
         Some(Target { service, rules })
@@ -156,8 +163,8 @@ impl Names {
     /// The service of `name`, without looking at rules.
     #[inline]
     fn service(&self, name: &str) -> Option<u32> {
-        let id = *self.table.find(hash(name), |&id| name_of(&self.text, &self.ends, id) == name)?;
-        let word = *self.services.get(id as usize)? & !HAS_RULES;
+        let slot = self.table.find(hash(name), |slot| slot.is(&self.text, name))?;
+        let word = slot.word & !HAS_RULES;
         (word != NO_SERVICE).then_some(word)
     }
 }
