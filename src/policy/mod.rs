@@ -18,7 +18,8 @@
 //! Inside: `host` normalises names the way browsers do, `matcher` holds the
 //! exact and label-boundary suffix maps (a decision probes a few slices of
 //! the host string, and allocates nothing but `Arc` clones), `schedule`
-//! turns weekly local windows into instants (DST gaps and folds included).
+//! turns weekly local windows into instants (DST gaps and folds included)
+//! and answers from a memo table of those instants.
 //! For the status page and `explain`, [`Policy::departments`],
 //! [`Policy::schedules`], [`Policy::decide_service`] and
 //! [`Policy::decide_default`] expose the compiled policy read-only.
