@@ -225,9 +225,9 @@ fn check_duplicates(sink: &mut Sink<'_>, drafts: &[Draft]) {
                 d.list(kind).iter().map(|(h, span)| (h.as_str(), span.as_ref().map_or(0, |s| s.start + 1), index)),
             );
         }
-        // Grouped by entry; in a group, built-in entries first, then file
-        // entries in source order (the sort is stable: ties keep draft order).
-        mentions.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        // Grouped by entry; in a group, built-in entries first (in draft
+        // order), then file entries in source order.
+        mentions.sort_unstable();
         for group in mentions.chunk_by(|a, b| a.0 == b.0) {
             let Some(&(host, first_at, first)) = group.first() else { continue };
             let Some(first_name) = drafts.get(first).map(|d| d.name.as_str()) else { continue };
