@@ -33,7 +33,7 @@ const DAY_MINUTES: u16 = 1440;
 /// Local days before `now`'s date that a table covers.
 const TABLE_DAYS_BEFORE: i64 = 7;
 /// Local days from `now`'s date that a table covers: a live proxy builds a
-/// new one every seven weeks or so (a few hundred microseconds).
+/// new one every seven weeks or so (~0.1 ms: about 200 reference evaluations).
 const TABLE_DAYS_AFTER: i64 = 56;
 /// Extra local days whose windows and midnights are looked at beyond a
 /// table's ends. The reference looks at windows from the day before `now`'s
