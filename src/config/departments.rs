@@ -42,7 +42,7 @@ pub(crate) fn valid_name(name: &str) -> bool {
 
 /// Parses one department file; `None` after a syntax error.
 pub(crate) fn parse(name: &str, source: usize, src: &Source, out: &mut Vec<Diagnostic>) -> Option<DepartmentDraft> {
-    let mut sink = Sink { src, out };
+    let mut sink = Sink { src, out, offset: 0 };
     let doc = match DeTable::parse(&src.text) {
         Ok(doc) => doc,
         Err(err) => {

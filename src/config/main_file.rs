@@ -128,7 +128,7 @@ impl MainParts {
 /// Parses and validates the main file, reading the files it names.
 pub(crate) fn parse(src: &Source, out: &mut Vec<Diagnostic>) -> MainParts {
     let mut parts = MainParts::defaults(src);
-    let mut sink = Sink { src, out };
+    let mut sink = Sink { src, out, offset: 0 };
     let doc = match DeTable::parse(&src.text) {
         Ok(doc) => doc,
         Err(err) => {

@@ -466,7 +466,7 @@ fn cross_check(
                 .unwrap_or_else(|| format!("create `departments/{name}.toml`"));
             let message = format!("default department `{name}` does not exist");
             match span {
-                Some(span) => Sink { src: main_src, out: &mut *out }.error_hint(span, message, Some(hint)),
+                Some(span) => Sink { src: main_src, out: &mut *out, offset: 0 }.error_hint(span, message, Some(hint)),
                 None => out.push(Diagnostic { hint: Some(hint), ..whole_file(&main_src.path, message) }),
             }
         }
@@ -477,7 +477,7 @@ fn cross_check(
     let mut net_seen: HashMap<IpNet, (&str, (u32, u32), &Path)> = HashMap::new();
     for d in drafts {
         let Some((_, src)) = sources.get(d.source) else { continue };
-        let mut sink = Sink { src, out: &mut *out };
+        let mut sink = Sink { src, out: &mut *out, offset: 0 };
         let name = d.spec.name.as_str();
         if let Some((parent, span)) = &d.inherits {
             if !all_dept_names.contains(&parent.as_str()) {
@@ -544,7 +544,8 @@ fn cross_check(
                     let mut names: Vec<String> = cycle.iter().map(|c| format!("`{c}`")).collect();
                     names.push(format!("`{start}`"));
                     if let (Some((_, src)), Some((_, span))) = (sources.get(d.source), &d.inherits) {
-                        Sink { src, out: &mut *out }.error(span, format!("`inherits` cycle: {}", names.join(" -> ")));
+                        Sink { src, out: &mut *out, offset: 0 }
+                            .error(span, format!("`inherits` cycle: {}", names.join(" -> ")));
                     }
                 }
                 break;

@@ -51,7 +51,7 @@ pub(crate) fn htpasswd(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> O
     let hint = Some("create it with `htpasswd -B -c FILE USER`".to_owned());
     let text = read(sink, path, at, "htpasswd file", hint)?;
     let src = Source::new(path.to_path_buf(), text);
-    let mut file = Sink { src: &src, out: &mut *sink.out };
+    let mut file = Sink { src: &src, out: &mut *sink.out, offset: 0 };
     let mut users = HashMap::new();
     let mut ok = true;
     for (start, line) in lines(&src.text) {
@@ -104,7 +104,7 @@ pub(crate) fn htpasswd(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> O
 pub(crate) fn hosts_file(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> Option<HashMap<Host, Vec<IpAddr>>> {
     let text = read(sink, path, at, "hosts file", None)?;
     let src = Source::new(path.to_path_buf(), text);
-    let mut file = Sink { src: &src, out: &mut *sink.out };
+    let mut file = Sink { src: &src, out: &mut *sink.out, offset: 0 };
     let mut hosts: HashMap<Host, Vec<IpAddr>> = HashMap::new();
     let mut ok = true;
     for (start, line) in lines(&src.text) {

@@ -59,6 +59,9 @@ pub(crate) struct Sink<'a> {
     pub src: &'a Source,
     /// Where problems go.
     pub out: &'a mut Vec<Diagnostic>,
+    /// Added to every span: where the text the spans point into starts in
+    /// `src.text` (non-zero for a document parsed from a slice of it).
+    pub offset: usize,
 }
 
 impl Sink<'_> {
@@ -69,7 +72,7 @@ impl Sink<'_> {
 
     /// Records an error with an optional hint.
     pub fn error_hint(&mut self, span: &Range<usize>, message: impl Into<String>, hint: Option<String>) {
-        let (line, col) = self.src.position(span.start);
+        let (line, col) = self.src.position(span.start.saturating_add(self.offset));
         self.out.push(Diagnostic { file: self.src.path.clone(), line, col, message: message.into(), hint });
     }
 

@@ -18,7 +18,8 @@
 //! Inside: `host` normalises names the way browsers do, `matcher` holds the
 //! exact and label-boundary suffix maps (a decision probes a few slices of
 //! the host string, and allocates nothing but `Arc` clones), `schedule`
-//! turns weekly local windows into instants (DST gaps and folds included).
+//! turns weekly local windows into instants (DST gaps and folds included)
+//! and answers from a memo table of those instants.
 //! For the status page and `explain`, [`Policy::departments`],
 //! [`Policy::schedules`], [`Policy::decide_service`] and
 //! [`Policy::decide_default`] expose the compiled policy read-only.
@@ -279,11 +280,21 @@ impl Policy {
         for s in &schedule_specs {
             if !schedule_ids.contains_key(s.name.as_str()) {
                 schedule_ids.insert(s.name.as_str().into(), schedules.len());
-                schedules.push(Schedule::compile(s));
+                schedules.push(Schedule::compile(s, &timezone));
             }
         }
 
+        // Size the name index once, at (at most) its final size.
         let mut names = NameIndex::default();
+        let (mut exact, mut exact_bytes, mut suffix, mut suffix_bytes) = (0, 0, 0, 0);
+        let rule_lists = dept_specs.iter().flat_map(|d| d.rules.iter().map(|r| (&r.domains, &r.hosts)));
+        for (domains, hosts) in service_specs.iter().map(|s| (&s.domains, &s.hosts)).chain(rule_lists) {
+            suffix += domains.len();
+            suffix_bytes += domains.iter().map(|h| h.as_str().len()).sum::<usize>();
+            exact += hosts.len();
+            exact_bytes += hosts.iter().map(|h| h.as_str().len()).sum::<usize>();
+        }
+        names.reserve(exact, exact_bytes, suffix, suffix_bytes);
         let mut service_names: Vec<Arc<str>> = Vec::new();
         let mut service_ids: HashMap<Box<str>, u32> = HashMap::new();
         for s in &service_specs {
@@ -562,7 +573,7 @@ impl Policy {
     /// Every schedule defined (and any name a `during` used that none
     /// defined, which never opens).
     pub fn schedules(&self) -> impl ExactSizeIterator<Item = ScheduleView<'_>> + '_ {
-        self.schedules.iter().map(|schedule| ScheduleView { policy: self, schedule })
+        self.schedules.iter().map(|schedule| ScheduleView { schedule })
     }
 
     /// Whether schedule `name` is in force at `now`; `None` if no such
@@ -580,7 +591,7 @@ impl Policy {
     /// One schedule by name.
     pub fn schedule(&self, name: &str) -> Option<ScheduleView<'_>> {
         let schedule = self.schedules.get(*self.schedule_ids.get(name)?)?;
-        Some(ScheduleView { policy: self, schedule })
+        Some(ScheduleView { schedule })
     }
 
     /// The department for an index; indices come from this policy, which
@@ -604,7 +615,7 @@ impl Policy {
                 MatchKind::Exact => exact_service = exact_service.or(target.service),
                 MatchKind::Suffix => suffix_service = suffix_service.or(target.service),
             }
-            for &rule in &target.rules {
+            for &rule in target.rules {
                 if let Some(pos) = dept.rule_position(rule) {
                     first_rule = Some(first_rule.map_or(pos, |best| best.min(pos)));
                 }
@@ -657,7 +668,7 @@ impl Policy {
         let Some(schedule) = entry.schedule.and_then(|s| self.schedules.get(s)) else {
             return (entry.spec.action, None, false);
         };
-        let state = schedule.state(&self.timezone, now);
+        let state = schedule.state(now);
         merge_earliest(valid_until, state.next_change);
         if state.active {
             return (entry.spec.action, Some(schedule), true);
@@ -698,7 +709,7 @@ impl Policy {
             let Some(schedule) = entry.schedule.and_then(|s| self.schedules.get(s)) else {
                 return entry.spec.action;
             };
-            let state = schedule.state(&self.timezone, now);
+            let state = schedule.state(now);
             merge_earliest(valid_until, state.next_change);
             if state.active {
                 return entry.spec.action;
@@ -902,7 +913,6 @@ impl<'p> DepartmentView<'p> {
 /// A read-only view of one schedule.
 #[derive(Clone, Copy, Debug)]
 pub struct ScheduleView<'p> {
-    policy: &'p Policy,
     schedule: &'p Schedule,
 }
 
@@ -935,14 +945,16 @@ impl<'p> ScheduleView<'p> {
 
     /// Whether its window is open at `now`.
     pub fn is_active(&self, now: Timestamp) -> bool {
-        self.schedule.state(&self.policy.timezone, now).active
+        self.schedule.state(now).active
     }
 
     /// The first instant after `now` at which its window opens or closes.
     pub fn next_change(&self, now: Timestamp) -> Option<Timestamp> {
-        self.schedule.state(&self.policy.timezone, now).next_change
+        self.schedule.state(now).next_change
     }
 }
 
+#[cfg(test)]
+mod schedule_tests;
 #[cfg(test)]
 mod tests;

@@ -812,6 +812,7 @@ fn engine_is_pure() {
         ("spec.rs", include_str!("spec.rs")),
         ("matcher.rs", include_str!("matcher.rs")),
         ("schedule.rs", include_str!("schedule.rs")),
+        ("schedule_tests.rs", include_str!("schedule_tests.rs")),
         ("catalogue.rs", include_str!("catalogue.rs")),
         ("tests.rs", include_str!("tests.rs")),
     ];
