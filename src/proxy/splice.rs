@@ -32,7 +32,7 @@ const PIPE_BYTES: usize = 256 * 1024;
 /// Spare pipes kept per runtime thread.
 const POOL_MAX: usize = 8;
 
-/// One pipe: the read end, the write end, what it holds and how much it can.
+/// One pipe: its two ends and how many bytes it can hold.
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
