@@ -279,3 +279,62 @@ impl PolicyWatch {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A proxy on loopback whose default department blocks Facebook.
+    async fn running(dir: &std::path::Path) -> super::super::Running {
+        std::fs::create_dir_all(dir.join("departments")).expect("temp dir");
+        std::fs::write(dir.join("departments/default.toml"), "default = \"allow\"\n[services]\nfacebook = \"block\"\n")
+            .expect("department file");
+        let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n\n[log]\naccess_log = \"access.log\"\n";
+        std::fs::write(dir.join("socialgate.toml"), main).expect("main file");
+        let config = match crate::config::load(&dir.join("socialgate.toml")) {
+            Ok(config) => config,
+            Err(diags) => panic!("test config does not load:\n{diags}"),
+        };
+        super::super::start(config).await.expect("proxy starts")
+    }
+
+    fn watch(host: &str, after: Duration) -> PolicyWatch {
+        let at = Timestamp::now() + jiff::SignedDuration::try_from(after).expect("short duration");
+        PolicyWatch {
+            user: None,
+            client: "127.0.0.1".parse().expect("address"),
+            host: Host::parse(host).expect("host"),
+            also: None,
+            valid_until: Some(at),
+        }
+    }
+
+    /// The schedule-boundary path: when the decision's `valid_until`
+    /// passes, the policy is decided again; a tunnel it now blocks is cut,
+    /// one it still allows stays open until shutdown cuts it.
+    #[tokio::test]
+    async fn a_passing_boundary_redecides_and_shutdown_cuts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let proxy = running(dir.path()).await;
+        let shared = proxy.shared.clone();
+
+        let blocked = watch("www.facebook.com", Duration::from_millis(100));
+        let ended = tokio::time::timeout(Duration::from_secs(10), blocked.until_cut_or_blocked(shared.clone())).await;
+        assert_eq!(ended.ok(), Some(ClosedBy::Policy), "a blocked host is cut at the boundary");
+
+        let allowed =
+            tokio::spawn(watch("example.test", Duration::from_millis(50)).until_cut_or_blocked(shared.clone()));
+        // Past its boundary, decided again, and still allowed.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!allowed.is_finished(), "an allowed host stays open after its boundary");
+        shared.phase.send_replace(Phase::Cut);
+        let ended = tokio::time::timeout(Duration::from_secs(10), allowed).await;
+        assert_eq!(ended.ok().and_then(Result::ok), Some(ClosedBy::Shutdown));
+        proxy.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(10), proxy.wait()).await;
+    }
+}
