@@ -169,27 +169,22 @@ where
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
     let closed_by = std::future::poll_fn(|cx| {
-        if client_open {
-            match up.poll_move(cx, client, origin) {
-                Poll::Pending => {}
-                Poll::Ready(Ok(())) => {
-                    client_open = false;
-                    first_close.get_or_insert(ClosedBy::Client);
-                }
-                Poll::Ready(Err(Failed::Read)) => return Poll::Ready(first_close.unwrap_or(ClosedBy::Client)),
-                Poll::Ready(Err(Failed::Write)) => return Poll::Ready(first_close.unwrap_or(ClosedBy::Origin)),
-                Poll::Ready(Err(Failed::Pipe)) => return Poll::Ready(ClosedBy::Error),
+        let ends = [
+            (&mut up, &mut client_open, client, origin, ClosedBy::Client, ClosedBy::Origin),
+            (&mut down, &mut origin_open, origin, client, ClosedBy::Origin, ClosedBy::Client),
+        ];
+        for (direction, open, from, to, sender, receiver) in ends {
+            if !*open {
+                continue;
             }
-        }
-        if origin_open {
-            match down.poll_move(cx, origin, client) {
+            match direction.poll_move(cx, from, to) {
                 Poll::Pending => {}
                 Poll::Ready(Ok(())) => {
-                    origin_open = false;
-                    first_close.get_or_insert(ClosedBy::Origin);
+                    *open = false;
+                    first_close.get_or_insert(sender);
                 }
-                Poll::Ready(Err(Failed::Read)) => return Poll::Ready(first_close.unwrap_or(ClosedBy::Origin)),
-                Poll::Ready(Err(Failed::Write)) => return Poll::Ready(first_close.unwrap_or(ClosedBy::Client)),
+                Poll::Ready(Err(Failed::Read)) => return Poll::Ready(first_close.unwrap_or(sender)),
+                Poll::Ready(Err(Failed::Write)) => return Poll::Ready(first_close.unwrap_or(receiver)),
                 Poll::Ready(Err(Failed::Pipe)) => return Poll::Ready(ClosedBy::Error),
             }
         }
@@ -264,28 +259,26 @@ mod tests {
         Ok(())
     }
 
-    #[tokio::test]
-    async fn an_idle_tunnel_times_out() -> io::Result<()> {
+    /// How a pump between two connections that stay silent ends.
+    async fn silent_pump_ends(idle: Duration, stop: impl Future<Output = ClosedBy>) -> io::Result<ClosedBy> {
         let (client_near, _client_far) = pair().await?;
         let (origin_near, _origin_far) = pair().await?;
-        let (_, _, closed_by) = tokio::time::timeout(
-            Duration::from_secs(10),
-            pump(&client_near, &origin_near, Duration::from_millis(100), std::pin::pin!(std::future::pending())),
-        )
-        .await?;
+        let stop = std::pin::pin!(stop);
+        let pumping = pump(&client_near, &origin_near, idle, stop);
+        let (_, _, closed_by) = tokio::time::timeout(Duration::from_secs(10), pumping).await?;
+        Ok(closed_by)
+    }
+
+    #[tokio::test]
+    async fn an_idle_tunnel_times_out() -> io::Result<()> {
+        let closed_by = silent_pump_ends(Duration::from_millis(100), std::future::pending()).await?;
         assert_eq!(closed_by, ClosedBy::Timeout);
         Ok(())
     }
 
     #[tokio::test]
     async fn stop_ends_the_pump_with_its_reason() -> io::Result<()> {
-        let (client_near, _client_far) = pair().await?;
-        let (origin_near, _origin_far) = pair().await?;
-        let (_, _, closed_by) = tokio::time::timeout(
-            Duration::from_secs(10),
-            pump(&client_near, &origin_near, Duration::from_secs(60), std::pin::pin!(async { ClosedBy::Policy })),
-        )
-        .await?;
+        let closed_by = silent_pump_ends(Duration::from_secs(60), async { ClosedBy::Policy }).await?;
         assert_eq!(closed_by, ClosedBy::Policy);
         Ok(())
     }
