@@ -96,8 +96,7 @@ struct Direction {
 }
 
 impl Direction {
-    /// Moves `from`'s bytes to `to` until `from` ends its stream, then
-    /// shuts `to`'s write half.
+    /// Moves `from`'s bytes to `to` until `from` ends its stream.
     fn poll_move(&mut self, cx: &mut Context<'_>, from: &TcpStream, to: &TcpStream) -> Poll<Result<(), Failed>> {
         loop {
             while self.left > 0 {
@@ -133,7 +132,6 @@ impl Direction {
             match filled {
                 Ok(0) => {
                     pipe.give_back();
-                    let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
                     return Poll::Ready(Ok(()));
                 }
                 Ok(n) => {
@@ -163,32 +161,39 @@ where
     F: Future<Output = ClosedBy>,
 {
     let (mut up, mut down) = (Direction::default(), Direction::default());
-    let (mut client_open, mut origin_open) = (true, true);
+    // Which directions still carry bytes: [client → origin, origin → client].
+    let mut open = [true, true];
     let mut first_close: Option<ClosedBy> = None;
     let mut last_activity = Instant::now();
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
     let closed_by = std::future::poll_fn(|cx| {
         let ends = [
-            (&mut up, &mut client_open, client, origin, ClosedBy::Client, ClosedBy::Origin),
-            (&mut down, &mut origin_open, origin, client, ClosedBy::Origin, ClosedBy::Client),
+            (0, &mut up, client, origin, ClosedBy::Client, ClosedBy::Origin),
+            (1, &mut down, origin, client, ClosedBy::Origin, ClosedBy::Client),
         ];
-        for (direction, open, from, to, sender, receiver) in ends {
-            if !*open {
+        for (way, direction, from, to, sender, receiver) in ends {
+            if !open[way] {
                 continue;
             }
             match direction.poll_move(cx, from, to) {
                 Poll::Pending => {}
                 Poll::Ready(Ok(())) => {
-                    *open = false;
+                    open[way] = false;
                     first_close.get_or_insert(sender);
+                    // The other way still runs: its receiver learns that
+                    // this one ended. Else both sockets close next, and
+                    // the close sends the FIN (one system call fewer).
+                    if open[1 - way] {
+                        let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
+                    }
                 }
                 Poll::Ready(Err(Failed::Read)) => return Poll::Ready(first_close.unwrap_or(sender)),
                 Poll::Ready(Err(Failed::Write)) => return Poll::Ready(first_close.unwrap_or(receiver)),
                 Poll::Ready(Err(Failed::Pipe)) => return Poll::Ready(ClosedBy::Error),
             }
         }
-        if !client_open && !origin_open {
+        if open == [false, false] {
             return Poll::Ready(first_close.unwrap_or(ClosedBy::Client));
         }
         if let Poll::Ready(reason) = stop.as_mut().poll(cx) {

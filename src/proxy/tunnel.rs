@@ -265,6 +265,9 @@ async fn run<C: TunnelClient>(
         Some(tcp) => splice::pump(tcp, &origin, idle, stop).await,
         None => pump(&mut client, &mut origin, idle, stop).await,
     };
+    // Closed before the record is queued: a full log queue must not hold
+    // the tunnel's FINs back.
+    drop((client, origin));
     ctx.set_up(sent_first + up);
     ctx.bytes_down = down;
     Box::pin(ctx.log(200, closed_by)).await;
