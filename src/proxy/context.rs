@@ -50,6 +50,7 @@ impl Ctx {
     /// requests refused early are logged under a department.
     pub(crate) fn new(shared: Arc<Shared>, client: SocketAddr, method: &str) -> Ctx {
         let snap = shared.snapshot.load_full();
+        let ts = shared.clock.now();
         let policy = &snap.config.policy;
         let placement = policy.place(&Identity { user: None, client_ip: Some(client.ip()) });
         let department = policy.department_name(placement.department).to_owned();
@@ -57,7 +58,7 @@ impl Ctx {
             shared,
             snap,
             client,
-            ts: Timestamp::now(),
+            ts,
             started: Instant::now(),
             user: None,
             department,
@@ -232,7 +233,7 @@ impl PolicyWatch {
                 return ClosedBy::Shutdown;
             }
             if let Some(at) = self.valid_until {
-                let ms = at.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
+                let ms = at.as_millisecond().saturating_sub(shared.clock.now().as_millisecond()).max(0);
                 // Just past the boundary, so the new window is in force.
                 let after = Duration::from_millis(ms.unsigned_abs() + 1);
                 boundary.as_mut().reset(tokio::time::Instant::now() + after);
@@ -263,7 +264,7 @@ impl PolicyWatch {
         let snap = shared.snapshot.load_full();
         let policy = &snap.config.policy;
         let placement = policy.place(&Identity { user: self.user.as_deref(), client_ip: Some(self.client) });
-        let now = Timestamp::now();
+        let now = shared.clock.now();
         let mut valid_until = None;
         for host in std::iter::once(&self.host).chain(self.also.as_ref()) {
             let decision = policy.decide(placement, host, now);

@@ -44,6 +44,8 @@ pub(crate) async fn serve_block_page<C>(
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
+    // The system clock, not the proxy's `Clock`: the certificate must be
+    // valid by the browser's clock.
     let config = minter.server_config(name, jiff::Timestamp::now())?;
     let up = Arc::new(AtomicU64::new(first.len() as u64));
     let down = Arc::new(AtomicU64::new(0));

@@ -138,6 +138,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Bumped on every reload, so open tunnels re-decide.
     pub(crate) generation: watch::Sender<u64>,
+    /// What "now" is for decisions and records.
+    pub(crate) clock: Clock,
 }
 
 impl std::fmt::Debug for Shared {
@@ -208,10 +210,42 @@ impl Drop for Token {
     }
 }
 
+/// The wall clock decisions, schedules and records go by: the system's,
+/// or the system's moved by a fixed offset (for tests that must cross a
+/// schedule boundary in seconds rather than wait for it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Clock {
+    offset: jiff::SignedDuration,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock::default()
+    }
+
+    /// The system clock moved so that it reads `now` at this moment, and
+    /// runs on from there.
+    pub fn reading(now: jiff::Timestamp) -> Clock {
+        Clock { offset: now.duration_since(jiff::Timestamp::now()) }
+    }
+
+    /// The time now.
+    pub fn now(self) -> jiff::Timestamp {
+        let system = jiff::Timestamp::now();
+        system.checked_add(self.offset).unwrap_or(system)
+    }
+}
+
 /// Binds every listener in `config`, opens the access log and starts serving
 /// on the current tokio runtime. Listening on port 0 is allowed; the actual
 /// addresses are in [`Running`].
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with_clock(config, Clock::system()).await
+}
+
+/// [`start`], with decisions, schedules and records going by `clock`.
+pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, StartError> {
     let mut listeners = Vec::new();
     let mut listen_addrs = Vec::new();
     for addr in &config.proxy.listen {
@@ -276,6 +310,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         generation: watch::channel(0).0,
         head_replies: Arc::new(respond::head_replies()),
         metrics: metrics.clone(),
+        clock,
     });
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     if let Some(listener) = admin_listener {

@@ -263,7 +263,7 @@ pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String
 /// what their department's policy says right now, service by service.
 pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
     let policy = &ctx.snap.config.policy;
-    let now = jiff::Timestamp::now();
+    let now = ctx.shared.clock.now();
     let mut body = format!(
         "<ul>\n<li>User: {}</li>\n<li>Address: {}</li>\n<li>Department: {} (by {})</li>\n</ul>\n<table>\n<tr><th>Service</th><th>Action now</th><th>Rule</th><th>Schedule</th></tr>\n",
         html_escape(ctx.user.as_deref().unwrap_or("(not signed in)")),

@@ -189,7 +189,7 @@ async fn run<C: TunnelClient>(
                     let policy = &snap.config.policy;
                     let placement =
                         policy.place(&Identity { user: ctx.user.as_deref(), client_ip: Some(ctx.client.ip()) });
-                    let decision = policy.decide(placement, &sni_host, Timestamp::now());
+                    let decision = policy.decide(placement, &sni_host, shared.clock.now());
                     if decision.action > ctx.action {
                         ctx.decided(&decision);
                     }

@@ -199,11 +199,16 @@ impl Company {
 
     /// Loads the written config at `path` and starts the proxy on it.
     async fn launch(self, path: &Path, connect_ports: &[u16]) -> Proxy {
+        self.launch_on(path, connect_ports, socialgate::proxy::Clock::system()).await
+    }
+
+    /// [`Company::launch`] with the proxy going by `clock`.
+    async fn launch_on(self, path: &Path, connect_ports: &[u16], clock: socialgate::proxy::Clock) -> Proxy {
         let config = match socialgate::config::load(path) {
             Ok(config) => config,
             Err(diags) => panic!("test config does not load:\n{diags}"),
         };
-        let running = socialgate::proxy::start(config).await.unwrap();
+        let running = socialgate::proxy::start_with_clock(config, clock).await.unwrap();
         Proxy {
             addr: running.listen_addrs[0],
             tls_addr: running.tls_addrs.first().copied(),
@@ -474,6 +479,19 @@ impl Client {
         tokio::time::timeout(WAIT, connector.connect(name, self.stream)).await.unwrap().is_err()
     }
 
+    /// After a `200` to CONNECT: a TLS session through the tunnel to a
+    /// [`TlsOrigin`] as `server_name`, handshake done, nothing sent yet.
+    pub async fn tls_session(
+        self,
+        origin: &TlsOrigin,
+        server_name: &str,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        assert!(self.buf.is_empty(), "bytes after the CONNECT reply");
+        let connector = tokio_rustls::TlsConnector::from(origin.client_config.clone());
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+        tokio::time::timeout(WAIT, connector.connect(name, self.stream)).await.unwrap().unwrap()
+    }
+
     /// After a `200` to CONNECT: a TLS handshake through the tunnel to a
     /// [`TlsOrigin`] as `server_name`, one line sent, the answer returned.
     pub async fn tls_exchange(self, origin: &TlsOrigin, server_name: &str, line: &str) -> String {
@@ -740,12 +758,17 @@ impl Company {
     /// Like [`Company::start`], with `extra` TOML appended to the main file
     /// (e.g. an `[admin]` table).
     pub async fn start_with(self, connect_ports: &[u16], extra: &str) -> Proxy {
+        self.start_on(connect_ports, extra, socialgate::proxy::Clock::system()).await
+    }
+
+    /// Like [`Company::start_with`], with the proxy going by `clock`.
+    pub async fn start_on(self, connect_ports: &[u16], extra: &str, clock: socialgate::proxy::Clock) -> Proxy {
         let path = self.write(connect_ports);
         let mut main = std::fs::read_to_string(&path).unwrap();
         main.push('\n');
         main.push_str(extra);
         std::fs::write(&path, main).unwrap();
-        self.launch(&path, connect_ports).await
+        self.launch_on(&path, connect_ports, clock).await
     }
 }
 
