@@ -92,19 +92,20 @@ impl Ctx {
         self.bytes_up.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn record(&self, status: u16, closed_by: ClosedBy) -> Record {
+    /// The record; its strings are moved out, as this is the request's end.
+    fn record(&mut self, status: u16, closed_by: ClosedBy) -> Record {
         Record {
             ts: self.ts,
             client: self.client.ip(),
-            user: self.user.clone(),
-            department: self.department.clone(),
-            method: self.method.clone(),
-            host: self.host.clone(),
+            user: self.user.take(),
+            department: std::mem::take(&mut self.department),
+            method: std::mem::take(&mut self.method),
+            host: std::mem::take(&mut self.host),
             port: self.port,
-            url: self.url.clone(),
-            sni: self.sni.clone(),
-            service: self.service.clone(),
-            rule: self.rule.clone(),
+            url: self.url.take(),
+            sni: self.sni.take(),
+            service: self.service.take(),
+            rule: std::mem::take(&mut self.rule),
             action: self.action,
             status,
             bytes_up: self.bytes_up.load(Ordering::Relaxed),
