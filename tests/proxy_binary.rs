@@ -33,14 +33,20 @@ fn plain(line: &str) -> String {
 struct Binary {
     child: std::process::Child,
     addr: SocketAddr,
+    /// Its log lines up to the first "proxy listening".
+    start_log: Vec<String>,
 }
 
 impl Binary {
     async fn start(main: &std::path::Path) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_socialgate"))
-            .arg("--config")
-            .arg(main)
-            .arg("run")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_socialgate"));
+        command.arg("--config").arg(main).arg("run");
+        Binary::spawn(command).await
+    }
+
+    /// Runs `command` (the binary, however launched) with its log on stderr.
+    async fn spawn(mut command: Command) -> Binary {
+        let mut child = command
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -48,24 +54,27 @@ impl Binary {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Read stderr on a thread; hand over the first bound address.
+        // Read stderr on a thread; hand over the log up to the first bound
+        // address, and the address.
         let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, Vec<String>)>();
         std::thread::spawn(move || {
+            let mut start_log = Vec::new();
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 let line = plain(&line);
                 if line.contains("proxy listening") {
                     if let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next()) {
-                        let _ = tx.send(addr.parse().unwrap());
+                        let _ = tx.send((addr.parse().unwrap(), std::mem::take(&mut start_log)));
                     }
                 }
+                start_log.push(line);
             }
         });
-        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+        let (addr, start_log) = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
             .await
             .unwrap()
             .expect("the binary never logged its address");
-        Binary { child, addr }
+        Binary { child, addr, start_log }
     }
 
     /// Sends SIGTERM and waits (with a deadline) for the exit status.
@@ -136,6 +145,49 @@ async fn an_edited_department_file_is_reloaded_within_two_seconds() {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(Client::connect(proxy.addr, "127.0.0.1").await.get(&url, &[]).await.status, 200);
 
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}
+
+/// Started from a shell with `ulimit -n 256` (hard limit 512), the proxy
+/// raises its own limit to 512, says so, warns that the default
+/// `max_connections` (10,000) needs more, and serves 300 clients at once,
+/// more than 256 descriptors could hold.
+#[tokio::test]
+async fn a_low_open_file_limit_is_raised_and_a_too_low_one_is_reported() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = Company::new();
+        let main = company.write(&[443]);
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("ulimit -Sn 256 && ulimit -Hn 512 && exec \"$0\" --config \"$1\" run")
+            .arg(env!("CARGO_BIN_EXE_socialgate"))
+            .arg(&main);
+        let proxy = Binary::spawn(command).await;
+
+        let raised = proxy.start_log.iter().find(|l| l.contains("open-file limit raised")).map(String::as_str);
+        let raised = raised.unwrap_or_else(|| panic!("no line about raising the limit in {:#?}", proxy.start_log));
+        assert!(raised.contains("from=256") && raised.contains("to=512"), "{raised}");
+        let warned = proxy.start_log.iter().find(|l| l.contains("WARN") && l.contains("max_connections=10000"));
+        let warned = warned.unwrap_or_else(|| panic!("no warning about max_connections in {:#?}", proxy.start_log));
+        assert!(warned.contains("limit=512") && warned.contains("needed=20064"), "{warned}");
+
+        // 300 clients held open at once, then one more that is served.
+        let mut held = Vec::new();
+        for _ in 0..300 {
+            held.push(Client::connect(proxy.addr, "127.0.0.3").await);
+        }
+        let mut last = Client::connect(proxy.addr, "127.0.0.3").await;
+        let reply = last.get(&format!("http://example.test:{}/", origin.port()), &[]).await;
+        assert_eq!(reply.status, 200);
+        // Every held client was accepted too: each gets an answer.
+        for client in held.iter_mut().step_by(50) {
+            assert_eq!(client.get(&format!("http://example.test:{}/", origin.port()), &[]).await.status, 200);
+        }
+        drop(held);
         assert!(proxy.terminate().await.success());
     })
     .await;
