@@ -6,7 +6,8 @@
 //! splice that brought bytes in until they are all out again, so an idle
 //! tunnel holds no pipe (no descriptors, no buffer) and a busy one reuses
 //! warm pipes. A pipe that still holds bytes when its tunnel ends is closed,
-//! never pooled.
+//! never pooled. When no pipe can be made (out of descriptors), the bytes
+//! go through a 64 KiB buffer instead: slower, but the tunnel lives on.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -44,9 +45,19 @@ thread_local! {
     static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests of the fallback: no pipe can be had on this thread.
+    static NO_PIPES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Pipe {
     /// A pipe from this thread's pool, or a new one.
     fn lend() -> io::Result<Pipe> {
+        #[cfg(test)]
+        if NO_PIPES.get() {
+            return Err(io::Error::other("no pipes on this test thread"));
+        }
         if let Some(pipe) = POOL.with_borrow_mut(Vec::pop) {
             return Ok(pipe);
         }
@@ -75,19 +86,30 @@ enum Failed {
     Read,
     /// Writing to the receiving side failed.
     Write,
-    /// No pipe could be had (out of descriptors).
-    Pipe,
 }
 
-/// One direction of a tunnel: the pipe it holds while bytes are in flight
-/// and how many of them are still to be written. Polled by hand rather than
-/// written as an `async fn`: the sockets' own waker slots
-/// (`poll_read_ready`, `poll_write_ready`; a direction is the only reader
-/// of one socket and the only writer of the other) keep an idle tunnel's
-/// state to a few words, where each awaited `readable()` holds a waiter.
+/// Bytes a direction copies through user memory when no pipe can be had.
+const FALLBACK_BYTES: usize = 64 * 1024;
+
+/// Where a direction's bytes in flight are.
+enum Held {
+    /// In a pipe: spliced in and out, never copied.
+    Pipe(Pipe),
+    /// In a buffer, from `start`: the fallback when no pipe could be made
+    /// (out of descriptors), so that a busy proxy slows down rather than
+    /// cuts tunnels.
+    Buffer { buf: Box<[u8]>, start: usize },
+}
+
+/// One direction of a tunnel: where its bytes in flight are and how many
+/// of them are still to be written. Polled by hand rather than written as
+/// an `async fn`: the sockets' own waker slots (`poll_read_ready`,
+/// `poll_write_ready`; a direction is the only reader of one socket and
+/// the only writer of the other) keep an idle tunnel's state to a few
+/// words, where each awaited `readable()` holds a waiter.
 #[derive(Default)]
 struct Direction {
-    pipe: Option<Pipe>,
+    held: Option<Held>,
     left: usize,
     /// Bytes delivered.
     moved: u64,
@@ -100,13 +122,19 @@ impl Direction {
     fn poll_move(&mut self, cx: &mut Context<'_>, from: &TcpStream, to: &TcpStream) -> Poll<Result<(), Failed>> {
         loop {
             while self.left > 0 {
-                let Some(pipe) = self.pipe.as_ref() else { return Poll::Ready(Err(Failed::Pipe)) };
                 if ready!(to.poll_write_ready(cx)).is_err() {
                     return Poll::Ready(Err(Failed::Write));
                 }
-                let sent = to.try_io(Interest::WRITABLE, || {
-                    Ok(rustix::pipe::splice(&pipe.read, None, to, None, self.left, SpliceFlags::NONBLOCK)?)
-                });
+                let sent = match &self.held {
+                    Some(Held::Pipe(pipe)) => to.try_io(Interest::WRITABLE, || {
+                        Ok(rustix::pipe::splice(&pipe.read, None, to, None, self.left, SpliceFlags::NONBLOCK)?)
+                    }),
+                    Some(Held::Buffer { buf, start }) => {
+                        to.try_write(buf.get(*start..*start + self.left).unwrap_or_default())
+                    }
+                    // Bytes counted but held nowhere: cannot happen.
+                    None => Ok(0),
+                };
                 match sent {
                     // A socket that takes nothing from a full pipe is gone.
                     Ok(0) => return Poll::Ready(Err(Failed::Write)),
@@ -114,31 +142,48 @@ impl Direction {
                         self.left -= n;
                         self.moved += n as u64;
                         self.active = true;
+                        if let Some(Held::Buffer { start, .. }) = &mut self.held {
+                            *start += n;
+                        }
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return Poll::Ready(Err(Failed::Write)),
                 }
             }
-            if let Some(pipe) = self.pipe.take() {
+            if let Some(Held::Pipe(pipe)) = self.held.take() {
                 pipe.give_back();
             }
             if ready!(from.poll_read_ready(cx)).is_err() {
                 return Poll::Ready(Err(Failed::Read));
             }
-            let Ok(pipe) = Pipe::lend() else { return Poll::Ready(Err(Failed::Pipe)) };
-            let filled = from.try_io(Interest::READABLE, || {
-                Ok(rustix::pipe::splice(from, None, &pipe.write, None, pipe.capacity, SpliceFlags::NONBLOCK)?)
-            });
+            let (filled, held) = match Pipe::lend() {
+                Ok(pipe) => {
+                    let filled = from.try_io(Interest::READABLE, || {
+                        Ok(rustix::pipe::splice(from, None, &pipe.write, None, pipe.capacity, SpliceFlags::NONBLOCK)?)
+                    });
+                    (filled, Held::Pipe(pipe))
+                }
+                Err(_) => {
+                    let mut buf = vec![0u8; FALLBACK_BYTES].into_boxed_slice();
+                    (from.try_read(&mut buf), Held::Buffer { buf, start: 0 })
+                }
+            };
             match filled {
                 Ok(0) => {
-                    pipe.give_back();
+                    if let Held::Pipe(pipe) = held {
+                        pipe.give_back();
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Ok(n) => {
                     self.left = n;
-                    self.pipe = Some(pipe);
+                    self.held = Some(held);
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => pipe.give_back(),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if let Held::Pipe(pipe) = held {
+                        pipe.give_back();
+                    }
+                }
                 Err(_) => return Poll::Ready(Err(Failed::Read)),
             }
         }
@@ -190,7 +235,6 @@ where
                 }
                 Poll::Ready(Err(Failed::Read)) => return Poll::Ready(first_close.unwrap_or(sender)),
                 Poll::Ready(Err(Failed::Write)) => return Poll::Ready(first_close.unwrap_or(receiver)),
-                Poll::Ready(Err(Failed::Pipe)) => return Poll::Ready(ClosedBy::Error),
             }
         }
         if open == [false, false] {
@@ -215,7 +259,7 @@ where
     })
     .await;
     // A pipe still holding bytes is closed, not pooled.
-    drop((up.pipe.take(), down.pipe.take()));
+    drop((up.held.take(), down.held.take()));
     (up.moved, down.moved, closed_by)
 }
 
@@ -236,6 +280,19 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_cross_both_ways_and_half_closes_follow() -> io::Result<()> {
+        bytes_cross_both_ways().await
+    }
+
+    /// Out of descriptors for pipes, the tunnel copies through a buffer
+    /// instead of ending.
+    #[tokio::test]
+    async fn without_pipes_bytes_still_cross_both_ways() -> io::Result<()> {
+        NO_PIPES.set(true);
+        bytes_cross_both_ways().await
+    }
+
+    /// 3 MB up, then a half-close; 6 bytes down, then the close.
+    async fn bytes_cross_both_ways() -> io::Result<()> {
         let (client_near, mut client_far) = pair().await?;
         let (origin_near, mut origin_far) = pair().await?;
         let pumping = tokio::spawn(async move {
