@@ -15,7 +15,7 @@ pub struct RequestLabels {
     /// Catalogue service, or `none`.
     pub service: String,
     /// `allow`, `log` or `block`.
-    pub action: String,
+    pub action: &'static str,
 }
 
 /// A single `kind`/`direction`/`result` label.
@@ -112,12 +112,9 @@ impl Metrics {
     }
 
     /// Counts one finished request or tunnel.
-    pub fn count_request(&self, department: &str, service: Option<&str>, action: &str) {
-        let labels = RequestLabels {
-            department: department.to_owned(),
-            service: service.unwrap_or("none").to_owned(),
-            action: action.to_owned(),
-        };
+    pub fn count_request(&self, department: &str, service: Option<&str>, action: &'static str) {
+        let labels =
+            RequestLabels { department: department.to_owned(), service: service.unwrap_or("none").to_owned(), action };
         self.requests.get_or_create(&labels).inc();
     }
 
