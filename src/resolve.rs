@@ -254,7 +254,12 @@ impl Resolver {
                 Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
                     last = Some(ConnectError::Refused { addr });
                 }
-                Ok(Err(source)) => last = Some(ConnectError::Unreachable { addr, source }),
+                Ok(Err(source)) => {
+                    if let Some(remedy) = local_shortage(&source) {
+                        warn_local_shortage(addr, &source, remedy);
+                    }
+                    last = Some(ConnectError::Unreachable { addr, source });
+                }
                 Err(_) => last = Some(ConnectError::Timeout { addr }),
             }
         }
@@ -263,10 +268,52 @@ impl Resolver {
     }
 }
 
+/// For a connect failure that is this machine's shortage rather than the
+/// origin's fault (the client still gets `502`, as for any unreachable
+/// origin), what the admin can do about it.
+fn local_shortage(err: &std::io::Error) -> Option<&'static str> {
+    use rustix::io::Errno;
+    let code = err.raw_os_error()?;
+    if code == Errno::ADDRNOTAVAIL.raw_os_error() {
+        Some(
+            "out of local ports towards this address: widen net.ipv4.ip_local_port_range and set \
+             net.ipv4.tcp_tw_reuse = 1 (see docs/deploy.md)",
+        )
+    } else if code == Errno::MFILE.raw_os_error() || code == Errno::NFILE.raw_os_error() {
+        Some("out of file descriptors: raise LimitNOFILE or lower [limits] max_connections (see docs/deploy.md)")
+    } else {
+        None
+    }
+}
+
+/// Logs a local shortage at most once a second: when it strikes, it
+/// strikes every connection.
+fn warn_local_shortage(addr: SocketAddr, err: &std::io::Error, remedy: &'static str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(%addr, %err, "cannot connect upstream, {remedy}");
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_shortages_are_told_apart_from_the_origins_faults() {
+        use rustix::io::Errno;
+        let os = |errno: Errno| std::io::Error::from_raw_os_error(errno.raw_os_error());
+        assert!(local_shortage(&os(Errno::ADDRNOTAVAIL)).is_some_and(|r| r.contains("ip_local_port_range")));
+        assert!(local_shortage(&os(Errno::MFILE)).is_some_and(|r| r.contains("LimitNOFILE")));
+        assert!(local_shortage(&os(Errno::NFILE)).is_some_and(|r| r.contains("LimitNOFILE")));
+        for origin_fault in [Errno::CONNRESET, Errno::HOSTUNREACH, Errno::NETUNREACH, Errno::CONNREFUSED] {
+            assert_eq!(local_shortage(&os(origin_fault)), None, "{origin_fault:?}");
+        }
+        assert_eq!(local_shortage(&std::io::Error::other("not an OS error")), None);
+    }
 
     #[test]
     fn private_and_special_addresses_are_not_global() {
