@@ -256,7 +256,7 @@ impl Resolver {
                 }
                 Ok(Err(source)) => {
                     if let Some(remedy) = local_shortage(&source) {
-                        warn_local_shortage(addr, &source, remedy);
+                        warn_local_shortage(&format!("cannot connect to {addr}"), &source, remedy);
                     }
                     last = Some(ConnectError::Unreachable { addr, source });
                 }
@@ -271,7 +271,7 @@ impl Resolver {
 /// For a connect failure that is this machine's shortage rather than the
 /// origin's fault (the client still gets `502`, as for any unreachable
 /// origin), what the admin can do about it.
-fn local_shortage(err: &std::io::Error) -> Option<&'static str> {
+pub(crate) fn local_shortage(err: &std::io::Error) -> Option<&'static str> {
     use rustix::io::Errno;
     let code = err.raw_os_error()?;
     if code == Errno::ADDRNOTAVAIL.raw_os_error() {
@@ -286,14 +286,14 @@ fn local_shortage(err: &std::io::Error) -> Option<&'static str> {
     }
 }
 
-/// Logs a local shortage at most once a second: when it strikes, it
-/// strikes every connection.
-fn warn_local_shortage(addr: SocketAddr, err: &std::io::Error, remedy: &'static str) {
+/// Logs a local shortage (`what` failed) at most once a second: when it
+/// strikes, it strikes every connection.
+pub(crate) fn warn_local_shortage(what: &str, err: &std::io::Error, remedy: &'static str) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     if LAST.swap(now, Ordering::Relaxed) != now {
-        tracing::warn!(%addr, %err, "cannot connect upstream, {remedy}");
+        tracing::warn!(%err, "{what}, {remedy}");
     }
 }
 

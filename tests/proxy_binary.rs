@@ -35,6 +35,8 @@ struct Binary {
     addr: SocketAddr,
     /// Its log lines up to the first "proxy listening".
     start_log: Vec<String>,
+    /// Every log line after that, as they come.
+    later_log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Binary {
@@ -58,23 +60,43 @@ impl Binary {
         // address, and the address.
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, Vec<String>)>();
+        let later_log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let later = later_log.clone();
         std::thread::spawn(move || {
-            let mut start_log = Vec::new();
+            let mut start_log = Some(Vec::new());
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 let line = plain(&line);
+                let Some(log) = start_log.as_mut() else {
+                    later.lock().unwrap().push(line);
+                    continue;
+                };
                 if line.contains("proxy listening") {
                     if let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next()) {
-                        let _ = tx.send((addr.parse().unwrap(), std::mem::take(&mut start_log)));
+                        let _ = tx.send((addr.parse().unwrap(), start_log.take().unwrap_or_default()));
+                        continue;
                     }
                 }
-                start_log.push(line);
+                log.push(line);
             }
         });
         let (addr, start_log) = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
             .await
             .unwrap()
             .expect("the binary never logged its address");
-        Binary { child, addr, start_log }
+        Binary { child, addr, start_log, later_log }
+    }
+
+    /// Waits (with a deadline) for a log line after start that contains
+    /// `text`, and returns it.
+    async fn logged(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.later_log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {text:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends SIGTERM and waits (with a deadline) for the exit status.
@@ -188,6 +210,40 @@ async fn a_low_open_file_limit_is_raised_and_a_too_low_one_is_reported() {
             assert_eq!(client.get(&format!("http://example.test:{}/", origin.port()), &[]).await.status, 200);
         }
         drop(held);
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}
+
+/// Out of descriptors altogether (`ulimit -n 64`, soft and hard), the proxy
+/// tells the admin what to do instead of failing silently, and serves
+/// again once clients leave.
+#[tokio::test]
+async fn running_out_of_descriptors_is_logged_with_the_remedy_and_survived() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = Company::new();
+        let main = company.write(&[443]);
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("ulimit -Sn 64 && ulimit -Hn 64 && exec \"$0\" --config \"$1\" run")
+            .arg(env!("CARGO_BIN_EXE_socialgate"))
+            .arg(&main);
+        let proxy = Binary::spawn(command).await;
+
+        // More idle clients than 64 descriptors can hold.
+        let mut held = Vec::new();
+        for _ in 0..80 {
+            held.push(Client::connect(proxy.addr, "127.0.0.3").await);
+        }
+        let line = proxy.logged("cannot accept a client").await;
+        assert!(line.contains("WARN") && line.contains("LimitNOFILE"), "{line}");
+
+        drop(held);
+        let mut client = Client::connect(proxy.addr, "127.0.0.3").await;
+        let reply = client.get(&format!("http://example.test:{}/", origin.port()), &[]).await;
+        assert_eq!(reply.status, 200);
         assert!(proxy.terminate().await.success());
     })
     .await;

@@ -44,7 +44,10 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls:
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off a little.
-                    tracing::warn!(%err, "accept failed");
+                    match crate::resolve::local_shortage(&err) {
+                        Some(remedy) => crate::resolve::warn_local_shortage("cannot accept a client", &err, remedy),
+                        None => tracing::warn!(%err, "accept failed"),
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
