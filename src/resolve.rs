@@ -255,9 +255,7 @@ impl Resolver {
                     last = Some(ConnectError::Refused { addr });
                 }
                 Ok(Err(source)) => {
-                    if let Some(remedy) = local_shortage(&source) {
-                        warn_local_shortage(&format!("cannot connect to {addr}"), &source, remedy);
-                    }
+                    warn_if_local_shortage(format_args!("cannot connect to {addr}"), &source);
                     last = Some(ConnectError::Unreachable { addr, source });
                 }
                 Err(_) => last = Some(ConnectError::Timeout { addr }),
@@ -271,7 +269,7 @@ impl Resolver {
 /// For a connect failure that is this machine's shortage rather than the
 /// origin's fault (the client still gets `502`, as for any unreachable
 /// origin), what the admin can do about it.
-pub(crate) fn local_shortage(err: &std::io::Error) -> Option<&'static str> {
+fn local_shortage(err: &std::io::Error) -> Option<&'static str> {
     use rustix::io::Errno;
     let code = err.raw_os_error()?;
     if code == Errno::ADDRNOTAVAIL.raw_os_error() {
@@ -286,15 +284,18 @@ pub(crate) fn local_shortage(err: &std::io::Error) -> Option<&'static str> {
     }
 }
 
-/// Logs a local shortage (`what` failed) at most once a second: when it
-/// strikes, it strikes every connection.
-pub(crate) fn warn_local_shortage(what: &str, err: &std::io::Error, remedy: &'static str) {
+/// If `err` (from `what`) is a local shortage, logs it with the remedy, at
+/// most once a second (when it strikes, it strikes every connection), and
+/// returns true.
+pub(crate) fn warn_if_local_shortage(what: std::fmt::Arguments<'_>, err: &std::io::Error) -> bool {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
+    let Some(remedy) = local_shortage(err) else { return false };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     if LAST.swap(now, Ordering::Relaxed) != now {
         tracing::warn!(%err, "{what}, {remedy}");
     }
+    true
 }
 
 #[cfg(test)]

@@ -46,6 +46,18 @@ impl Binary {
         Binary::spawn(command).await
     }
 
+    /// Starts the binary from `sh` with its open-file limits set to `soft`
+    /// and `hard` first.
+    async fn start_under_ulimit(main: &std::path::Path, soft: u32, hard: u32) -> Binary {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" --config \"$1\" run"))
+            .arg(env!("CARGO_BIN_EXE_socialgate"))
+            .arg(main);
+        Binary::spawn(command).await
+    }
+
     /// Runs `command` (the binary, however launched) with its log on stderr.
     async fn spawn(mut command: Command) -> Binary {
         let mut child = command
@@ -181,14 +193,7 @@ async fn a_low_open_file_limit_is_raised_and_a_too_low_one_is_reported() {
     bounded(async {
         let origin = EchoOrigin::start().await;
         let company = Company::new();
-        let main = company.write(&[443]);
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg("ulimit -Sn 256 && ulimit -Hn 512 && exec \"$0\" --config \"$1\" run")
-            .arg(env!("CARGO_BIN_EXE_socialgate"))
-            .arg(&main);
-        let proxy = Binary::spawn(command).await;
+        let proxy = Binary::start_under_ulimit(&company.write(&[443]), 256, 512).await;
 
         let raised = proxy.start_log.iter().find(|l| l.contains("open-file limit raised")).map(String::as_str);
         let raised = raised.unwrap_or_else(|| panic!("no line about raising the limit in {:#?}", proxy.start_log));
@@ -223,14 +228,7 @@ async fn running_out_of_descriptors_is_logged_with_the_remedy_and_survived() {
     bounded(async {
         let origin = EchoOrigin::start().await;
         let company = Company::new();
-        let main = company.write(&[443]);
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg("ulimit -Sn 64 && ulimit -Hn 64 && exec \"$0\" --config \"$1\" run")
-            .arg(env!("CARGO_BIN_EXE_socialgate"))
-            .arg(&main);
-        let proxy = Binary::spawn(command).await;
+        let proxy = Binary::start_under_ulimit(&company.write(&[443]), 64, 64).await;
 
         // More idle clients than 64 descriptors can hold.
         let mut held = Vec::new();

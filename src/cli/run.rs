@@ -17,8 +17,8 @@ use super::{CmdResult, Failure, load_config};
 /// flushed), exits 0.
 pub fn run(path: &Path) -> CmdResult {
     let config = load_config(path)?;
-    let open_files = raise_open_file_limit();
-    check_open_file_limit(open_files, config.limits.max_connections);
+    raise_open_file_limit();
+    check_open_file_limit(config.limits.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         // Handlers first, so a signal sent as soon as the address is logged
@@ -35,7 +35,7 @@ pub fn run(path: &Path) -> CmdResult {
         if let Some(addr) = running.admin_addr {
             tracing::info!(%addr, "admin endpoint listening");
         }
-        signals.wait(&running, path, files, open_files).await;
+        signals.wait(&running, path, files).await;
         tracing::info!("shutting down");
         running.shutdown();
         running.wait().await.map_err(|err| Failure::Other(err.into()))?;
@@ -46,24 +46,19 @@ pub fn run(path: &Path) -> CmdResult {
 
 /// Raises the soft limit on open files to the hard one, as Squid and Go's
 /// runtime do: a shell starts programs at 1,024, which a proxy spends in
-/// about 500 client connections. Returns the limit now in force (`None`:
-/// unlimited).
-fn raise_open_file_limit() -> Option<u64> {
+/// about 500 client connections.
+fn raise_open_file_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
     if current.is_none() || current == maximum {
-        return current;
+        return;
     }
     match setrlimit(Resource::Nofile, Rlimit { current: maximum, maximum }) {
         Ok(()) => {
             let to = maximum.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
             tracing::info!(from = current, %to, "open-file limit raised to the hard limit");
-            maximum
         }
-        Err(err) => {
-            tracing::warn!(%err, limit = current, "cannot raise the open-file limit");
-            current
-        }
+        Err(err) => tracing::warn!(%err, limit = current, "cannot raise the open-file limit"),
     }
 }
 
@@ -71,12 +66,12 @@ fn raise_open_file_limit() -> Option<u64> {
 /// log, config watches, runtime).
 const OPEN_FILES_BASE: u64 = 64;
 
-/// Warns when `limit` cannot hold `max_connections` clients: each holds
+/// Warns when the open-file limit cannot hold `max_connections` clients: each holds
 /// its own socket and one to the origin (a tunnel moving bytes right now
 /// also holds a pipe per direction, two more descriptors each). Past the
 /// limit new connections wait in the listen backlog until others close.
-fn check_open_file_limit(limit: Option<u64>, max_connections: usize) {
-    let Some(limit) = limit else { return };
+fn check_open_file_limit(max_connections: usize) {
+    let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current else { return };
     let needed = (max_connections as u64).saturating_mul(2).saturating_add(OPEN_FILES_BASE);
     if limit < needed {
         tracing::warn!(
@@ -113,20 +108,14 @@ impl Signals {
 
     /// Returns on SIGTERM or SIGINT; reloads on SIGHUP or when a config
     /// file changes.
-    async fn wait(
-        mut self,
-        running: &crate::proxy::Running,
-        path: &Path,
-        mut files: Fingerprint,
-        open_files: Option<u64>,
-    ) {
+    async fn wait(mut self, running: &crate::proxy::Running, path: &Path, mut files: Fingerprint) {
         let mut tick = tokio::time::interval(WATCH_EVERY);
         let mut watch = Watch::new(&files.files);
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
-                _ = self.hup.recv() => reload(running, path, &mut files, &mut watch, open_files).await,
+                _ = self.hup.recv() => reload(running, path, &mut files, &mut watch).await,
                 _ = self.usr1.recv() => {
                     tracing::info!("SIGUSR1: reopening the access log");
                     running.reopen_log().await;
@@ -134,13 +123,13 @@ impl Signals {
                 Some(changed) = watch.next_change() => {
                     if files.changed().await {
                         tracing::info!(file = %changed.display(), "a config file changed");
-                        reload(running, path, &mut files, &mut watch, open_files).await;
+                        reload(running, path, &mut files, &mut watch).await;
                     }
                 }
                 _ = tick.tick() => {
                     if files.changed().await {
                         tracing::info!("a config file changed");
-                        reload(running, path, &mut files, &mut watch, open_files).await;
+                        reload(running, path, &mut files, &mut watch).await;
                     }
                 }
             }
@@ -154,19 +143,13 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Loads the config again and swaps it in if it is valid; otherwise the
 /// running one stays and the problems are logged as `check` prints them.
-async fn reload(
-    running: &crate::proxy::Running,
-    path: &Path,
-    files: &mut Fingerprint,
-    watch: &mut Watch,
-    open_files: Option<u64>,
-) {
+async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Fingerprint, watch: &mut Watch) {
     let path = path.to_owned();
     match tokio::task::spawn_blocking(move || crate::config::load(&path)).await {
         Ok(Ok(config)) => {
             *files = Fingerprint::of(config.files.clone());
             watch.update(&config.files);
-            check_open_file_limit(open_files, config.limits.max_connections);
+            check_open_file_limit(config.limits.max_connections);
             running.reload(config);
             tracing::info!("configuration reloaded");
         }
@@ -265,7 +248,7 @@ impl Signals {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = tick.tick() => {
                     if files.changed().await {
-                        reload(running, path, &mut files, &mut watch, open_files).await;
+                        reload(running, path, &mut files, &mut watch).await;
                     }
                 }
             }

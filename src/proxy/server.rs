@@ -44,9 +44,8 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls:
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off a little.
-                    match crate::resolve::local_shortage(&err) {
-                        Some(remedy) => crate::resolve::warn_local_shortage("cannot accept a client", &err, remedy),
-                        None => tracing::warn!(%err, "accept failed"),
+                    if !crate::resolve::warn_if_local_shortage(format_args!("cannot accept a client"), &err) {
+                        tracing::warn!(%err, "accept failed");
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

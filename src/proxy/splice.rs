@@ -101,6 +101,15 @@ enum Held {
     Buffer { buf: Box<[u8]>, start: usize },
 }
 
+impl Held {
+    /// Lets go of an empty holder: a pipe goes back to the pool.
+    fn release(self) {
+        if let Held::Pipe(pipe) = self {
+            pipe.give_back();
+        }
+    }
+}
+
 /// One direction of a tunnel: where its bytes in flight are and how many
 /// of them are still to be written. Polled by hand rather than written as
 /// an `async fn`: the sockets' own waker slots (`poll_read_ready`,
@@ -150,8 +159,8 @@ impl Direction {
                     Err(_) => return Poll::Ready(Err(Failed::Write)),
                 }
             }
-            if let Some(Held::Pipe(pipe)) = self.held.take() {
-                pipe.give_back();
+            if let Some(held) = self.held.take() {
+                held.release();
             }
             if ready!(from.poll_read_ready(cx)).is_err() {
                 return Poll::Ready(Err(Failed::Read));
@@ -170,20 +179,14 @@ impl Direction {
             };
             match filled {
                 Ok(0) => {
-                    if let Held::Pipe(pipe) = held {
-                        pipe.give_back();
-                    }
+                    held.release();
                     return Poll::Ready(Ok(()));
                 }
                 Ok(n) => {
                     self.left = n;
                     self.held = Some(held);
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    if let Held::Pipe(pipe) = held {
-                        pipe.give_back();
-                    }
-                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => held.release(),
                 Err(_) => return Poll::Ready(Err(Failed::Read)),
             }
         }
