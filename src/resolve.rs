@@ -266,34 +266,53 @@ impl Resolver {
     }
 }
 
-/// For a connect failure that is this machine's shortage rather than the
-/// origin's fault (the client still gets `502`, as for any unreachable
-/// origin), what the admin can do about it.
-fn local_shortage(err: &std::io::Error) -> Option<&'static str> {
-    use rustix::io::Errno;
-    let code = err.raw_os_error()?;
-    if code == Errno::ADDRNOTAVAIL.raw_os_error() {
-        Some(
-            "out of local ports towards this address: widen net.ipv4.ip_local_port_range and set \
-             net.ipv4.tcp_tw_reuse = 1 (see docs/deploy.md)",
-        )
-    } else if code == Errno::MFILE.raw_os_error() || code == Errno::NFILE.raw_os_error() {
-        Some("out of file descriptors: raise LimitNOFILE or lower [limits] max_connections (see docs/deploy.md)")
-    } else {
-        None
+/// A shortage on this machine rather than the origin's fault (the client
+/// still gets `502`, as for any unreachable origin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shortage {
+    /// No local port left towards one address (`EADDRNOTAVAIL`).
+    Ports,
+    /// No file descriptor left (`EMFILE`, `ENFILE`).
+    Descriptors,
+}
+
+impl Shortage {
+    fn of(err: &std::io::Error) -> Option<Shortage> {
+        use rustix::io::Errno;
+        let code = err.raw_os_error()?;
+        if code == Errno::ADDRNOTAVAIL.raw_os_error() {
+            Some(Shortage::Ports)
+        } else if code == Errno::MFILE.raw_os_error() || code == Errno::NFILE.raw_os_error() {
+            Some(Shortage::Descriptors)
+        } else {
+            None
+        }
+    }
+
+    /// What the admin can do about it.
+    fn remedy(self) -> &'static str {
+        match self {
+            Shortage::Ports => {
+                "out of local ports towards this address: widen net.ipv4.ip_local_port_range and set \
+                 net.ipv4.tcp_tw_reuse = 1 (see docs/deploy.md)"
+            }
+            Shortage::Descriptors => {
+                "out of file descriptors: raise LimitNOFILE or lower [limits] max_connections (see docs/deploy.md)"
+            }
+        }
     }
 }
 
 /// If `err` (from `what`) is a local shortage, logs it with the remedy, at
-/// most once a second (when it strikes, it strikes every connection), and
-/// returns true.
+/// most once a second per kind of shortage (when one strikes, it strikes
+/// every connection; one kind must not hide the other), and returns true.
 pub(crate) fn warn_if_local_shortage(what: std::fmt::Arguments<'_>, err: &std::io::Error) -> bool {
     use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let Some(remedy) = local_shortage(err) else { return false };
+    static LAST: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    let Some(shortage) = Shortage::of(err) else { return false };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if LAST.swap(now, Ordering::Relaxed) != now {
-        tracing::warn!(%err, "{what}, {remedy}");
+    if LAST[shortage as usize].swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(%err, "{what}, {}", shortage.remedy());
     }
     true
 }
@@ -307,13 +326,15 @@ mod tests {
     fn local_shortages_are_told_apart_from_the_origins_faults() {
         use rustix::io::Errno;
         let os = |errno: Errno| std::io::Error::from_raw_os_error(errno.raw_os_error());
-        assert!(local_shortage(&os(Errno::ADDRNOTAVAIL)).is_some_and(|r| r.contains("ip_local_port_range")));
-        assert!(local_shortage(&os(Errno::MFILE)).is_some_and(|r| r.contains("LimitNOFILE")));
-        assert!(local_shortage(&os(Errno::NFILE)).is_some_and(|r| r.contains("LimitNOFILE")));
+        assert_eq!(Shortage::of(&os(Errno::ADDRNOTAVAIL)), Some(Shortage::Ports));
+        assert!(Shortage::Ports.remedy().contains("ip_local_port_range"));
+        assert_eq!(Shortage::of(&os(Errno::MFILE)), Some(Shortage::Descriptors));
+        assert_eq!(Shortage::of(&os(Errno::NFILE)), Some(Shortage::Descriptors));
+        assert!(Shortage::Descriptors.remedy().contains("LimitNOFILE"));
         for origin_fault in [Errno::CONNRESET, Errno::HOSTUNREACH, Errno::NETUNREACH, Errno::CONNREFUSED] {
-            assert_eq!(local_shortage(&os(origin_fault)), None, "{origin_fault:?}");
+            assert_eq!(Shortage::of(&os(origin_fault)), None, "{origin_fault:?}");
         }
-        assert_eq!(local_shortage(&std::io::Error::other("not an OS error")), None);
+        assert_eq!(Shortage::of(&std::io::Error::other("not an OS error")), None);
     }
 
     #[test]
