@@ -209,12 +209,16 @@ fn explain_text_says_why() {
 fn explain_usage_and_input_errors_have_their_exit_codes() {
     assert_eq!(socialgate(&["explain"]).status.code(), Some(2), "missing --url is a usage error");
     assert_eq!(socialgate(&["explain", "--url", "http://x/", "--client-ip", "nope"]).status.code(), Some(2));
+    // Values that do not parse are usage errors too, like a bad
+    // `--client-ip` or `report --since`.
     let out = socialgate(&["explain", "--url", "ftp://x/"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported URL scheme"));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unsupported URL scheme") && stderr.contains("--url"), "{stderr}");
     let out = socialgate(&["explain", "--url", "http://x/", "--at", "yesterday"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --at"));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid value 'yesterday' for '--at") && stderr.contains("RFC 3339"), "{stderr}");
     let out =
         socialgate(&["--config", "tests/fixtures/check/invalid/socialgate.toml", "explain", "--url", "http://x/"]);
     assert_eq!(out.status.code(), Some(1), "a config error");

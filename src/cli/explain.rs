@@ -13,7 +13,7 @@ use crate::policy::{Decision, Host, Identity};
 pub struct ExplainArgs {
     /// `http://host/path` (a plain request), or `https://host[:port]/...` or
     /// `host:port` (a CONNECT).
-    #[arg(long)]
+    #[arg(long, value_parser = valid_url)]
     pub url: String,
     /// A proxy user name (placed by `users`, whatever `auth` says).
     #[arg(long)]
@@ -25,11 +25,26 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "M")]
     pub method: Option<String>,
     /// Decide at this instant (RFC 3339); default now.
-    #[arg(long, value_name = "RFC3339")]
+    #[arg(long, value_name = "RFC3339", value_parser = valid_at)]
     pub at: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Checks `--url` while parsing arguments, so a bad one is a usage error
+/// (exit 2).
+fn valid_url(s: &str) -> Result<String, String> {
+    parse_target(s).map(|_| s.to_owned()).map_err(|err| format!("{err:#}"))
+}
+
+/// Checks `--at` while parsing arguments (a usage error, exit 2).
+fn valid_at(s: &str) -> Result<String, String> {
+    parse_at(s).map(|_| s.to_owned()).map_err(|err| format!("{err:#}"))
+}
+
+fn parse_at(at: &str) -> anyhow::Result<jiff::Timestamp> {
+    at.parse::<jiff::Timestamp>().context("expected RFC 3339 such as `2026-11-26T09:15:00Z`")
 }
 
 /// What the URL argument asks for.
@@ -84,9 +99,7 @@ pub fn explain(config_path: &Path, args: &ExplainArgs) -> CmdResult {
     let config = load_config(config_path)?;
     let target = parse_target(&args.url)?;
     let at = match &args.at {
-        Some(at) => at
-            .parse::<jiff::Timestamp>()
-            .with_context(|| format!("invalid --at `{at}`, expected RFC 3339 such as `2026-11-26T09:15:00Z`"))?,
+        Some(at) => parse_at(at)?,
         None => jiff::Timestamp::now(),
     };
     let policy = &config.policy;
