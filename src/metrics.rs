@@ -39,6 +39,17 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// The `kind`s of `socialgate_upstream_errors_total` (RFC 9209 error types),
+/// each exported from the start at 0 so alerts see a value, not "no data".
+pub const UPSTREAM_ERROR_KINDS: [&str; 6] = [
+    "dns_error",
+    "connection_refused",
+    "destination_unavailable",
+    "connection_timeout",
+    "http_response_timeout",
+    "http_protocol_error",
+];
+
 /// Every metric socialgate exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -96,6 +107,17 @@ impl Metrics {
         let log_write_errors = Counter::default();
         registry.register("access_log_write_errors", "Access-log write failures", log_write_errors.clone());
         config_generation.set(1);
+        // Every labelled series that alerts and dashboards name is there
+        // from the start, at 0.
+        for kind in UPSTREAM_ERROR_KINDS {
+            upstream_errors.get_or_create(&KindLabel { kind });
+        }
+        for result in ["success", "failure"] {
+            reloads.get_or_create(&ResultLabel { result });
+        }
+        for direction in ["up", "down"] {
+            bytes.get_or_create(&DirectionLabel { direction });
+        }
         Metrics {
             registry,
             requests,
@@ -165,6 +187,20 @@ mod tests {
         assert!(text.contains("socialgate_config_generation 2"));
         assert!(text.contains("socialgate_active_tunnels 0"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn labelled_series_alerts_name_exist_from_the_start() {
+        let text = Metrics::new().encode();
+        for series in [
+            r#"socialgate_reloads_total{result="success"} 0"#,
+            r#"socialgate_reloads_total{result="failure"} 0"#,
+            r#"socialgate_upstream_errors_total{kind="dns_error"} 0"#,
+            r#"socialgate_upstream_errors_total{kind="http_protocol_error"} 0"#,
+            r#"socialgate_bytes_total{direction="up"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
     }
 }
 

@@ -354,6 +354,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_upstream_error_kind_is_exported_from_the_start() {
+        use Upstream::*;
+        for upstream in [Dns, Refused, Unreachable, ConnectTimeout, ResponseTimeout, Protocol] {
+            let kind = Refusal::Upstream(upstream).proxy_status_error();
+            assert!(crate::metrics::UPSTREAM_ERROR_KINDS.contains(&kind), "{kind}");
+        }
+    }
+
+    #[test]
     fn html_values_are_escaped() {
         assert_eq!(html_escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
     }
