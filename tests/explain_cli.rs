@@ -252,3 +252,31 @@ fn ca_init_creates_a_ca_that_intercept_accepts() {
     let again = socialgate(&["ca", "init", "--out", out_dir.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(1), "never overwrites an existing CA");
 }
+
+#[test]
+fn ca_init_prints_a_snippet_that_check_accepts_as_pasted() {
+    // Run where an admin would: above `config/`, with the default --out.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(config.join("departments")).unwrap();
+    std::fs::write(config.join("socialgate.toml"), "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n").unwrap();
+    std::fs::write(config.join("departments/default.toml"), "").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_socialgate")).current_dir(dir.path()).args(args).output().unwrap()
+    };
+    let out = run(&["ca", "init"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let snippet = stdout.split("\n\n").find(|part| part.starts_with("[intercept]")).expect("a snippet");
+    assert!(snippet.contains("ca_cert = \"tls/ca.pem\""), "{stdout}");
+    let mut main = std::fs::read_to_string(config.join("socialgate.toml")).unwrap();
+    main.push_str(snippet);
+    std::fs::write(config.join("socialgate.toml"), main).unwrap();
+    let check = run(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => crate::report::report_command(&args),
         Command::Pac => pac(&cli.config),
         Command::Replay(args) => crate::report::replay_command(&cli.config, &args),
-        Command::Ca(cmd) => ca::ca(&cmd),
+        Command::Ca(cmd) => ca::ca(&cli.config, &cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
