@@ -206,7 +206,11 @@ async fn megabytes_cross_a_tunnel_intact_both_ways_and_are_counted() {
         let _up = writer.await.unwrap();
 
         let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").expect("a reply head") + 4;
-        assert!(received.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&received[..head_end]));
+        assert!(
+            received.starts_with(b"HTTP/1.1 200 Connection established\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&received[..head_end])
+        );
         let echoed = &received[head_end..];
         assert_eq!(echoed.len(), payload.len());
         assert!(echoed == payload.as_slice(), "the echo differs from what was sent");

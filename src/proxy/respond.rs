@@ -292,7 +292,10 @@ pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
 
 /// A bodiless `200 Connection established` for an accepted tunnel.
 pub(crate) fn tunnel_established() -> Response<ProxyBody> {
-    Response::new(empty())
+    let mut response = Response::new(empty());
+    // Squid's wording; some clients and scripts match on it.
+    response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Connection established"));
+    response
 }
 
 /// A whole `Connection: close` response as bytes, for the few answers
