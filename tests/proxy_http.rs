@@ -73,10 +73,15 @@ async fn x_forwarded_for_can_be_deleted() {
         let origin = EchoOrigin::start().await;
         let proxy = Company::new().proxy("forwarded_for = \"delete\"").start(&[443]).await;
         let mut client = proxy.client().await;
-        let reply =
-            client.get(&format!("http://example.test:{}/", origin.port()), &["X-Forwarded-For: 10.0.0.9"]).await;
+        let reply = client
+            .get(
+                &format!("http://example.test:{}/", origin.port()),
+                &["X-Forwarded-For: 10.0.0.9", "Forwarded: for=10.0.0.9;proto=http"],
+            )
+            .await;
         assert_eq!(reply.status, 200);
-        assert!(!reply.body.to_lowercase().contains("x-forwarded-for"), "{}", reply.body);
+        let seen = reply.body.to_lowercase();
+        assert!(!seen.contains("x-forwarded-for") && !seen.contains("10.0.0.9"), "{}", reply.body);
         proxy.stop().await;
     })
     .await;

@@ -167,7 +167,9 @@ pub(crate) async fn forward(
             }
         }
         ForwardedFor::Delete => {
+            // The standard header (RFC 7239) carries the same addresses.
             headers.remove("x-forwarded-for");
+            headers.remove(header::FORWARDED);
         }
         ForwardedFor::Keep => {}
     }
