@@ -110,13 +110,13 @@ impl Metrics {
         // Every labelled series that alerts and dashboards name is there
         // from the start, at 0.
         for kind in UPSTREAM_ERROR_KINDS {
-            upstream_errors.get_or_create(&KindLabel { kind });
+            let _ = upstream_errors.get_or_create(&KindLabel { kind });
         }
         for result in ["success", "failure"] {
-            reloads.get_or_create(&ResultLabel { result });
+            let _ = reloads.get_or_create(&ResultLabel { result });
         }
         for direction in ["up", "down"] {
-            bytes.get_or_create(&DirectionLabel { direction });
+            let _ = bytes.get_or_create(&DirectionLabel { direction });
         }
         Metrics {
             registry,

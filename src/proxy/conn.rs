@@ -10,14 +10,17 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use super::context::Ctx;
+use crate::access_log::ClosedBy;
 
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
@@ -35,6 +38,65 @@ pub(crate) struct ConnState {
     reader: AtomicWaker,
     /// A CONNECT was answered 2xx: from here on the bytes are the tunnel's.
     tunnel: AtomicBool,
+    /// The length of the last complete request head handed to hyper.
+    head_len: AtomicU64,
+    /// Bytes written to the client (hyper's responses)...
+    written: AtomicU64,
+    /// ...of which this many are counted in records already written.
+    accounted: AtomicU64,
+    /// `slot.pending` holds a record (read on every flush without locking).
+    has_pending: AtomicBool,
+    slot: Mutex<Slot>,
+}
+
+/// What waits on the connection for its bytes to be known.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The record of the request answered last, written once its response
+    /// is flushed to the client, so `bytes_down` is what really went out.
+    pending: Option<Pending>,
+    /// The I/O wrapper is gone: nothing more will be flushed.
+    io_gone: bool,
+    /// The head refused at the head stage, or left unanswered at the end.
+    head: Option<HeadSeen>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    ctx: Ctx,
+    status: u16,
+    closed_by: ClosedBy,
+}
+
+/// What arrived of a request head that never reached the router: refused
+/// at the head stage (408, 400, 431), or cut off by the connection's end.
+#[derive(Debug, Default)]
+pub(crate) struct HeadSeen {
+    /// Its bytes so far.
+    pub(crate) bytes: u64,
+    /// When its first byte arrived.
+    pub(crate) started: Option<std::time::Instant>,
+    /// Method and target of its request line, if that line was complete.
+    pub(crate) line: Option<(String, String)>,
+}
+
+impl HeadSeen {
+    fn of(head: &[u8], started: Option<std::time::Instant>) -> HeadSeen {
+        HeadSeen { bytes: head.len() as u64, started, line: request_line(head) }
+    }
+}
+
+/// Method and target of a complete first line `METHOD SP target SP HTTP/x`.
+fn request_line(head: &[u8]) -> Option<(String, String)> {
+    let end = head.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&head[..end]).ok()?.trim_end_matches('\r');
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let token =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let visible = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+    (parts.next().is_none() && token(method) && visible(target) && version.starts_with("HTTP/"))
+        .then(|| (method.to_owned(), target.to_owned()))
 }
 
 impl ConnState {
@@ -44,7 +106,88 @@ impl ConnState {
             refused: AtomicU16::new(0),
             reader: AtomicWaker::new(),
             tunnel: AtomicBool::new(false),
+            head_len: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            accounted: AtomicU64::new(0),
+            has_pending: AtomicBool::new(false),
+            slot: Mutex::new(Slot::default()),
         })
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        // The slot is left consistent at every step: a panic elsewhere
+        // cannot leave it half-changed.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The exact length of the request head hyper is about to route.
+    pub(crate) fn take_head_len(&self) -> Option<u64> {
+        Some(self.head_len.swap(0, Ordering::Relaxed)).filter(|&n| n > 0)
+    }
+
+    /// The request was answered: its record is written once the response is
+    /// on the wire (or the connection is gone), with the bytes written for
+    /// it as `bytes_down`. Until then the next request waits.
+    pub(crate) fn answered(&self, ctx: Ctx, status: u16, closed_by: ClosedBy) {
+        let answered = Pending { ctx, status, closed_by };
+        let (earlier, now) = {
+            let mut slot = self.slot();
+            let earlier = slot.pending.take();
+            if slot.io_gone {
+                (earlier, Some(answered))
+            } else {
+                slot.pending = Some(answered);
+                self.has_pending.store(true, Ordering::SeqCst);
+                (earlier, None)
+            }
+        };
+        // Never two at once (the next head waits for this one's record),
+        // but neither is ever lost.
+        for pending in earlier.into_iter().chain(now) {
+            self.finish(pending);
+        }
+    }
+
+    /// hyper flushed everything it had written.
+    fn flushed(&self) {
+        if self.has_pending.swap(false, Ordering::SeqCst) {
+            let pending = self.slot().pending.take();
+            if let Some(pending) = pending {
+                self.finish(pending);
+            }
+        }
+    }
+
+    /// The I/O wrapper is dropped: write what waits, with what went out.
+    fn io_gone(&self, head: Option<HeadSeen>) {
+        let pending = {
+            let mut slot = self.slot();
+            slot.io_gone = true;
+            if slot.head.is_none() {
+                slot.head = head;
+            }
+            slot.pending.take()
+        };
+        if let Some(pending) = pending {
+            self.finish(pending);
+        }
+    }
+
+    fn finish(&self, Pending { mut ctx, status, closed_by }: Pending) {
+        ctx.bytes_down = self.unaccounted_down();
+        ctx.log_detached(status, closed_by);
+        self.idle();
+    }
+
+    /// Bytes written to the client since the last record took its share.
+    pub(crate) fn unaccounted_down(&self) -> u64 {
+        let written = self.written.load(Ordering::SeqCst);
+        written.saturating_sub(self.accounted.swap(written, Ordering::SeqCst))
+    }
+
+    /// The head refused at the head stage or left unanswered, if any.
+    pub(crate) fn take_head(&self) -> Option<HeadSeen> {
+        self.slot().head.take()
     }
 
     /// A request head was parsed: no read deadline while it is served.
@@ -86,6 +229,17 @@ pub(crate) struct HeadReplies {
     pub(crate) malformed: Vec<u8>,
     /// `431`.
     pub(crate) too_large: Vec<u8>,
+}
+
+impl HeadReplies {
+    /// The answer for a head refused with `status`.
+    pub(crate) fn for_status(&self, status: u16) -> &[u8] {
+        match status {
+            408 => &self.timeout,
+            431 => &self.too_large,
+            _ => &self.malformed,
+        }
+    }
 }
 
 /// How a head that is still arriving looks so far.
@@ -261,6 +415,8 @@ pub(crate) struct ClientIo<S> {
     held: Vec<u8>,
     /// The client closed after the held bytes.
     held_eof: bool,
+    /// When the head now arriving started to.
+    head_started: Option<std::time::Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
@@ -282,6 +438,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
             framing: Framing::Head(Vec::new()),
             held: Vec::new(),
             held_eof: false,
+            head_started: None,
         }
     }
 
@@ -290,9 +447,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
     /// before anything still in the stream). `None` if a refusal took the
     /// socket. The deadlines go with this wrapper, and with them any waker
     /// of the finished HTTP connection task they still held.
-    pub(crate) fn into_tunnel(self) -> Option<(S, Vec<u8>)> {
-        let ClientIo { stream, held, .. } = self;
-        stream.map(|stream| (stream, held))
+    pub(crate) fn into_tunnel(mut self) -> Option<(S, Vec<u8>)> {
+        let held = std::mem::take(&mut self.held);
+        self.stream.take().map(|stream| (stream, held))
+    }
+
+    /// The part of a head that arrived, if one is arriving.
+    fn head_seen(&self) -> Option<HeadSeen> {
+        match &self.framing {
+            Framing::Head(head) if !head.is_empty() => Some(HeadSeen::of(head, self.head_started)),
+            _ => None,
+        }
     }
 
     /// Hands the socket to a task that writes the refusal for `status`,
@@ -301,14 +466,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
     /// hyper gets an error and will not answer itself.
     fn refuse(&mut self, status: u16) -> Poll<io::Result<()>> {
         self.state.refused.store(status, Ordering::SeqCst);
+        if let Some(head) = self.head_seen() {
+            self.state.slot().head = Some(head);
+        }
         if let Some(mut stream) = self.stream.take() {
             let replies = self.replies.clone();
             tokio::spawn(async move {
-                let reply = match status {
-                    408 => &replies.timeout,
-                    431 => &replies.too_large,
-                    _ => &replies.malformed,
-                };
+                let reply = replies.for_status(status);
                 let _ = tokio::time::timeout(Duration::from_secs(2), async {
                     let _ = stream.write_all(reply).await;
                     let _ = stream.shutdown().await;
@@ -352,6 +516,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                         HeadCheck::Refuse(status) => return Err(status),
                         HeadCheck::Complete { len, body } => {
                             at += len.saturating_sub(before);
+                            self.state.head_len.store(len as u64, Ordering::Relaxed);
                             // In flight from now until it is answered.
                             self.state.phase.store(BUSY, Ordering::SeqCst);
                             self.framing = match body {
@@ -397,6 +562,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
             && matches!(self.framing, Framing::Head(_))
             && self.state.phase.compare_exchange(IDLE, HEAD, Ordering::SeqCst, Ordering::SeqCst).is_ok()
         {
+            self.head_started = Some(std::time::Instant::now());
             self.arm(HEAD);
         }
         match self.follow(new) {
@@ -516,17 +682,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for ClientIo<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut().stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_write(cx, buf),
+        let this = self.get_mut();
+        match this.stream.as_mut() {
+            Some(stream) => this.state.count_written(Pin::new(stream).poll_write(cx, buf)),
             None => Poll::Ready(Err(gone())),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().stream.as_mut() {
+        let this = self.get_mut();
+        let flushed = match this.stream.as_mut() {
             Some(stream) => Pin::new(stream).poll_flush(cx),
             None => Poll::Ready(Ok(())),
+        };
+        // hyper flushes once all it buffered is written: the response
+        // answered last is out.
+        if let Poll::Ready(Ok(())) = flushed {
+            this.state.flushed();
         }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -541,14 +715,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for ClientIo
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut().stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        let this = self.get_mut();
+        match this.stream.as_mut() {
+            Some(stream) => this.state.count_written(Pin::new(stream).poll_write_vectored(cx, bufs)),
             None => Poll::Ready(Err(gone())),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.as_ref().is_some_and(|stream| stream.is_write_vectored())
+    }
+}
+
+impl ConnState {
+    fn count_written(&self, wrote: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &wrote {
+            self.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        wrote
+    }
+}
+
+impl<S> Drop for ClientIo<S> {
+    fn drop(&mut self) {
+        let head = match &self.framing {
+            Framing::Head(head) if !head.is_empty() => Some(HeadSeen::of(head, self.head_started)),
+            _ => None,
+        };
+        self.state.io_gone(head);
+    }
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        // Nothing can be waiting once the wrapper is gone, but a record is
+        // never lost.
+        let pending = self.slot.get_mut().unwrap_or_else(PoisonError::into_inner).pending.take();
+        if let Some(pending) = pending {
+            self.finish(pending);
+        }
     }
 }
 

@@ -32,8 +32,8 @@ pub(crate) struct Ctx {
     pub(crate) service: Option<String>,
     pub(crate) rule: String,
     pub(crate) action: Action,
-    /// Bytes from the client: the head estimate plus body bytes counted as
-    /// they stream (shared with the body wrapper).
+    /// Bytes from the client: the head plus body bytes counted as they
+    /// stream (shared with the body wrapper).
     pub(crate) bytes_up: Arc<AtomicU64>,
     pub(crate) bytes_down: u64,
     /// The client connection, told when this request is done.
@@ -172,6 +172,25 @@ impl Ctx {
                 None => self.shared.sink.send_detached(record),
             }
         }
+    }
+
+    /// Writes the record once the response hyper writes for this request is
+    /// on the wire, with the bytes that really went out as `bytes_down`
+    /// (head, framing and body). Without a client connection (no response
+    /// goes through hyper), at once. Call [`Ctx::reserve_log`] first.
+    pub(crate) fn log_when_sent(mut self, status: u16, closed_by: ClosedBy) {
+        match self.conn.take() {
+            Some(conn) => conn.answered(self, status, closed_by),
+            None => self.log_detached(status, closed_by),
+        }
+    }
+
+    /// The request began arriving at `at` (earlier than this context was
+    /// made): `ts` and `duration_ms` count from then.
+    pub(crate) fn arrived_at(&mut self, at: Instant) {
+        let ago = at.elapsed();
+        self.started = at;
+        self.ts = self.ts.checked_sub(ago).unwrap_or(self.ts);
     }
 
     /// Counts only `n` bytes up (a tunnel's payload, not the CONNECT head).

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use jiff::Timestamp;
 use tokio::net::TcpStream;
 
-use super::context::{Ctx, PolicyWatch, head_size};
+use super::context::{Ctx, PolicyWatch};
 use super::respond::{BoxError, ProxyBody, Refusal, Upstream, refuse};
 use crate::access_log::ClosedBy;
 use crate::config::ForwardedFor;
@@ -207,12 +207,10 @@ pub(crate) async fn forward(
     }
     add_via(&mut parts.headers);
     let status = parts.status.as_u16();
-    let head = head_size(parts.status.as_str().len() + 9, &parts.headers)
-        + parts.status.canonical_reason().map_or(0, |r| r.len() as u64);
     let watch =
         PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), also: None, valid_until };
     let policy = Box::pin(watch.until_blocked(ctx.shared.clone()));
-    let logged = Logged { inner: body, ctx: Some(ctx), status, head, bytes: 0, policy, failed: None };
+    let logged = Logged { inner: body, ctx: Some(ctx), status, policy, failed: None };
     Response::from_parts(parts, logged.boxed_unsync())
 }
 
@@ -309,8 +307,6 @@ pin_project_lite::pin_project! {
         inner: Incoming,
         ctx: Option<Ctx>,
         status: u16,
-        head: u64,
-        bytes: u64,
         // Resolves when the policy now blocks this response: it is cut.
         policy: Pin<Box<dyn Future<Output = ()> + Send>>,
         // The origin's failure, held back for one poll (see `poll_frame`).
@@ -323,7 +319,7 @@ pin_project_lite::pin_project! {
             // Dropped unfinished: the client went away (or shutdown cut it).
             // Bodies hyper never polls (empty ones) end here too.
             let closed_by = if this.inner.is_end_stream() { ClosedBy::Origin } else { ClosedBy::Client };
-            finish(this.ctx, *this.head + *this.bytes, *this.status, closed_by);
+            finish(this.ctx, *this.status, closed_by);
         }
     }
 }
@@ -335,7 +331,7 @@ impl Body for Logged {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         if this.ctx.is_some() && this.policy.as_mut().poll(cx).is_ready() {
-            finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Policy);
+            finish(this.ctx, *this.status, ClosedBy::Policy);
             return Poll::Ready(Some(Err("response cut: the policy now blocks it".into())));
         }
         if let Some(err) = this.failed.take() {
@@ -344,18 +340,15 @@ impl Body for Logged {
         let mut inner = this.inner;
         let polled = inner.as_mut().poll_frame(cx);
         match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    *this.bytes += data.len() as u64;
-                }
+            Poll::Ready(Some(Ok(_))) => {
                 // hyper stops polling a body once its length is written.
                 if inner.is_end_stream() {
-                    finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Origin);
+                    finish(this.ctx, *this.status, ClosedBy::Origin);
                 }
             }
-            Poll::Ready(None) => finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Origin),
+            Poll::Ready(None) => finish(this.ctx, *this.status, ClosedBy::Origin),
             Poll::Ready(Some(Err(_))) => {
-                finish(this.ctx, *this.head + *this.bytes, *this.status, ClosedBy::Error);
+                finish(this.ctx, *this.status, ClosedBy::Error);
                 // hyper aborts the connection on a body error without
                 // flushing what it buffered: answer Pending once (and wake
                 // at once) so the head and the bytes already received reach
@@ -380,10 +373,11 @@ impl Body for Logged {
     }
 }
 
-fn finish(ctx: &mut Option<Ctx>, bytes_down: u64, status: u16, closed_by: ClosedBy) {
-    if let Some(mut ctx) = ctx.take() {
-        ctx.bytes_down = bytes_down;
-        ctx.log_detached(status, closed_by);
+/// The response ended: its record is written once hyper has flushed it
+/// (`bytes_down` is counted at the client socket).
+fn finish(ctx: &mut Option<Ctx>, status: u16, closed_by: ClosedBy) {
+    if let Some(ctx) = ctx.take() {
+        ctx.log_when_sent(status, closed_by);
     }
 }
 

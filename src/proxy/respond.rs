@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 
 use super::conn::HeadReplies;
-use super::context::{Ctx, head_size};
+use super::context::Ctx;
 use crate::access_log::ClosedBy;
 use crate::policy::{Action, Decision, Placement};
 use crate::resolve::ConnectError;
@@ -167,7 +167,7 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
     } else {
         ("text/html; charset=utf-8", page(&ctx, &refusal))
     };
-    let mut response = Response::new(full(body.clone()));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -185,9 +185,8 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
     if matches!(refusal, Refusal::BadRequest(_) | Refusal::HeadTooLarge | Refusal::ClientBody(_)) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    ctx.bytes_down = head_size(status.as_str().len() + 9, response.headers()) + 40 + body.len() as u64;
-    let closed_by = refusal.closed_by();
-    ctx.log(status.as_u16(), closed_by).await;
+    ctx.reserve_log().await;
+    ctx.log_when_sent(status.as_u16(), refusal.closed_by());
     response
 }
 
@@ -250,12 +249,14 @@ pub(crate) fn block_page_bytes(ctx: &Ctx) -> Vec<u8> {
 /// Serves `bytes` made by the proxy itself with a 200 (the PAC file, the
 /// status page), logs it and returns the response.
 pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String) -> Response<ProxyBody> {
-    let mut response = Response::new(full(body.clone()));
+    let mut response = Response::new(full(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    ctx.bytes_down = head_size(15, response.headers()) + 40 + body.len() as u64;
-    ctx.log(200, ClosedBy::Proxy).await;
+    // Like every answer the proxy makes itself (RFC 9209: handled here).
+    headers.insert("proxy-status", HeaderValue::from_static("socialgate"));
+    ctx.reserve_log().await;
+    ctx.log_when_sent(200, ClosedBy::Proxy);
     response
 }
 

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use super::conn::{ClientIo, ConnState};
+use super::conn::{ClientIo, ConnState, HeadSeen};
 use super::context::{Ctx, head_size};
 use super::respond::{self, ProxyBody, Refusal, refuse};
 use super::{Phase, Shared, Token, forward, proxy_protocol, tunnel};
@@ -138,31 +138,36 @@ where
         let state = service_state.clone();
         async move { Ok::<_, Infallible>(handle(shared, peer, state, req).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = shared.reached(Phase::Draining) => {
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = conn.as_mut() => result,
-                () = shared.reached(Phase::Cut) => return,
+    // The connection (and with it the client I/O) is gone at the end of
+    // this block, so what it wrote and what waited on it is all known.
+    let result = {
+        let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => result,
+            () = shared.reached(Phase::Draining) => {
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = shared.reached(Phase::Cut) => return,
+                }
             }
         }
     };
     if let Some(status) = state.refused() {
         let (rule, closed_by) = respond::head_refusal_logged_as(status);
-        let mut ctx = Ctx::new(shared.clone(), peer, "");
+        let mut ctx = head_ctx(&shared, peer, state.take_head());
         ctx.rule = rule.into();
+        ctx.bytes_down = shared.head_replies.for_status(status).len() as u64;
         ctx.log(status, closed_by).await;
     } else if let Err(err) = result {
-        connection_failed(&shared, peer, &err).await;
+        connection_failed(&shared, peer, &state, &err).await;
     }
 }
 
 /// hyper answered a broken request head itself (400, 431) or gave up on a
 /// slow one: record it.
-async fn connection_failed(shared: &Arc<Shared>, peer: SocketAddr, err: &hyper::Error) {
+async fn connection_failed(shared: &Arc<Shared>, peer: SocketAddr, state: &ConnState, err: &hyper::Error) {
     let (status, rule, closed_by) = if err.is_parse_too_large() {
         (431, "limits", ClosedBy::Proxy)
     } else if err.is_parse() {
@@ -171,9 +176,35 @@ async fn connection_failed(shared: &Arc<Shared>, peer: SocketAddr, err: &hyper::
         tracing::debug!(%err, %peer, "client connection ended with an error");
         return;
     };
-    let mut ctx = Ctx::new(shared.clone(), peer, "");
+    let mut ctx = head_ctx(shared, peer, state.take_head());
     ctx.rule = rule.into();
+    ctx.bytes_down = state.unaccounted_down();
     ctx.log(status, closed_by).await;
+}
+
+/// The context of a request refused at the head stage, from what arrived
+/// of it: its bytes, when it began, and its method and target when the
+/// request line was whole.
+fn head_ctx(shared: &Arc<Shared>, peer: SocketAddr, head: Option<HeadSeen>) -> Ctx {
+    let Some(head) = head else { return Ctx::new(shared.clone(), peer, "") };
+    let (method, target) = head.line.unwrap_or_default();
+    let mut ctx = Ctx::new(shared.clone(), peer, &method);
+    ctx.add_up(head.bytes);
+    if let Some(started) = head.started {
+        ctx.arrived_at(started);
+    }
+    let uri = target.parse::<http::Uri>().ok();
+    let host = uri.as_ref().and_then(|uri| Some((uri.authority()?, Host::parse(uri.host()?).ok()?)));
+    if let (Some(uri), Some((authority, host))) = (&uri, host) {
+        let default = if method == "CONNECT" { 0 } else { 80 };
+        ctx.port = explicit_port(authority).ok().flatten().unwrap_or(default);
+        if uri.scheme_str() == Some("http") {
+            ctx.url = Some(format!("http://{}{}", forward::authority(&host, ctx.port), uri.path()));
+        }
+        ctx.service = ctx.snap.config.policy.service_of(&host).map(str::to_owned);
+        ctx.host = host.to_string();
+    }
+    ctx
 }
 
 /// What a request asks the proxy to do.
@@ -251,8 +282,11 @@ async fn handle(
     state.busy();
     let mut ctx = Ctx::new(shared, peer, req.method().as_str());
     ctx.conn = Some(state.clone());
-    let request_line = req.method().as_str().len() + req.uri().to_string().len() + 10;
-    let head = head_size(request_line, req.headers());
+    // The head's exact length as it arrived (the estimate only if unknown).
+    let head = state.take_head_len().unwrap_or_else(|| {
+        let request_line = req.method().as_str().len() + req.uri().to_string().len() + 10;
+        head_size(request_line, req.headers())
+    });
     ctx.add_up(head);
     // hyper's own buffer limit (at least 8 KiB) catches the grossly large.
     if head > ctx.snap.config.limits.max_header_bytes as u64 {
