@@ -313,3 +313,69 @@ async fn a_refused_head_is_logged_under_the_clients_department() {
     })
     .await;
 }
+
+/// A chunked body whose trailer ends in bare LFs, then pipelined heads: for
+/// hyper the body goes on (it wants CRLF), so the heads are trailer bytes
+/// and never requests. Neither the held heads nor the client's leaving may
+/// keep the connection (and its `max_connections` slot) forever.
+#[tokio::test]
+async fn a_body_hyper_reads_differently_cannot_wedge_a_connection() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = Company::new()
+            .limit("header_timeout = \"500ms\"")
+            .limit("idle_timeout = \"60s\"")
+            .limit("max_connections = 1")
+            .start(&[443])
+            .await;
+        let p = origin.port();
+        let wedge = format!(
+            "POST http://www.facebook.com/w HTTP/1.1\r\nHost: www.facebook.com\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n0\r\nX-T: a\n\n\
+             GET http://example.test:{p}/second HTTP/1.1\r\nHost: example.test:{p}\r\n\r\n\
+             GET http://example.test:{p}/third HTTP/1.1\r\nHost: example.test:{p}\r\n\r\n"
+        );
+        // Stay, and ask for one more answer and the end: the connection
+        // must come to it (served, or closed), never hang.
+        let mut stays = connect(proxy.addr).await;
+        stays.write_all(wedge.as_bytes()).await.unwrap();
+        let last =
+            format!("GET http://example.test:{p}/last HTTP/1.1\r\nHost: example.test:{p}\r\nConnection: close\r\n\r\n");
+        stays.write_all(last.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        let closed = tokio::time::timeout(support::WAIT, stays.read_to_end(&mut received)).await;
+        let received = String::from_utf8_lossy(&received).into_owned();
+        assert!(closed.is_ok(), "the proxy never closed the connection: {received:?}");
+        assert!(received.starts_with("HTTP/1.1 403"), "{received:?}");
+        drop(stays);
+        // Send it and leave at once: the slot comes back.
+        let mut leaves = connect(proxy.addr).await;
+        leaves.write_all(wedge.as_bytes()).await.unwrap();
+        drop(leaves);
+        let deadline = tokio::time::Instant::now() + support::WAIT;
+        loop {
+            let mut client = connect(proxy.addr).await;
+            client
+                .write_all(
+                    format!("GET http://example.test:{p}/fresh HTTP/1.1\r\nHost: example.test:{p}\r\n\r\n").as_bytes(),
+                )
+                .await
+                .unwrap();
+            match read_status(&mut client).await {
+                Some(200) => break,
+                Some(503) | None => {
+                    assert!(tokio::time::Instant::now() < deadline, "the wedged connection kept its slot");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // What hyper read as trailers never reached the origin as a
+        // request; the head after them did, once per connection.
+        let lines = origin.counts.lines.lock().unwrap().clone();
+        assert!(!lines.iter().any(|l| l.contains("/second")), "{lines:?}");
+        assert!(lines.iter().filter(|l| l.contains("/third")).count() <= 2, "{lines:?}");
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -25,6 +25,9 @@ use crate::access_log::ClosedBy;
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
 const BUSY: u8 = 2;
+/// Not a phase: the deadline armed while a whole head waits for hyper to
+/// route it.
+const ROUTE: u8 = 3;
 
 /// Where a client connection is between requests, shared by the I/O wrapper
 /// and the requests served on it.
@@ -38,6 +41,8 @@ pub(crate) struct ConnState {
     reader: AtomicWaker,
     /// A CONNECT was answered 2xx: from here on the bytes are the tunnel's.
     tunnel: AtomicBool,
+    /// hyper routed the last head this wrapper let through as whole.
+    routed: AtomicBool,
     /// The length of the last complete request head handed to hyper.
     head_len: AtomicU64,
     /// Bytes written to the client (hyper's responses)...
@@ -106,6 +111,7 @@ impl ConnState {
             refused: AtomicU16::new(0),
             reader: AtomicWaker::new(),
             tunnel: AtomicBool::new(false),
+            routed: AtomicBool::new(true),
             head_len: AtomicU64::new(0),
             written: AtomicU64::new(0),
             accounted: AtomicU64::new(0),
@@ -192,6 +198,7 @@ impl ConnState {
 
     /// A request head was parsed: no read deadline while it is served.
     pub(crate) fn busy(&self) {
+        self.routed.store(true, Ordering::SeqCst);
         self.phase.store(BUSY, Ordering::SeqCst);
     }
 
@@ -320,17 +327,92 @@ fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
     }
 }
 
-/// Where a chunked body is.
-#[derive(Debug, Clone, Copy)]
+/// Where a chunked body is, state for state as hyper's decoder reads it
+/// (CRLF line ends only), so the body never ends here earlier or later than
+/// it does for hyper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
-    /// The size line (`size` so far; extensions are skipped).
-    Size { size: u64, in_ext: bool },
+    /// A size line's first hex digit.
+    Start,
+    /// More hex digits (`size` so far).
+    Size(u64),
+    /// Spaces or tabs after the digits.
+    SizeLws(u64),
+    /// A chunk extension, up to its CR.
+    Ext(u64),
+    /// The LF of the size line.
+    SizeLf(u64),
     /// Data bytes left in the chunk.
     Data(u64),
-    /// The line end after a chunk's data.
-    DataEnd,
-    /// Trailer lines after the last chunk, until an empty one.
-    Trailer { line_start: bool },
+    /// The CR, then the LF, after a chunk's data.
+    DataCr,
+    DataLf,
+    /// At a line start after the last chunk: CR ends the body, anything
+    /// else starts a trailer line.
+    EndCr,
+    /// The body's last LF.
+    EndLf,
+    /// A trailer line, up to its CR; then its LF.
+    Trailer,
+    TrailerLf,
+}
+
+/// How far a chunked body got through some bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunked {
+    /// All taken; the body goes on.
+    More,
+    /// The body ended after this many bytes.
+    Ended(usize),
+    /// Not chunked framing hyper accepts: hyper refuses the body.
+    Malformed,
+}
+
+/// Follows a chunked body through `bytes`.
+fn follow_chunks(chunk: &mut Chunk, bytes: &[u8]) -> Chunked {
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Chunk::Data(left) = chunk {
+            let n = usize::try_from(*left).unwrap_or(usize::MAX).min(bytes.len() - at);
+            at += n;
+            *left -= n as u64;
+            if *left == 0 {
+                *chunk = Chunk::DataCr;
+            }
+            continue;
+        }
+        let byte = bytes[at];
+        at += 1;
+        let digit = char::from(byte).to_digit(16).map(u64::from);
+        *chunk = match (*chunk, byte) {
+            (Chunk::Start, _) => match digit {
+                Some(d) => Chunk::Size(d),
+                None => return Chunked::Malformed,
+            },
+            (Chunk::Size(size), _) if digit.is_some() => {
+                match size.checked_mul(16).and_then(|s| s.checked_add(digit.unwrap_or(0))) {
+                    Some(size) => Chunk::Size(size),
+                    None => return Chunked::Malformed,
+                }
+            }
+            (Chunk::Size(size) | Chunk::SizeLws(size), b' ' | b'\t') => Chunk::SizeLws(size),
+            (Chunk::Size(size) | Chunk::SizeLws(size), b';') => Chunk::Ext(size),
+            (Chunk::Size(size) | Chunk::SizeLws(size) | Chunk::Ext(size), b'\r') => Chunk::SizeLf(size),
+            (Chunk::Ext(_), b'\n') => return Chunked::Malformed,
+            (Chunk::Ext(size), _) => Chunk::Ext(size),
+            (Chunk::SizeLf(0), b'\n') => Chunk::EndCr,
+            (Chunk::SizeLf(size), b'\n') => Chunk::Data(size),
+            (Chunk::DataCr, b'\r') => Chunk::DataLf,
+            (Chunk::DataLf, b'\n') => Chunk::Start,
+            (Chunk::EndCr, b'\r') => Chunk::EndLf,
+            (Chunk::Trailer, b'\r') => Chunk::TrailerLf,
+            (Chunk::EndCr | Chunk::Trailer, _) => Chunk::Trailer,
+            (Chunk::TrailerLf, b'\n') => Chunk::EndCr,
+            (Chunk::EndLf, b'\n') => return Chunked::Ended(at),
+            _ => return Chunked::Malformed,
+        };
+    }
+    Chunked::More
 }
 
 /// Where the client's byte stream is, request by request.
@@ -343,50 +425,6 @@ enum Framing {
     Chunked(Chunk),
     /// Not followed (a tunnel) until the request is answered.
     Opaque,
-}
-
-/// Follows a chunked body through `bytes`: how many of them it takes, and
-/// whether the body ended there. A malformed body is hyper's to refuse; it
-/// is followed as far as it makes sense.
-fn follow_chunks(chunk: &mut Chunk, bytes: &[u8]) -> (usize, bool) {
-    let mut at = 0;
-    while at < bytes.len() {
-        match chunk {
-            Chunk::Data(left) => {
-                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(bytes.len() - at);
-                at += n;
-                *left -= n as u64;
-                if *left == 0 {
-                    *chunk = Chunk::DataEnd;
-                }
-                continue;
-            }
-            Chunk::Size { size, in_ext } => match bytes[at] {
-                b'\n' if *size == 0 => *chunk = Chunk::Trailer { line_start: true },
-                b'\n' => *chunk = Chunk::Data(*size),
-                b';' => *in_ext = true,
-                byte if !*in_ext => {
-                    if let Some(digit) = char::from(byte).to_digit(16) {
-                        *size = size.saturating_mul(16).saturating_add(u64::from(digit));
-                    }
-                }
-                _ => {}
-            },
-            Chunk::DataEnd => {
-                if bytes[at] == b'\n' {
-                    *chunk = Chunk::Size { size: 0, in_ext: false };
-                }
-            }
-            Chunk::Trailer { line_start } => match bytes[at] {
-                b'\n' if *line_start => return (at + 1, true),
-                b'\n' => *line_start = true,
-                b'\r' => {}
-                _ => *line_start = false,
-            },
-        }
-        at += 1;
-    }
-    (at, false)
 }
 
 /// A client connection (TCP, or TLS over TCP) with idle and head deadlines.
@@ -486,13 +524,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
     }
 
     fn arm(&mut self, phase: u8) {
-        let after = if phase == HEAD { self.header_timeout } else { self.idle_timeout };
+        let after = if phase == IDLE { self.idle_timeout } else { self.header_timeout };
         let deadline = Instant::now() + after;
         match self.timer.as_mut() {
             Some(timer) => timer.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
         self.armed = Some(phase);
+    }
+
+    /// Waits for the request in flight to be answered: no read deadline
+    /// while it is served, however long. But a head let through as whole
+    /// that hyper does not route within `header_timeout` means hyper read
+    /// those bytes as something else: the connection ends rather than wait
+    /// for an answer that cannot come.
+    fn await_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.state.routed.load(Ordering::SeqCst) {
+            self.armed = None;
+            return Poll::Pending;
+        }
+        if self.armed != Some(ROUTE) {
+            self.arm(ROUTE);
+        }
+        if self.timer.as_mut().is_none_or(|timer| timer.as_mut().poll(cx).is_pending()) {
+            return Poll::Pending;
+        }
+        tracing::debug!("a request head was never routed; closing the connection");
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "request head never routed")))
     }
 
     /// Follows `bytes` (on their way to hyper) through the request framing.
@@ -518,6 +576,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                             at += len.saturating_sub(before);
                             self.state.head_len.store(len as u64, Ordering::Relaxed);
                             // In flight from now until it is answered.
+                            self.state.routed.store(false, Ordering::SeqCst);
                             self.state.phase.store(BUSY, Ordering::SeqCst);
                             self.framing = match body {
                                 Body::Length(0) | Body::Connect => {
@@ -525,7 +584,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                                     return Ok(at);
                                 }
                                 Body::Length(n) => Framing::Length(n),
-                                Body::Chunked => Framing::Chunked(Chunk::Size { size: 0, in_ext: false }),
+                                Body::Chunked => Framing::Chunked(Chunk::Start),
                                 Body::Opaque => Framing::Opaque,
                             };
                         }
@@ -540,14 +599,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                         return Ok(at);
                     }
                 }
-                Framing::Chunked(chunk) => {
-                    let (n, ended) = follow_chunks(chunk, rest);
-                    at += n;
-                    if ended {
+                Framing::Chunked(chunk) => match follow_chunks(chunk, rest) {
+                    Chunked::More => return Ok(bytes.len()),
+                    Chunked::Ended(n) => {
                         self.framing = Framing::Head(Vec::new());
-                        return Ok(at);
+                        return Ok(at + n);
                     }
-                }
+                    // hyper refuses the body and closes the connection;
+                    // nothing after it is a request.
+                    Chunked::Malformed => {
+                        self.framing = Framing::Opaque;
+                        return Ok(bytes.len());
+                    }
+                },
                 Framing::Opaque => return Ok(bytes.len()),
             }
         }
@@ -631,7 +695,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
             // comes now is the next head, held until the answer is done.
             if this.held.len() > this.max_header_bytes || this.held_eof {
                 // Enough to refuse it with once it is its turn.
-                return Poll::Pending;
+                return this.await_answer(cx);
             }
             let Some(stream) = this.stream.as_mut() else { return Poll::Ready(Err(gone())) };
             let mut chunk = [0u8; 4096];
@@ -645,10 +709,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
                 }
                 Poll::Ready(Ok(())) => this.held.extend_from_slice(read.filled()),
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Pending => {
-                    this.armed = None;
-                    return Poll::Pending;
-                }
+                Poll::Pending => return this.await_answer(cx),
             }
         }
         let before = buf.filled().len();
@@ -660,9 +721,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
         }
         let phase = this.state.phase.load(Ordering::SeqCst);
         if phase == BUSY {
-            // No read deadline while a request is served.
-            this.armed = None;
-            return Poll::Pending;
+            return this.await_answer(cx);
         }
         if this.armed != Some(phase) {
             this.arm(phase);
@@ -758,6 +817,7 @@ impl Drop for ConnState {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -782,15 +842,72 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_followed_to_their_end() {
-        let body = b"3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\nGET";
+        let body = b"3;ext=1\r\nabc\r\n10 \t;x\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\nT2: a\nb\r\n\r\nGET";
         let end = body.len() - 3;
         // Whole, and byte by byte.
-        let mut chunk = Chunk::Size { size: 0, in_ext: false };
-        assert_eq!(follow_chunks(&mut chunk, body), (end, true));
-        let mut chunk = Chunk::Size { size: 0, in_ext: false };
+        let mut chunk = Chunk::Start;
+        assert_eq!(follow_chunks(&mut chunk, body), Chunked::Ended(end));
+        let mut chunk = Chunk::Start;
         for (i, byte) in body.iter().enumerate().take(end) {
-            assert_eq!(follow_chunks(&mut chunk, std::slice::from_ref(byte)), (1, i + 1 == end), "at {i}");
+            let expected = if i + 1 == end { Chunked::Ended(1) } else { Chunked::More };
+            assert_eq!(follow_chunks(&mut chunk, std::slice::from_ref(byte)), expected, "at {i}");
         }
+    }
+
+    /// A head let through as whole that nobody routes (hyper read it as
+    /// something else) ends the connection at `header_timeout`; once routed,
+    /// the wait for the answer has no deadline.
+    #[tokio::test]
+    async fn a_head_never_routed_ends_the_connection() {
+        let limits = crate::config::Limits { header_timeout: Duration::from_millis(200), ..Default::default() };
+        for routed in [false, true] {
+            let (near, mut far) = tokio::io::duplex(4096);
+            let state = ConnState::new();
+            let mut io = ClientIo::new(near, state.clone(), &limits, Arc::new(super::super::respond::head_replies()));
+            far.write_all(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+            let mut buf = [0u8; 256];
+            let n = io.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            if routed {
+                state.busy();
+            }
+            let next = tokio::time::timeout(Duration::from_secs(1), io.read(&mut buf)).await;
+            match (routed, next) {
+                (false, Ok(Err(err))) => assert_eq!(err.kind(), io::ErrorKind::InvalidData),
+                (true, Err(_)) => {}
+                (_, other) => panic!("routed: {routed}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_framing_hyper_refuses_is_not_followed() {
+        // Bare LFs (the end of the body for a lenient reader, not for
+        // hyper), a missing size, a size past u64, an LF in an extension.
+        for body in [
+            &b"0\r\nX-T: a\n\n"[..],
+            b"0\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"0\r\n\n",
+            b"\r\n",
+            b"x\r\n",
+            b"11111111111111111\r\n",
+            b"1;a\nb\r\n",
+            b"1\r\nab\r\n",
+        ] {
+            let mut chunk = Chunk::Start;
+            let followed = follow_chunks(&mut chunk, body);
+            assert!(
+                matches!(followed, Chunked::Malformed | Chunked::More),
+                "{:?}: {followed:?}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(!matches!(followed, Chunked::Ended(_)));
+        }
+        // A bare LF inside a trailer line is part of it (as for hyper).
+        let mut chunk = Chunk::Start;
+        assert_eq!(follow_chunks(&mut chunk, b"0\r\nX-T: a\n\n"), Chunked::More);
+        assert_eq!(follow_chunks(&mut chunk, b"\r\n\r\n"), Chunked::Ended(4));
     }
 
     #[test]
