@@ -26,13 +26,13 @@ pub fn run(path: &Path) -> CmdResult {
         let signals = Signals::install()?;
         let files = Fingerprint::of(config.files.clone());
         let running = crate::proxy::start(config).await.map_err(|err| Failure::Other(err.into()))?;
-        for addr in &running.listen_addrs {
+        for addr in running.listen_addrs() {
             tracing::info!(%addr, "proxy listening");
         }
-        for addr in &running.tls_addrs {
+        for addr in running.tls_addrs() {
             tracing::info!(%addr, "proxy listening (TLS)");
         }
-        if let Some(addr) = running.admin_addr {
+        if let Some(addr) = running.admin_addr() {
             tracing::info!(%addr, "admin endpoint listening");
         }
         signals.wait(&running, path, files).await;
@@ -141,17 +141,24 @@ impl Signals {
 /// within 2 seconds).
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Loads the config again and swaps it in if it is valid; otherwise the
-/// running one stays and the problems are logged as `check` prints them.
+/// Loads the config again and swaps it in (listeners and TLS certificate
+/// included) if it is valid and its new addresses can be bound; otherwise
+/// the running one stays and the problems are logged as `check` prints them.
 async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Fingerprint, watch: &mut Watch) {
     let path = path.to_owned();
     match tokio::task::spawn_blocking(move || crate::config::load(&path)).await {
         Ok(Ok(config)) => {
+            // Watched even if it is not applied: fixing a file reloads.
             *files = Fingerprint::of(config.files.clone());
             watch.update(&config.files);
-            check_open_file_limit(config.limits.max_connections);
-            running.reload(config);
-            tracing::info!("configuration reloaded");
+            let max_connections = config.limits.max_connections;
+            match running.reload(config) {
+                Ok(()) => {
+                    check_open_file_limit(max_connections);
+                    tracing::info!("configuration reloaded");
+                }
+                Err(err) => tracing::error!("reload failed, keeping the running configuration: {err}"),
+            }
         }
         Ok(Err(diags)) => {
             // Not reloaded again until something changes again.
