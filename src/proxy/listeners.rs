@@ -252,3 +252,74 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
         std::future::pending::<()>().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A spawn that accepts nothing: these tests look at sockets only.
+    fn idle(_: Role, _: Arc<TcpListener>, _: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async {})
+    }
+
+    fn kinds(plan: &Plan) -> Vec<(&'static str, Role)> {
+        let kind = |slot: &Slot| match slot {
+            Slot::Kept { .. } => "kept",
+            Slot::Bound { .. } => "bound",
+        };
+        plan.slots.iter().map(|slot| (kind(slot), slot.role_and_local().0)).collect()
+    }
+
+    /// Which wanted addresses reuse the socket in force, and which bind.
+    #[tokio::test]
+    async fn a_socket_is_kept_for_its_configured_or_its_bound_address() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut listeners = Listeners::default();
+        let plan = listeners.plan(&[(Role::Proxy, any)]).unwrap();
+        listeners.commit(plan, &idle, false);
+        let bound = listeners.addrs(Role::Proxy)[0];
+        assert_ne!(bound.port(), 0);
+
+        type Case<'a> = (&'a [(Role, SocketAddr)], &'a [(&'a str, Role)]);
+        let cases: [Case<'_>; 5] = [
+            // The same configured address, port 0 included.
+            (&[(Role::Proxy, any)], &[("kept", Role::Proxy)]),
+            // The address it was bound to, named explicitly.
+            (&[(Role::Proxy, bound)], &[("kept", Role::Proxy)]),
+            // Named for TLS: the socket changes role.
+            (&[(Role::ProxyTls, bound)], &[("kept", Role::ProxyTls)]),
+            // Port 0 for another role: a new socket.
+            (&[(Role::ProxyTls, any)], &[("bound", Role::ProxyTls)]),
+            // Two listeners on any port: one kept, one new.
+            (&[(Role::Proxy, any), (Role::Proxy, any)], &[("kept", Role::Proxy), ("bound", Role::Proxy)]),
+        ];
+        for (wanted, expected) in cases {
+            let plan = listeners.plan(wanted).unwrap();
+            assert_eq!(kinds(&plan), expected, "{wanted:?}");
+            assert_eq!(plan.addrs()[0].port() == bound.port(), expected[0].0 == "kept", "{wanted:?}");
+        }
+    }
+
+    /// Binding comes before closing: a new address refused because it
+    /// overlaps one the plan would close says so (checked without binding
+    /// the wildcard address: the tests stay on loopback).
+    #[tokio::test]
+    async fn a_refused_address_that_overlaps_a_closing_one_names_it() {
+        let mut listeners = Listeners::default();
+        let plan = listeners.plan(&[(Role::Proxy, "127.0.0.1:0".parse().unwrap())]).unwrap();
+        listeners.commit(plan, &idle, false);
+        let bound = listeners.addrs(Role::Proxy)[0];
+        let wildcard = SocketAddr::new("0.0.0.0".parse().unwrap(), bound.port());
+        let in_use = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+
+        let closing = listeners.bind_error(wildcard, in_use(), &[false]);
+        assert!(
+            matches!(closing, ReloadError::Overlap { addr, overlaps, .. } if addr == wildcard && overlaps == bound)
+        );
+        assert!(closing.to_string().contains("needs a restart"), "{closing}");
+        let kept = listeners.bind_error(wildcard, in_use(), &[true]);
+        assert!(matches!(kept, ReloadError::Bind { addr, .. } if addr == wildcard), "{kept}");
+    }
+}
