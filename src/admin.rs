@@ -32,11 +32,19 @@ impl std::fmt::Debug for AdminState {
 /// Content type of PAC files.
 pub const PAC_CONTENT_TYPE: &str = "application/x-ns-proxy-autoconfig";
 
-/// Serves admin requests on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
+/// Serves admin requests on `listener` until `retired` turns true (a
+/// reload moved the endpoint: connections already open carry on) or
+/// `shutdown` does (open connections finish their request and close).
+pub async fn serve(
+    listener: Arc<TcpListener>,
+    state: AdminState,
+    mut retired: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            _ = stopped(&mut retired) => break,
             _ = stopped(&mut shutdown) => break,
         };
         let (stream, _) = match accepted {

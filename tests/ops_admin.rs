@@ -60,8 +60,8 @@ async fn admin_serves_health_pac_and_metrics_that_move_with_traffic() {
     bounded(async {
         let origin = EchoOrigin::start().await;
         let (running, _company) = start_with_admin(Company::new()).await;
-        let admin = running.admin_addr.expect("admin listener bound");
-        let proxy = running.listen_addrs[0];
+        let admin = running.admin_addr().expect("admin listener bound");
+        let proxy = running.listen_addrs()[0];
 
         assert_eq!(admin_get(admin, "/healthz").await, (200, "text/plain; charset=utf-8".into(), "ok\n".into()));
         let (status, content_type, pac) = admin_get(admin, "/proxy.pac").await;
@@ -101,15 +101,15 @@ async fn admin_serves_health_pac_and_metrics_that_move_with_traffic() {
 async fn reloads_and_upstream_errors_are_counted() {
     bounded(async {
         let (running, company) = start_with_admin(Company::new()).await;
-        let admin = running.admin_addr.unwrap();
+        let admin = running.admin_addr().unwrap();
         let config = socialgate::config::load(&company.dir().join("socialgate.toml")).unwrap();
-        running.reload(config);
+        running.reload(config).unwrap();
         running.reload_failed();
         let text = metrics_until(admin, "socialgate_config_generation 2").await;
         assert!(text.contains(r#"socialgate_reloads_total{result="success"} 1"#), "{text}");
         assert!(text.contains(r#"socialgate_reloads_total{result="failure"} 1"#), "{text}");
 
-        let refused = Client::connect(running.listen_addrs[0], "127.0.0.1")
+        let refused = Client::connect(running.listen_addrs()[0], "127.0.0.1")
             .await
             .get(&format!("http://example.test:{}/", support::closed_port()), &[])
             .await;
@@ -127,8 +127,8 @@ async fn the_admin_port_is_never_reachable_through_the_proxy() {
     bounded(async {
         // Loopback is an allowed destination here, and still the admin port is refused.
         let (running, _company) = start_with_admin(Company::new()).await;
-        let admin = running.admin_addr.unwrap();
-        let proxy = running.listen_addrs[0];
+        let admin = running.admin_addr().unwrap();
+        let proxy = running.listen_addrs()[0];
         let via_http = Client::connect(proxy, "127.0.0.3")
             .await
             .get(&format!("http://127.0.0.1:{}/metrics", admin.port()), &[])

@@ -106,7 +106,7 @@ impl Binary {
             if let Some(line) = self.later_log.lock().unwrap().iter().find(|l| l.contains(text)) {
                 return line.clone();
             }
-            assert!(Instant::now() < deadline, "no log line with {text:?}");
+            assert!(Instant::now() < deadline, "no log line with {text:?} in {:#?}", self.later_log.lock().unwrap());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -245,4 +245,94 @@ async fn running_out_of_descriptors_is_logged_with_the_remedy_and_survived() {
         assert!(proxy.terminate().await.success());
     })
     .await;
+}
+
+/// The address a log line names right after `prefix`.
+fn addr_after(line: &str, prefix: &str) -> SocketAddr {
+    let rest = line.split(prefix).nth(1).unwrap_or_else(|| panic!("no {prefix:?} in {line}"));
+    rest.split_whitespace().next().unwrap().trim_start_matches("addr=").parse().unwrap()
+}
+
+/// Editing `[proxy] listen` in the running binary's main file binds the
+/// new address and closes the dropped one within seconds, saying so; an
+/// address already taken fails the reload, logged with the address and
+/// the OS error, and the proxy keeps serving where it did.
+#[tokio::test]
+async fn an_edited_listen_address_is_bound_and_dropped_and_logged() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let url = format!("http://example.test:{}/", origin.port());
+        let company = Company::new();
+        let proxy = Binary::start(&company.write(&[443])).await;
+
+        let edited = Instant::now();
+        let company = company.listen(&["127.0.0.1:0", "127.0.0.2:0"]);
+        company.write(&[443]);
+        let added = addr_after(&proxy.logged("now listening on 127.0.0.2:").await, "now listening on ");
+        assert!(edited.elapsed() < Duration::from_secs(5), "the edit took {:?}", edited.elapsed());
+        assert_eq!(Client::connect(added, "127.0.0.3").await.get(&url, &[]).await.status, 200);
+        assert_eq!(Client::connect(proxy.addr, "127.0.0.3").await.get(&url, &[]).await.status, 200);
+
+        let company = company.listen(&["127.0.0.1:0"]);
+        company.write(&[443]);
+        proxy.logged(&format!("stopped listening on {added}")).await;
+        support::refuses_connections(added).await;
+
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = squatter.local_addr().unwrap().to_string();
+        let company = company.listen(&["127.0.0.1:0", &taken]);
+        company.write(&[443]);
+        let failed = proxy.logged(&format!("cannot listen on {taken}")).await;
+        assert!(failed.contains("ERROR") && failed.contains("reload failed") && failed.contains("in use"), "{failed}");
+        assert_eq!(Client::connect(proxy.addr, "127.0.0.3").await.get(&url, &[]).await.status, 200);
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}
+
+/// Replacing the `[proxy.tls]` certificate and key files makes the
+/// running binary serve the new certificate to new handshakes.
+#[tokio::test]
+async fn a_replaced_tls_certificate_file_is_served_to_new_handshakes() {
+    bounded(async {
+        let company = Company::new().with_tls_listener();
+        let proxy = Binary::start(&company.write(&[443])).await;
+        let tls_addr = addr_after(&proxy.logged("proxy listening (TLS)").await, "proxy listening (TLS) ");
+        let old = company.tls_cert_der();
+        assert_eq!(served_cert(tls_addr, std::slice::from_ref(&old)).await, old);
+
+        let company = company.with_tls_listener();
+        company.write(&[443]);
+        let new = company.tls_cert_der();
+        let replaced = Instant::now();
+        while served_cert(tls_addr, &[old.clone(), new.clone()]).await != new {
+            assert!(replaced.elapsed() < Duration::from_secs(5), "the new certificate was not picked up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}
+
+/// Completes a TLS handshake with the proxy's TLS listener, trusting
+/// `certs`; returns the certificate it served.
+async fn served_cert(
+    addr: SocketAddr,
+    certs: &[rustls_pki_types::CertificateDer<'static>],
+) -> rustls_pki_types::CertificateDer<'static> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert.clone()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = Client::connect(addr, "127.0.0.3").await.stream;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
+    let tls = tokio::time::timeout(support::WAIT, connector.connect(name, tcp)).await.unwrap().unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
 }

@@ -61,7 +61,7 @@ async fn stop(running: socialgate::proxy::Running) {
 async fn a_blocked_connect_gets_the_block_page_over_tls() {
     bounded(async {
         let (running, company, ca) = start_intercepting(Company::new(), &[443]).await;
-        let mut client = Client::connect(running.listen_addrs[0], "127.0.0.1").await;
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
         let reply = client.connect_to("www.facebook.com:443", &[]).await;
         assert_eq!(reply.status, 200, "intercept answers 200 and shows the page inside TLS");
         let page = https_get_through(client, &ca, "www.facebook.com").await;
@@ -85,7 +85,7 @@ async fn an_sni_block_inside_an_allowed_tunnel_is_intercepted_too() {
     bounded(async {
         let origin = TlsOrigin::start().await;
         let (running, company, ca) = start_intercepting(Company::new(), &[origin.port()]).await;
-        let mut client = Client::connect(running.listen_addrs[0], "127.0.0.1").await;
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
         let reply = client.connect_to(&format!("example.test:{}", origin.port()), &[]).await;
         assert_eq!(reply.status, 200);
         let page = https_get_through(client, &ca, "www.facebook.com").await;
@@ -104,7 +104,7 @@ async fn allowed_tunnels_are_never_intercepted() {
     bounded(async {
         let origin = TlsOrigin::start().await;
         let (running, _company, _ca) = start_intercepting(Company::new(), &[origin.port()]).await;
-        let mut client = Client::connect(running.listen_addrs[0], "127.0.0.1").await;
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
         let reply = client.connect_to(&format!("example.test:{}", origin.port()), &[]).await;
         assert_eq!(reply.status, 200);
         // The origin's own certificate, end to end.
@@ -124,7 +124,7 @@ async fn a_garbage_client_hello_closes_the_tunnel_and_is_logged() {
             &[22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff],                // claims 16 MiB
             &[22, 3, 1, 0, 4, 2, 0, 0, 0],                         // not a ClientHello
         ] {
-            let mut client = Client::connect(running.listen_addrs[0], "127.0.0.1").await;
+            let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
             assert_eq!(client.connect_to(&format!("example.test:{}", origin.port()), &[]).await.status, 200);
             client.stream.write_all(garbage).await.unwrap();
             assert!(client.closed().await, "the proxy closes a tunnel with a malformed ClientHello");

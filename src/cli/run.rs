@@ -26,13 +26,13 @@ pub fn run(path: &Path) -> CmdResult {
         let signals = Signals::install()?;
         let files = Fingerprint::of(config.files.clone());
         let running = crate::proxy::start(config).await.map_err(|err| Failure::Other(err.into()))?;
-        for addr in &running.listen_addrs {
+        for addr in running.listen_addrs() {
             tracing::info!(%addr, "proxy listening");
         }
-        for addr in &running.tls_addrs {
+        for addr in running.tls_addrs() {
             tracing::info!(%addr, "proxy listening (TLS)");
         }
-        if let Some(addr) = running.admin_addr {
+        if let Some(addr) = running.admin_addr() {
             tracing::info!(%addr, "admin endpoint listening");
         }
         signals.wait(&running, path, files).await;
@@ -141,21 +141,35 @@ impl Signals {
 /// within 2 seconds).
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Loads the config again and swaps it in if it is valid; otherwise the
-/// running one stays and the problems are logged as `check` prints them.
+/// Loads the config again and swaps it in (listeners and TLS certificate
+/// included) if it is valid and its new addresses can be bound; otherwise
+/// the running one stays and the problems are logged as `check` prints them.
 async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Fingerprint, watch: &mut Watch) {
     let path = path.to_owned();
-    match tokio::task::spawn_blocking(move || crate::config::load(&path)).await {
-        Ok(Ok(config)) => {
-            *files = Fingerprint::of(config.files.clone());
+    let watched = files.files.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        // Stat before reading: a file written while the config is read then
+        // differs from the fingerprint, and is reloaded again.
+        let before = stat_all(&watched);
+        (before, crate::config::load(&path))
+    });
+    match loaded.await {
+        Ok((before, Ok(config))) => {
+            // Watched even if it is not applied: fixing a file reloads.
+            *files = files.after_load(config.files.clone(), before);
             watch.update(&config.files);
-            check_open_file_limit(config.limits.max_connections);
-            running.reload(config);
-            tracing::info!("configuration reloaded");
+            let max_connections = config.limits.max_connections;
+            match running.reload(config) {
+                Ok(()) => {
+                    check_open_file_limit(max_connections);
+                    tracing::info!("configuration reloaded");
+                }
+                Err(err) => tracing::error!("reload failed, keeping the running configuration: {err}"),
+            }
         }
-        Ok(Err(diags)) => {
+        Ok((before, Err(diags))) => {
             // Not reloaded again until something changes again.
-            files.changed().await;
+            files.seen = before;
             running.reload_failed();
             tracing::error!("reload failed, keeping the running configuration:\n{diags}");
         }
@@ -209,6 +223,21 @@ struct Fingerprint {
 impl Fingerprint {
     fn of(files: Vec<PathBuf>) -> Fingerprint {
         let seen = stat_all(&files);
+        Fingerprint { files, seen }
+    }
+
+    /// The fingerprint of `files`, a config just loaded, given `before`,
+    /// the stats of `self.files` taken before it was read: files read then
+    /// keep those stats (so a write during the load is seen as a change),
+    /// files new to the config are stat'ed now.
+    fn after_load(&self, files: Vec<PathBuf>, before: Vec<Option<(SystemTime, u64)>>) -> Fingerprint {
+        let seen = files
+            .iter()
+            .map(|file| match self.files.iter().position(|old| old == file) {
+                Some(at) => before.get(at).copied().flatten(),
+                None => stat_all(std::slice::from_ref(file)).pop().flatten(),
+            })
+            .collect();
         Fingerprint { files, seen }
     }
 

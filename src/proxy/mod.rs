@@ -3,6 +3,8 @@
 //!
 //! - `server`: accept loops, the connection cap, the hyper connection and
 //!   the request router (`accept -> context -> identity -> decide -> ...`).
+//! - `listeners`: the listening sockets, bound at start and changed by
+//!   reloads (new ones bound first, gone ones closed, the rest untouched).
 //! - `conn`: the client socket with idle/head deadlines and head checks.
 //! - `proxy_protocol`: PROXY v1/v2 headers from trusted load balancers.
 //! - `context`: the per-request context and the one logging function.
@@ -15,6 +17,7 @@ mod conn;
 mod context;
 mod forward;
 mod intercept;
+mod listeners;
 mod proxy_protocol;
 mod respond;
 mod server;
@@ -22,14 +25,16 @@ mod splice;
 mod tunnel;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use self::listeners::{Listeners, Role};
 use crate::access_log::{LogSink, LogWriter};
 use crate::config::Config;
 use crate::identity::Authenticator;
@@ -59,19 +64,84 @@ pub enum StartError {
     Other(String),
 }
 
-/// A running proxy: its bound addresses and the handles to reload and stop it.
+impl From<ReloadError> for StartError {
+    fn from(err: ReloadError) -> StartError {
+        match err {
+            ReloadError::Bind { addr, source } | ReloadError::Overlap { addr, source, .. } => {
+                StartError::Bind { addr, source }
+            }
+            ReloadError::Tls(message) => StartError::Other(message),
+        }
+    }
+}
+
+/// Why a reload was not applied. Nothing of it was: the configuration and
+/// the listeners in force stay as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A new listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A new listen address overlaps one the reload would stop listening
+    /// on: new addresses are bound before old ones close.
+    #[error(
+        "cannot listen on {addr}: {source} (it overlaps {overlaps}, which this reload would stop listening on; \
+         new addresses are bound before old ones are closed, so moving between overlapping addresses needs a restart)"
+    )]
+    Overlap {
+        /// The address.
+        addr: SocketAddr,
+        /// The address in force that holds its port.
+        overlaps: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `[proxy.tls]` certificate and key cannot make a TLS configuration.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// A running proxy: the handles to reload and stop it, and its bound
+/// addresses ([`Running::listen_addrs`], [`Running::tls_addrs`],
+/// [`Running::admin_addr`]), which a reload may change.
 #[derive(Debug)]
 pub struct Running {
-    /// The plain listeners' actual addresses (port 0 resolved).
-    pub listen_addrs: Vec<SocketAddr>,
-    /// The TLS listeners' actual addresses.
-    pub tls_addrs: Vec<SocketAddr>,
-    /// The admin listener's actual address.
-    pub admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
-    accept_tasks: Vec<JoinHandle<()>>,
+    /// Locked for a whole reload, so reloads apply one at a time.
+    listeners: Mutex<Listeners>,
+    servers: Servers,
     writer: LogWriter,
     admin_stop: watch::Sender<bool>,
+}
+
+/// What the accept tasks need, for listeners bound at start or later.
+#[derive(Debug)]
+struct Servers {
+    shared: Arc<Shared>,
+    admin: crate::admin::AdminState,
+    /// Turns true when the admin endpoint shuts down (after the proxy).
+    admin_shutdown: watch::Receiver<bool>,
+    /// Reloads may come from outside the runtime; listeners and their
+    /// tasks live in it.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Servers {
+    /// Starts accepting on `socket` for `role` until `stop` turns true.
+    fn spawn(&self, role: Role, socket: Arc<TcpListener>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        match role {
+            Role::Proxy => self.runtime.spawn(server::accept_loop(self.shared.clone(), socket, false, stop)),
+            Role::ProxyTls => self.runtime.spawn(server::accept_loop(self.shared.clone(), socket, true, stop)),
+            Role::Admin => {
+                self.runtime.spawn(crate::admin::serve(socket, self.admin.clone(), stop, self.admin_shutdown.clone()))
+            }
+        }
+    }
 }
 
 /// One configuration with what is derived from it: requests load it once
@@ -87,10 +157,15 @@ pub(crate) struct Snapshot {
     /// `[intercept]`: mints block-page certificates (per snapshot, so a
     /// reloaded CA takes effect at once).
     pub(crate) minter: Option<Arc<crate::tls::mint::Minter>>,
+    /// `[proxy.tls]`: the handshake for TLS listeners (per snapshot, so a
+    /// reloaded certificate serves the next handshake).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Snapshot {
-    fn new(config: Arc<Config>, own: &[SocketAddr]) -> Snapshot {
+    /// `own` is every address the proxy listens on (ports resolved), which
+    /// requests must never reach through it.
+    fn new(config: Arc<Config>, own: &[SocketAddr], tls: Option<Arc<rustls::ServerConfig>>) -> Snapshot {
         let resolver = Arc::new(Resolver::new(config.proxy.hosts.clone(), &config.proxy.nameservers));
         let guard = Arc::new(Guard {
             block_private: config.proxy.block_private_destinations,
@@ -111,7 +186,7 @@ impl Snapshot {
                 }
             }
         });
-        Snapshot { config, resolver, guard, upstream, minter }
+        Snapshot { config, resolver, guard, upstream, minter, tls }
     }
 }
 
@@ -128,8 +203,9 @@ pub(crate) enum Phase {
 
 /// State shared by every listener, connection and request.
 pub(crate) struct Shared {
+    /// The configuration in force; its guard holds the proxy's own
+    /// addresses, which follow the listeners through reloads.
     pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
-    pub(crate) own: Vec<SocketAddr>,
     pub(crate) sink: LogSink,
     pub(crate) auth: Authenticator,
     pub(crate) tracker: Tracker,
@@ -144,7 +220,10 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("own", &self.own).field("active", &self.tracker.active()).finish()
+        f.debug_struct("Shared")
+            .field("own", &self.snapshot.load().guard.own)
+            .field("active", &self.tracker.active())
+            .finish()
     }
 }
 
@@ -246,47 +325,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 /// [`start`], with decisions, schedules and records going by `clock`.
 pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, StartError> {
-    let mut listeners = Vec::new();
-    let mut listen_addrs = Vec::new();
-    for addr in &config.proxy.listen {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr: *addr, source })?;
-        let local = listener.local_addr().map_err(|source| StartError::Bind { addr: *addr, source })?;
-        listen_addrs.push(local);
-        listeners.push(listener);
-    }
-    let mut tls_listeners = Vec::new();
-    let mut tls_addrs = Vec::new();
-    let acceptor = match &config.proxy.tls {
-        Some(tls) => {
-            let acceptor = tls_acceptor(tls)?;
-            for addr in &tls.listen {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind { addr: *addr, source })?;
-                let local = listener.local_addr().map_err(|source| StartError::Bind { addr: *addr, source })?;
-                tls_addrs.push(local);
-                tls_listeners.push(listener);
-            }
-            Some(acceptor)
-        }
-        None => None,
-    };
-    let mut own = listen_addrs.clone();
-    own.extend(&tls_addrs);
-    let mut admin_addr = None;
-    let admin_listener = match &config.admin {
-        Some(admin) => {
-            let addr = admin.listen;
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-            let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-            own.push(local);
-            admin_addr = Some(local);
-            Some(listener)
-        }
-        None => None,
-    };
+    let tls = config.proxy.tls.as_ref().map(tls_server_config).transpose().map_err(StartError::Other)?;
+    let mut listeners = Listeners::default();
+    let plan = listeners.plan(&listeners::wanted(&config))?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (sink, writer) =
         LogWriter::start(&config.log, config.limits.max_connections, metrics.clone()).map_err(|source| {
@@ -298,11 +339,10 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
                 source,
             }
         })?;
-    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::new(config), &own)));
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::new(config), &plan.addrs(), tls)));
     let (phase, _) = watch::channel(Phase::Serving);
     let shared = Arc::new(Shared {
         snapshot,
-        own,
         sink,
         auth: Authenticator::default(),
         tracker: Tracker::default(),
@@ -312,33 +352,25 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         metrics: metrics.clone(),
         clock,
     });
-    let (admin_stop, admin_stop_rx) = watch::channel(false);
-    if let Some(listener) = admin_listener {
-        let snapshot = shared.snapshot.clone();
-        let state = crate::admin::AdminState {
-            metrics: metrics.clone(),
-            pac: Arc::new(move || crate::pac::render(&snapshot.load().config)),
-        };
-        tokio::spawn(crate::admin::serve(listener, state, admin_stop_rx));
-    }
-    let plain = listeners.into_iter().map(|listener| (listener, None));
-    let tls = tls_listeners.into_iter().map(|listener| (listener, acceptor.clone()));
-    let accept_tasks = plain
-        .chain(tls)
-        .map(|(listener, tls)| tokio::spawn(server::accept_loop(shared.clone(), listener, tls)))
-        .collect();
-    Ok(Running { listen_addrs, tls_addrs, admin_addr, shared, accept_tasks, writer, admin_stop })
+    let (admin_stop, admin_shutdown) = watch::channel(false);
+    let snapshot = shared.snapshot.clone();
+    let admin = crate::admin::AdminState {
+        metrics: metrics.clone(),
+        pac: Arc::new(move || crate::pac::render(&snapshot.load().config)),
+    };
+    let servers = Servers { shared: shared.clone(), admin, admin_shutdown, runtime: tokio::runtime::Handle::current() };
+    listeners.commit(plan, &|role, socket, stop| servers.spawn(role, socket, stop), false);
+    Ok(Running { shared, listeners: Mutex::new(listeners), servers, writer, admin_stop })
 }
 
 /// The TLS server config for `[proxy.tls]` (ring provider, TLS 1.2 and
-/// 1.3, HTTP/1.1 only). Certificates are read at start; a changed
-/// certificate needs a restart.
-fn tls_acceptor(tls: &crate::config::TlsListenerConfig) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+/// 1.3, HTTP/1.1 only), from the certificate and key the config loader
+/// read: built at start and on every reload.
+fn tls_server_config(tls: &crate::config::TlsListenerConfig) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let bad = |what: &str, path: &std::path::Path, err: &dyn std::fmt::Display| {
-        StartError::Other(format!("{}: {what}: {err}", path.display()))
-    };
+    let bad =
+        |what: &str, path: &std::path::Path, err: &dyn std::fmt::Display| format!("{}: {what}: {err}", path.display());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|err| bad("cannot read certificates", &tls.cert_path, &err))?;
@@ -352,7 +384,7 @@ fn tls_acceptor(tls: &crate::config::TlsListenerConfig) -> Result<tokio_rustls::
         .with_single_cert(certs, key)
         .map_err(|err| bad("certificate and key do not fit", &tls.cert_path, &err))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// How long cut connections get to notice and log before the writer closes.
@@ -360,19 +392,62 @@ const CUT_LINGER: Duration = Duration::from_secs(5);
 
 impl Running {
     /// Swaps in a new validated configuration: new requests use it, requests
-    /// and tunnels in flight keep the snapshot they started with.
-    pub fn reload(&self, config: Config) {
-        // Listen addresses are bound once; a changed `listen` needs a restart.
+    /// and tunnels in flight keep the snapshot they started with. Listeners
+    /// follow it: new addresses are bound first, addresses no longer
+    /// configured stop accepting (what they accepted carries on), the rest
+    /// are untouched; TLS handshakes from now on use the certificate it
+    /// holds. If a new address cannot be bound (or the certificate cannot
+    /// be used) nothing changes. Either way the attempt is counted in
+    /// `socialgate_reloads_total`.
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let result = self.apply(config);
+        self.shared.metrics.count_reload(result.is_ok());
+        result
+    }
+
+    fn apply(&self, config: Config) -> Result<(), ReloadError> {
+        let tls = config.proxy.tls.as_ref().map(tls_server_config).transpose().map_err(ReloadError::Tls)?;
+        // Binding registers the sockets with the runtime.
+        let _runtime = self.servers.runtime.enter();
+        let mut listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        let plan = listeners.plan(&listeners::wanted(&config))?;
+        let before = self.shared.snapshot.load();
+        if let (Some(old), Some(new)) = (&before.config.proxy.tls, &config.proxy.tls)
+            && old.cert_pem != new.cert_pem
+        {
+            tracing::info!(cert = %new.cert_path.display(), "new [proxy.tls] certificate for new TLS connections");
+        }
         self.writer.configure(&config.log);
-        self.shared.snapshot.store(Arc::new(Snapshot::new(Arc::new(config), &self.shared.own)));
+        self.shared.snapshot.store(Arc::new(Snapshot::new(Arc::new(config), &plan.addrs(), tls)));
         self.shared.generation.send_modify(|generation| *generation += 1);
-        self.shared.metrics.count_reload(true);
+        listeners.commit(plan, &|role, socket, stop| self.servers.spawn(role, socket, stop), true);
+        Ok(())
     }
 
     /// Records a reload attempt whose config failed validation (the running
     /// config stays).
     pub fn reload_failed(&self) {
         self.shared.metrics.count_reload(false);
+    }
+
+    /// The plain proxy listeners' addresses (port 0 resolved), in
+    /// configuration order.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(Role::Proxy)
+    }
+
+    /// The TLS proxy listeners' addresses (port 0 resolved).
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(Role::ProxyTls)
+    }
+
+    /// The admin listener's address (port 0 resolved), if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.addrs(Role::Admin).first().copied()
+    }
+
+    fn addrs(&self, role: Role) -> Vec<SocketAddr> {
+        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).addrs(role)
     }
 
     /// Reopens the access-log file (SIGUSR1, after logrotate renamed it).
@@ -407,7 +482,8 @@ impl Running {
     /// The grace period runs from when this is called after [`Running::shutdown`].
     pub async fn wait(self) -> Result<(), StartError> {
         self.shared.reached(Phase::Draining).await;
-        for task in self.accept_tasks {
+        let accept_tasks = self.listeners.lock().unwrap_or_else(PoisonError::into_inner).take_proxy_tasks();
+        for task in accept_tasks {
             let _ = task.await;
         }
         let grace = self.shared.snapshot.load().config.limits.shutdown_grace;

@@ -14,24 +14,33 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::conn::{ClientIo, ConnState, HeadSeen};
 use super::context::{Ctx, head_size};
+use super::listeners::stopped;
 use super::respond::{self, ProxyBody, Refusal, refuse};
 use super::{Phase, Shared, Token, forward, proxy_protocol, tunnel};
 use crate::access_log::ClosedBy;
 use crate::identity::AuthOutcome;
 use crate::policy::{Action, Host, Identity};
 
-/// Accepts clients on `listener` until shutdown begins; with `tls`, each
-/// connection first completes a TLS handshake (client->proxy TLS).
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+/// Accepts clients on `listener` until shutdown begins or a reload stops
+/// it (`stop` turns true); with `tls`, each connection first completes a
+/// TLS handshake (client->proxy TLS) with the certificate in force.
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: Arc<TcpListener>,
+    tls: bool,
+    mut stop: watch::Receiver<bool>,
+) {
     let draining = shared.reached(Phase::Draining);
     tokio::pin!(draining);
     loop {
         tokio::select! {
             () = &mut draining => break,
+            () = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let max = shared.snapshot.load().config.limits.max_connections;
@@ -40,7 +49,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls:
                         continue;
                     }
                     let token = shared.enter();
-                    tokio::spawn(serve(shared.clone(), stream, peer, token, tls.clone()));
+                    tokio::spawn(serve(shared.clone(), stream, peer, token, tls));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off a little.
@@ -75,17 +84,20 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 
 /// Serves one client connection until it closes, shutdown drains it, or
 /// the grace period cuts it: PROXY header (from trusted balancers), TLS
-/// handshake (on TLS listeners), then HTTP.
-async fn serve(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    mut peer: SocketAddr,
-    token: Token,
-    tls: Option<TlsAcceptor>,
-) {
+/// handshake (on TLS listeners, with the snapshot's certificate), then HTTP.
+async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr, token: Token, tls: bool) {
     let _ = stream.set_nodelay(true);
     let snapshot = shared.snapshot.load_full();
     let header_timeout = snapshot.config.limits.header_timeout;
+    let acceptor = match (tls, &snapshot.tls) {
+        (false, _) => None,
+        (true, Some(config)) => Some(TlsAcceptor::from(config.clone())),
+        (true, None) => {
+            // Accepted just as a reload removed `[proxy.tls]`.
+            tracing::debug!(%peer, "no [proxy.tls] in force; closing");
+            return;
+        }
+    };
     // A trusted load balancer says who the client really is.
     if snapshot.config.proxy.proxy_protocol_from.iter().any(|net| net.contains(&peer.ip())) {
         match tokio::time::timeout(header_timeout, proxy_protocol::read_header(&mut stream)).await {
@@ -102,7 +114,7 @@ async fn serve(
         }
     }
     drop(snapshot);
-    match tls {
+    match acceptor {
         None => serve_http(shared, stream, peer, token).await,
         Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => serve_http(shared, stream, peer, token).await,

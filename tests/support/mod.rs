@@ -44,6 +44,12 @@ pub struct Company {
     allow_loopback: bool,
     /// A TLS listener's certificate (PEM) and key (PEM), if any.
     tls: Option<(String, String)>,
+    /// `[proxy] listen`.
+    listen: Vec<String>,
+    /// `[proxy.tls] listen`.
+    tls_listen: Vec<String>,
+    /// TOML appended to the main file (e.g. an `[admin]` table).
+    extra: String,
 }
 
 impl Company {
@@ -76,6 +82,9 @@ impl Company {
             ],
             allow_loopback: true,
             tls: None,
+            listen: vec!["127.0.0.1:0".into()],
+            tls_listen: vec!["127.0.0.1:0".into()],
+            extra: String::new(),
         }
     }
 
@@ -165,7 +174,8 @@ impl Company {
         let ports: Vec<String> = connect_ports.iter().map(u16::to_string).collect();
         let allow = if self.allow_loopback { "[\"127.0.0.0/8\"]" } else { "[]" };
         let mut main = format!(
-            "[proxy]\nlisten = [\"127.0.0.1:0\"]\nconnect_ports = [{}]\nallow_destinations = {allow}\nhosts_file = \"hosts\"\n",
+            "[proxy]\nlisten = {}\nconnect_ports = [{}]\nallow_destinations = {allow}\nhosts_file = \"hosts\"\n",
+            toml_strings(&self.listen),
             ports.join(", ")
         );
         for line in &self.proxy {
@@ -175,7 +185,10 @@ impl Company {
         if let Some((cert, key)) = &self.tls {
             std::fs::write(dir.join("proxy.pem"), cert).unwrap();
             std::fs::write(dir.join("proxy.key"), key).unwrap();
-            main.push_str("\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"proxy.pem\"\nkey = \"proxy.key\"\n");
+            main.push_str(&format!(
+                "\n[proxy.tls]\nlisten = {}\ncert = \"proxy.pem\"\nkey = \"proxy.key\"\n",
+                toml_strings(&self.tls_listen)
+            ));
         }
         main.push_str("\n[identity]\n");
         for line in &self.identity {
@@ -191,6 +204,10 @@ impl Company {
         for line in &self.limits {
             main.push_str(line);
             main.push('\n');
+        }
+        if !self.extra.is_empty() {
+            main.push('\n');
+            main.push_str(&self.extra);
         }
         let path = dir.join("socialgate.toml");
         std::fs::write(&path, main).unwrap();
@@ -210,8 +227,8 @@ impl Company {
         };
         let running = socialgate::proxy::start_with_clock(config, clock).await.unwrap();
         Proxy {
-            addr: running.listen_addrs[0],
-            tls_addr: running.tls_addrs.first().copied(),
+            addr: running.listen_addrs()[0],
+            tls_addr: running.tls_addrs().first().copied(),
             running: Some(running),
             company: Some(self),
             connect_ports: connect_ports.to_vec(),
@@ -227,9 +244,9 @@ impl Company {
 
 /// A proxy running in-process.
 pub struct Proxy {
-    /// Its first listener.
+    /// Its first listener at start.
     pub addr: SocketAddr,
-    /// Its first TLS listener, if configured.
+    /// Its first TLS listener at start, if configured.
     pub tls_addr: Option<SocketAddr>,
     running: Option<socialgate::proxy::Running>,
     company: Option<Company>,
@@ -265,13 +282,24 @@ impl Proxy {
     }
 
     /// Rewrites the config after `change` and reloads it into the running
-    /// proxy (listen addresses stay as they are).
+    /// proxy; panics if the reload fails.
     pub fn reload(&mut self, change: impl FnOnce(Company) -> Company) {
+        if let Err(err) = self.try_reload(change) {
+            panic!("reload failed: {err}");
+        }
+    }
+
+    /// Rewrites the config after `change` and reloads it into the running
+    /// proxy: the proxy's answer (the config must be valid).
+    pub fn try_reload(
+        &mut self,
+        change: impl FnOnce(Company) -> Company,
+    ) -> Result<(), socialgate::proxy::ReloadError> {
         let company = change(self.company.take().unwrap());
         let path = company.write(&self.connect_ports);
         self.company = Some(company);
         let config = socialgate::config::load(&path).unwrap_or_else(|d| panic!("reloaded config does not load:\n{d}"));
-        self.running.as_ref().unwrap().reload(config);
+        self.running.as_ref().unwrap().reload(config)
     }
 
     /// Starts a graceful shutdown without waiting for it.
@@ -761,13 +789,11 @@ impl Company {
         self.start_on(connect_ports, extra, socialgate::proxy::Clock::system()).await
     }
 
-    /// Like [`Company::start_with`], with the proxy going by `clock`.
-    pub async fn start_on(self, connect_ports: &[u16], extra: &str, clock: socialgate::proxy::Clock) -> Proxy {
+    /// Like [`Company::start_with`], with the proxy going by `clock`. The
+    /// extra TOML stays in the config across [`Proxy::reload`]s.
+    pub async fn start_on(mut self, connect_ports: &[u16], extra: &str, clock: socialgate::proxy::Clock) -> Proxy {
+        self.extra = extra.to_owned();
         let path = self.write(connect_ports);
-        let mut main = std::fs::read_to_string(&path).unwrap();
-        main.push('\n');
-        main.push_str(extra);
-        std::fs::write(&path, main).unwrap();
         self.launch_on(&path, connect_ports, clock).await
     }
 }
@@ -1061,5 +1087,76 @@ impl Client {
         while self.buf.len() < n && tokio::time::timeout(WAIT, self.fill()).await.unwrap_or(false) {}
         let n = n.min(self.buf.len());
         self.buf.drain(..n).collect()
+    }
+}
+
+/// `["a", "b"]`: a TOML array of strings.
+fn toml_strings(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("\"{item}\"")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+impl Company {
+    /// Sets `[proxy] listen` (default `["127.0.0.1:0"]`).
+    pub fn listen(mut self, addrs: &[&str]) -> Self {
+        self.listen = addrs.iter().map(|addr| (*addr).to_owned()).collect();
+        self
+    }
+
+    /// Sets `[proxy.tls] listen` (default `["127.0.0.1:0"]`; only written
+    /// with [`Company::with_tls_listener`]).
+    pub fn tls_listen(mut self, addrs: &[&str]) -> Self {
+        self.tls_listen = addrs.iter().map(|addr| (*addr).to_owned()).collect();
+        self
+    }
+
+    /// Sets the TOML appended to the main file, replacing what was there
+    /// (e.g. `[admin]\nlisten = "127.0.0.1:0"\n`).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra = toml.to_owned();
+        self
+    }
+
+    /// The TLS listener's certificate as DER (what a client sees).
+    pub fn tls_cert_der(&self) -> rustls_pki_types::CertificateDer<'static> {
+        use rustls_pki_types::pem::PemObject;
+        let (cert, _) = self.tls.as_ref().unwrap();
+        rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()
+    }
+}
+
+impl Proxy {
+    /// Its plain listeners now (a reload may have changed them).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.running.as_ref().unwrap().listen_addrs()
+    }
+
+    /// Its TLS listeners now.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.running.as_ref().unwrap().tls_addrs()
+    }
+
+    /// Its admin listener now.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().unwrap().admin_addr()
+    }
+
+    /// Its metrics in Prometheus text.
+    pub fn metrics_text(&self) -> String {
+        self.running.as_ref().unwrap().metrics().encode()
+    }
+}
+
+/// Polls until connecting to `addr` is refused (nothing listens there).
+pub async fn refuses_connections(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout(WAIT, TcpStream::connect(addr)).await {
+            Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            Ok(_) => {}
+            Err(_) => panic!("connecting to {addr} neither succeeded nor failed within the deadline"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{addr} still accepts connections");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,0 +1,325 @@
+//! The listening sockets (`[proxy] listen`, `[proxy.tls] listen`,
+//! `[admin] listen`) and how a reload changes them: addresses that are new
+//! are bound before anything is committed, so a reload that cannot bind one
+//! changes nothing; unchanged ones are kept as they are (no rebind, no gap);
+//! those no longer configured stop accepting, while the connections they
+//! accepted carry on to their end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::ReloadError;
+use crate::config::Config;
+
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `[proxy] listen`: the proxy, in plain HTTP.
+    Proxy,
+    /// `[proxy.tls] listen`: a TLS handshake, then the proxy.
+    ProxyTls,
+    /// `[admin] listen`: the admin endpoint.
+    Admin,
+}
+
+impl Role {
+    /// The name logged with a listener's address.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Proxy => "proxy",
+            Role::ProxyTls => "proxy-tls",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Every listener `config` asks for, in the order it names them.
+pub(crate) fn wanted(config: &Config) -> Vec<(Role, SocketAddr)> {
+    let plain = config.proxy.listen.iter().map(|addr| (Role::Proxy, *addr));
+    let tls = config.proxy.tls.iter().flat_map(|tls| tls.listen.iter().map(|addr| (Role::ProxyTls, *addr)));
+    let admin = config.admin.iter().map(|admin| (Role::Admin, admin.listen));
+    plain.chain(tls).chain(admin).collect()
+}
+
+/// Starts the task accepting on a socket for a role; the task stops
+/// accepting when its `watch` turns true.
+pub(crate) type Spawn<'a> = &'a dyn Fn(Role, Arc<TcpListener>, watch::Receiver<bool>) -> JoinHandle<()>;
+
+/// A bound listening socket and the task accepting on it.
+#[derive(Debug)]
+struct Listener {
+    role: Role,
+    /// As configured: port 0 means "any port".
+    configured: SocketAddr,
+    /// As bound (port 0 resolved).
+    local: SocketAddr,
+    socket: Arc<TcpListener>,
+    /// Set to true to stop accepting.
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Whether this socket can serve `addr` as configured: the same
+    /// configured address (port 0 included), or exactly the address it is
+    /// bound to.
+    fn serves(&self, addr: SocketAddr) -> bool {
+        self.configured == addr || (addr.port() != 0 && self.local == addr)
+    }
+}
+
+/// The listeners in force.
+#[derive(Debug, Default)]
+pub(crate) struct Listeners {
+    live: Vec<Listener>,
+}
+
+/// One listener of a [`Plan`].
+#[derive(Debug)]
+enum Slot {
+    /// A listener in force, kept (for `role`, which may be another one
+    /// than it had: the same socket changes hands, with no gap).
+    Kept { index: usize, role: Role, configured: SocketAddr, local: SocketAddr },
+    /// A socket bound for this plan, not accepting yet.
+    Bound { role: Role, configured: SocketAddr, local: SocketAddr, socket: TcpListener },
+}
+
+impl Slot {
+    fn role_and_local(&self) -> (Role, SocketAddr) {
+        match self {
+            Slot::Kept { role, local, .. } | Slot::Bound { role, local, .. } => (*role, *local),
+        }
+    }
+}
+
+/// The listeners a configuration wants, everything new already bound.
+/// [`Listeners::commit`] puts it in force; dropping it instead closes what
+/// it bound and leaves the listeners in force untouched.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    slots: Vec<Slot>,
+}
+
+impl Plan {
+    /// Every address the plan listens on (ports resolved): the proxy's
+    /// own addresses, which it must never connect to.
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self.slots.iter().map(|slot| slot.role_and_local().1).collect()
+    }
+}
+
+impl Listeners {
+    /// The addresses listened on for `role`, in configuration order.
+    pub(crate) fn addrs(&self, role: Role) -> Vec<SocketAddr> {
+        self.live.iter().filter(|listener| listener.role == role).map(|listener| listener.local).collect()
+    }
+
+    /// Matches `wanted` against the listeners in force and binds the
+    /// addresses that are new. Must run inside the tokio runtime. Fails,
+    /// having changed nothing, if any new address cannot be bound.
+    pub(crate) fn plan(&self, wanted: &[(Role, SocketAddr)]) -> Result<Plan, ReloadError> {
+        let mut taken = vec![false; self.live.len()];
+        let mut slots: Vec<Option<Slot>> = wanted.iter().map(|_| None).collect();
+        // Same role first, then a socket changing role (e.g. a port moved
+        // from `[proxy] listen` to `[proxy.tls] listen`).
+        for same_role in [true, false] {
+            for (slot, &(role, addr)) in slots.iter_mut().zip(wanted) {
+                if slot.is_some() || (!same_role && addr.port() == 0) {
+                    continue;
+                }
+                let found = self.live.iter().enumerate().find(|(index, listener)| {
+                    !taken[*index] && (!same_role || listener.role == role) && listener.serves(addr)
+                });
+                if let Some((index, listener)) = found {
+                    taken[index] = true;
+                    *slot = Some(Slot::Kept { index, role, configured: addr, local: listener.local });
+                }
+            }
+        }
+        let mut plan = Plan { slots: Vec::with_capacity(wanted.len()) };
+        for (slot, &(role, addr)) in slots.into_iter().zip(wanted) {
+            let slot = match slot {
+                Some(kept) => kept,
+                None => {
+                    let socket = bind(addr).map_err(|source| self.bind_error(addr, source, &taken))?;
+                    let local = socket.local_addr().map_err(|source| ReloadError::Bind { addr, source })?;
+                    Slot::Bound { role, configured: addr, local, socket }
+                }
+            };
+            plan.slots.push(slot);
+        }
+        Ok(plan)
+    }
+
+    /// Why `addr` could not be bound; says so when a listener this plan
+    /// would stop holds the same port (binding comes before closing).
+    fn bind_error(&self, addr: SocketAddr, source: std::io::Error, taken: &[bool]) -> ReloadError {
+        let overlap = (source.kind() == std::io::ErrorKind::AddrInUse)
+            .then(|| {
+                self.live
+                    .iter()
+                    .zip(taken)
+                    .find(|(listener, taken)| !**taken && listener.local.port() == addr.port())
+                    .map(|(listener, _)| listener.local)
+            })
+            .flatten();
+        match overlap {
+            Some(overlaps) => ReloadError::Overlap { addr, overlaps, source },
+            None => ReloadError::Bind { addr, source },
+        }
+    }
+
+    /// Puts `plan` (made by [`Listeners::plan`] on these listeners) in
+    /// force: starts accepting on what it bound, hands kept sockets to
+    /// their new role, and stops accepting on what it does not keep.
+    /// With `announce`, each change is logged.
+    pub(crate) fn commit(&mut self, plan: Plan, spawn: Spawn<'_>, announce: bool) {
+        let mut old: Vec<Option<Listener>> = std::mem::take(&mut self.live).into_iter().map(Some).collect();
+        for slot in plan.slots {
+            match slot {
+                Slot::Kept { index, role, configured, .. } => {
+                    let Some(mut listener) = old.get_mut(index).and_then(Option::take) else { continue };
+                    listener.configured = configured;
+                    if listener.role != role {
+                        listener.stop.send_replace(true);
+                        if announce {
+                            tracing::info!(
+                                from = listener.role.name(),
+                                to = role.name(),
+                                "{} changes role, without closing",
+                                listener.local
+                            );
+                        }
+                        let (stop, stopped) = watch::channel(false);
+                        listener.task = spawn(role, listener.socket.clone(), stopped);
+                        listener.stop = stop;
+                        listener.role = role;
+                    }
+                    self.live.push(listener);
+                }
+                Slot::Bound { role, configured, local, socket } => {
+                    let socket = Arc::new(socket);
+                    let (stop, stopped) = watch::channel(false);
+                    let task = spawn(role, socket.clone(), stopped);
+                    if announce {
+                        tracing::info!(listener = role.name(), "now listening on {local}");
+                    }
+                    self.live.push(Listener { role, configured, local, socket, stop, task });
+                }
+            }
+        }
+        for listener in old.into_iter().flatten() {
+            // The task drops its socket when it sees this; connections it
+            // accepted are tasks of their own and carry on.
+            listener.stop.send_replace(true);
+            tracing::info!(listener = listener.role.name(), "stopped listening on {}", listener.local);
+        }
+    }
+
+    /// The accept tasks of the proxy listeners (they end when shutdown
+    /// begins), leaving the admin listener serving.
+    pub(crate) fn take_proxy_tasks(&mut self) -> Vec<JoinHandle<()>> {
+        let (proxy, admin): (Vec<Listener>, Vec<Listener>) =
+            std::mem::take(&mut self.live).into_iter().partition(|listener| listener.role != Role::Admin);
+        self.live = admin;
+        proxy.into_iter().map(|listener| listener.task).collect()
+    }
+}
+
+/// Listen backlog: connections the kernel completes before they are
+/// accepted (a burst of browsers opening theirs at once).
+const BACKLOG: u32 = 1024;
+
+/// Binds a listening socket as `tokio::net::TcpListener::bind` does
+/// (`SO_REUSEADDR` on Unix, so a port just closed can be bound again at
+/// once; it does not let two sockets listen on one address).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Resolves when `stop` turns true. Never resolves if its sender is gone
+/// first: dropping the handle does not stop the proxy.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A spawn that accepts nothing: these tests look at sockets only.
+    fn idle(_: Role, _: Arc<TcpListener>, _: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async {})
+    }
+
+    fn kinds(plan: &Plan) -> Vec<(&'static str, Role)> {
+        let kind = |slot: &Slot| match slot {
+            Slot::Kept { .. } => "kept",
+            Slot::Bound { .. } => "bound",
+        };
+        plan.slots.iter().map(|slot| (kind(slot), slot.role_and_local().0)).collect()
+    }
+
+    /// Which wanted addresses reuse the socket in force, and which bind.
+    #[tokio::test]
+    async fn a_socket_is_kept_for_its_configured_or_its_bound_address() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut listeners = Listeners::default();
+        let plan = listeners.plan(&[(Role::Proxy, any)]).unwrap();
+        listeners.commit(plan, &idle, false);
+        let bound = listeners.addrs(Role::Proxy)[0];
+        assert_ne!(bound.port(), 0);
+
+        type Case<'a> = (&'a [(Role, SocketAddr)], &'a [(&'a str, Role)]);
+        let cases: [Case<'_>; 5] = [
+            // The same configured address, port 0 included.
+            (&[(Role::Proxy, any)], &[("kept", Role::Proxy)]),
+            // The address it was bound to, named explicitly.
+            (&[(Role::Proxy, bound)], &[("kept", Role::Proxy)]),
+            // Named for TLS: the socket changes role.
+            (&[(Role::ProxyTls, bound)], &[("kept", Role::ProxyTls)]),
+            // Port 0 for another role: a new socket.
+            (&[(Role::ProxyTls, any)], &[("bound", Role::ProxyTls)]),
+            // Two listeners on any port: one kept, one new.
+            (&[(Role::Proxy, any), (Role::Proxy, any)], &[("kept", Role::Proxy), ("bound", Role::Proxy)]),
+        ];
+        for (wanted, expected) in cases {
+            let plan = listeners.plan(wanted).unwrap();
+            assert_eq!(kinds(&plan), expected, "{wanted:?}");
+            assert_eq!(plan.addrs()[0].port() == bound.port(), expected[0].0 == "kept", "{wanted:?}");
+        }
+    }
+
+    /// Binding comes before closing: a new address refused because it
+    /// overlaps one the plan would close says so (checked without binding
+    /// the wildcard address: the tests stay on loopback).
+    #[tokio::test]
+    async fn a_refused_address_that_overlaps_a_closing_one_names_it() {
+        let mut listeners = Listeners::default();
+        let plan = listeners.plan(&[(Role::Proxy, "127.0.0.1:0".parse().unwrap())]).unwrap();
+        listeners.commit(plan, &idle, false);
+        let bound = listeners.addrs(Role::Proxy)[0];
+        let wildcard = SocketAddr::new("0.0.0.0".parse().unwrap(), bound.port());
+        let in_use = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+
+        let closing = listeners.bind_error(wildcard, in_use(), &[false]);
+        assert!(
+            matches!(closing, ReloadError::Overlap { addr, overlaps, .. } if addr == wildcard && overlaps == bound)
+        );
+        assert!(closing.to_string().contains("needs a restart"), "{closing}");
+        let kept = listeners.bind_error(wildcard, in_use(), &[true]);
+        assert!(matches!(kept, ReloadError::Bind { addr, .. } if addr == wildcard), "{kept}");
+    }
+}
