@@ -136,10 +136,11 @@ async fn assert_own_ports_refused(proxy: &mut Proxy, admin: Option<u16>) {
 #[tokio::test]
 async fn the_proxy_and_admin_ports_are_refused_even_when_loopback_is_allowed() {
     bounded(async {
-        let admin = support::closed_port();
         // The standard company allows 127.0.0.0/8.
-        let mut proxy = Company::new().start_with(&[443], &format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n")).await;
-        assert_own_ports_refused(&mut proxy, Some(admin)).await;
+        let mut proxy = Company::new().start_with(&[443], "[admin]\nlisten = \"127.0.0.1:0\"\n").await;
+        let admin = proxy.admin_addr().map(|addr| addr.port());
+        assert!(admin.is_some());
+        assert_own_ports_refused(&mut proxy, admin).await;
         proxy.stop().await;
     })
     .await;
@@ -148,12 +149,13 @@ async fn the_proxy_and_admin_ports_are_refused_even_when_loopback_is_allowed() {
 #[tokio::test]
 async fn the_proxy_and_admin_ports_are_refused_with_the_guard_off() {
     bounded(async {
-        let admin = support::closed_port();
         let mut proxy = Company::new()
             .proxy("block_private_destinations = false")
-            .start_with(&[443], &format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n"))
+            .start_with(&[443], "[admin]\nlisten = \"127.0.0.1:0\"\n")
             .await;
-        assert_own_ports_refused(&mut proxy, Some(admin)).await;
+        let admin = proxy.admin_addr().map(|addr| addr.port());
+        assert!(admin.is_some());
+        assert_own_ports_refused(&mut proxy, admin).await;
         proxy.stop().await;
     })
     .await;
