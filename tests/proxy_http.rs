@@ -235,7 +235,7 @@ async fn the_status_page_says_who_you_are() {
 }
 
 #[tokio::test]
-async fn with_allowed_false_only_block_and_log_decisions_are_written() {
+async fn with_allowed_false_only_block_and_log_decisions_and_failures_are_written() {
     bounded(async {
         let origin = EchoOrigin::start().await;
         let proxy = Company::new().log("allowed = false").start(&[443]).await;
@@ -244,12 +244,18 @@ async fn with_allowed_false_only_block_and_log_decisions_are_written() {
         assert_eq!(proxy.client_from("127.0.0.3").await.get(&url, &[]).await.status, 200);
         assert_eq!(proxy.client_from("127.0.0.2").await.get(&url, &[]).await.status, 200);
         assert_eq!(proxy.client_from("127.0.0.1").await.get(&url, &[]).await.status, 403);
+        // An allowed request that cannot reach its site is still recorded.
+        let unreachable = format!("http://example.test:{}/", support::closed_port());
+        assert_eq!(proxy.client_from("127.0.0.3").await.get(&unreachable, &[]).await.status, 502);
 
-        let records = proxy.records(2).await;
+        let records = proxy.records(3).await;
         let company = proxy.stop().await;
-        let all = support::wait_for_records(&company.dir().join("access.log"), 2).await;
-        assert_eq!(all.len(), 2, "{all:?}");
-        assert!(records.iter().all(|r| r["action"] != "allow"));
+        let all = support::wait_for_records(&company.dir().join("access.log"), 3).await;
+        assert_eq!(all.len(), 3, "{all:?}");
+        let failed: Vec<_> = all.iter().filter(|r| r["action"] == "allow").collect();
+        assert_eq!(failed.len(), 1, "{all:?}");
+        assert_eq!(failed[0]["status"], 502);
+        assert!(records.iter().filter(|r| r["status"] != 502).all(|r| r["action"] != "allow"));
     })
     .await;
 }

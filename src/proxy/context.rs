@@ -40,6 +40,8 @@ pub(crate) struct Ctx {
     pub(crate) conn: Option<Arc<ConnState>>,
     /// Room reserved in the access log for a record written from sync code.
     pub(crate) permit: Option<Reserved>,
+    /// Reaching the origin failed (502, 504): recorded whatever the action.
+    pub(crate) failed: bool,
     /// The record was written (or deliberately not).
     done: bool,
 }
@@ -76,6 +78,7 @@ impl Ctx {
             bytes_down: 0,
             conn: None,
             permit: None,
+            failed: false,
             done: false,
         }
     }
@@ -122,9 +125,10 @@ impl Ctx {
         metrics.count_bytes(self.bytes_up.load(Ordering::Relaxed), self.bytes_down);
     }
 
-    /// `[log] allowed = false` keeps only block and log decisions.
+    /// `[log] allowed = false` keeps only block and log decisions, and the
+    /// failures to reach an origin (what an admin troubleshoots with).
     fn wanted(&self) -> bool {
-        self.snap.config.log.allowed || self.action != Action::Allow
+        self.snap.config.log.allowed || self.action != Action::Allow || self.failed
     }
 
     /// Writes the record, waiting while the writer is behind.

@@ -153,6 +153,7 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
     }
     match &refusal {
         Refusal::Upstream(_) => {
+            ctx.failed = true;
             ctx.shared.metrics.upstream_errors.get_or_create(&KindLabel { kind: refusal.proxy_status_error() }).inc();
         }
         Refusal::AuthRequired => {
