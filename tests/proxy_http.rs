@@ -235,6 +235,32 @@ async fn the_status_page_says_who_you_are() {
 }
 
 #[tokio::test]
+async fn the_status_page_lists_the_departments_rules_with_inherited_ones() {
+    bounded(async {
+        let proxy = Company::new()
+            .department(
+                "default",
+                "default = \"allow\"\n[services]\nfacebook = \"block\"\n[[rules]]\ndomains = [\"twitch.tv\", \"kick.com\"]\naction = \"block\"\n",
+            )
+            .department(
+                "sales",
+                "inherits = \"default\"\nnetworks = [\"127.0.0.2/32\"]\n[[rules]]\ndomains = [\"a.test\", \"b.test\", \"c.test\", \"d.test\"]\nhosts = [\"e.test\", \"f.test\"]\naction = \"log\"\n",
+            )
+            .start(&[443])
+            .await;
+        let reply = proxy.client_from("127.0.0.2").await.get("http://socialgate.status/", &[]).await;
+        assert_eq!(reply.status, 200);
+        let own = "<tr><td>a.test, b.test, c.test, d.test (+2 more)</td><td>log</td><td>rules[0]</td>";
+        let inherited = "<tr><td>twitch.tv, kick.com</td><td>block</td><td>default:rules[0]</td>";
+        let (own_at, inherited_at) = (reply.body.find(own), reply.body.find(inherited));
+        assert!(own_at.is_some() && inherited_at.is_some(), "{}", reply.body);
+        assert!(own_at < inherited_at && inherited_at < reply.body.find("<td>facebook</td>"), "in decision order: {}", reply.body);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn with_allowed_false_only_block_and_log_decisions_and_failures_are_written() {
     bounded(async {
         let origin = EchoOrigin::start().await;

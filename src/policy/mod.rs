@@ -540,6 +540,19 @@ impl Policy {
         Some(self.decision(dept, placement.source, Some(service), named, now))
     }
 
+    /// What each of the department's effective `[[rules]]` (own first, then
+    /// inherited) decides at `now`, with the domains and hosts it covers:
+    /// the status page lists them, as they come before any service.
+    pub fn decide_rules(&self, placement: Placement, now: Timestamp) -> Vec<(RuleView<'_>, Decision)> {
+        let dept = self.dept(placement.department.0);
+        let views = self.department(placement.department).rules();
+        dept.rules
+            .iter()
+            .zip(views)
+            .map(|(named, view)| (view, self.decision(dept, placement.source, None, Some(named), now)))
+            .collect()
+    }
+
     /// What applies to a host in no service and no rule: step 3 of
     /// [`Policy::decide`].
     pub fn decide_default(&self, placement: Placement, now: Timestamp) -> Decision {

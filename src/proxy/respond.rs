@@ -282,6 +282,10 @@ pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
             html_escape(decision.schedule.as_deref().unwrap_or("")),
         ));
     };
+    // Rules come first, as they are decided first.
+    for (rule, decision) in policy.decide_rules(placement, now) {
+        row(&mut body, &rule_covers(rule.domains, rule.hosts), &decision);
+    }
     for service in policy.service_names() {
         if let Some(decision) = policy.decide_service(placement, service, now) {
             row(&mut body, service, &decision);
@@ -290,6 +294,18 @@ pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
     row(&mut body, "(everything else)", &policy.decide_default(placement, now));
     body.push_str("</table>\n");
     html_page("socialgate status", &body)
+}
+
+/// What a rule covers, for the status page: its first few domains and
+/// hosts, and how many more.
+fn rule_covers(domains: &[crate::policy::Host], hosts: &[crate::policy::Host]) -> String {
+    const SHOWN: usize = 4;
+    let all: Vec<&str> = domains.iter().chain(hosts).map(crate::policy::Host::as_str).collect();
+    let mut covers = all.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    if all.len() > SHOWN {
+        covers.push_str(&format!(" (+{} more)", all.len() - SHOWN));
+    }
+    covers
 }
 
 /// A bodiless `200 Connection established` for an accepted tunnel.
