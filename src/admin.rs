@@ -14,13 +14,16 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
+/// Renders the PAC file; given the `Host` it was fetched with.
+pub type PacSource = Arc<dyn Fn(Option<&str>) -> String + Send + Sync>;
+
 /// What the admin endpoint serves.
 #[derive(Clone)]
 pub struct AdminState {
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
     /// Renders the current PAC file (reads the current config snapshot).
-    pub pac: Arc<dyn Fn() -> String + Send + Sync>,
+    pub pac: PacSource,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -97,7 +100,11 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/metrics" => {
             text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", state.metrics.encode())
         }
-        "/proxy.pac" | "/wpad.dat" => text(StatusCode::OK, PAC_CONTENT_TYPE, (state.pac)()),
+        "/proxy.pac" | "/wpad.dat" => {
+            // Fetched as http://NAME:PORT/proxy.pac: NAME reaches this host.
+            let seen_as = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+            text(StatusCode::OK, PAC_CONTENT_TYPE, (state.pac)(seen_as))
+        }
         _ => text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n".into()),
     }
 }

@@ -13,16 +13,21 @@ use ipnet::IpNet;
 
 use crate::config::{Config, PacConfig};
 
-/// Renders the PAC file for `config`.
-pub fn render(config: &Config) -> String {
-    render_parts(&config.pac, &config.proxy.listen)
+/// Renders the PAC file for `config`. `seen_as` is the `Host` the client
+/// fetched it with, if it was fetched over HTTP.
+pub fn render(config: &Config, seen_as: Option<&str>) -> String {
+    render_parts(&config.pac, &config.proxy.listen, seen_as)
 }
 
 /// Renders the PAC file from the `[pac]` section and the proxy's listen
-/// addresses (the first is advertised when `[pac] proxy` is unset).
-pub fn render_parts(pac: &PacConfig, listen: &[SocketAddr]) -> String {
+/// addresses: `[pac] proxy`, else the first listen address. A wildcard
+/// address (`0.0.0.0`, `::`) cannot be told to clients: it is replaced by
+/// the name the client fetched the PAC with (`seen_as`, a `Host` header),
+/// else by this machine's host name.
+pub fn render_parts(pac: &PacConfig, listen: &[SocketAddr], seen_as: Option<&str>) -> String {
     let proxy = match (&pac.proxy, listen.first()) {
         (Some(proxy), _) => proxy.clone(),
+        (None, Some(addr)) if addr.ip().is_unspecified() => format!("{}:{}", reachable_name(seen_as), addr.port()),
         (None, Some(addr)) => addr.to_string(),
         (None, None) => "127.0.0.1:3128".to_owned(),
     };
@@ -84,6 +89,27 @@ fn js_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
+/// The host part of a `Host` header if it is a valid name or address,
+/// else this machine's host name, else loopback.
+fn reachable_name(seen_as: Option<&str>) -> String {
+    let from_header = seen_as.and_then(|value| {
+        let host = match value.strip_prefix('[') {
+            Some(rest) => rest.split_once(']').map(|(inside, _)| inside)?,
+            None => value.rsplit_once(':').map_or(value, |(name, _)| name),
+        };
+        crate::policy::Host::parse(host).ok()
+    });
+    let host = from_header.or_else(|| {
+        let uname = rustix::system::uname();
+        crate::policy::Host::parse(&uname.nodename().to_string_lossy()).ok()
+    });
+    match host {
+        Some(host) if host.as_str().contains(':') => format!("[{}]", host.as_str()),
+        Some(host) => host.as_str().to_owned(),
+        None => "127.0.0.1".to_owned(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -92,22 +118,51 @@ mod tests {
     #[test]
     fn advertises_configured_proxy_with_optional_fallback() {
         let pac = PacConfig { proxy: Some("proxy.example.com:3128".into()), direct: vec![], fallback_direct: false };
-        assert!(render_parts(&pac, &[]).contains("return \"PROXY proxy.example.com:3128\";"));
+        assert!(render_parts(&pac, &[], None).contains("return \"PROXY proxy.example.com:3128\";"));
         let pac = PacConfig { fallback_direct: true, ..pac };
-        assert!(render_parts(&pac, &[]).contains("return \"PROXY proxy.example.com:3128; DIRECT\";"));
+        assert!(render_parts(&pac, &[], None).contains("return \"PROXY proxy.example.com:3128; DIRECT\";"));
     }
 
     #[test]
     fn falls_back_to_first_listener() {
         let pac = PacConfig::default();
         let listen = ["10.0.0.5:3128".parse().unwrap()];
-        assert!(render_parts(&pac, &listen).contains("PROXY 10.0.0.5:3128"));
+        assert!(render_parts(&pac, &listen, None).contains("PROXY 10.0.0.5:3128"));
     }
 
     #[test]
     fn hostile_patterns_are_escaped() {
         let pac = PacConfig { proxy: None, direct: vec!["\"); alert(1); (\"".into()], fallback_direct: false };
-        let js = render_parts(&pac, &[]);
+        let js = render_parts(&pac, &[], None);
         assert!(js.contains(r#"host === "\"); alert(1); (\"""#), "{js}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod wildcard_tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_listen_address_is_replaced_by_a_name_clients_can_reach() {
+        let pac = PacConfig::default();
+        let any: SocketAddr = "0.0.0.0:3128".parse().unwrap();
+        let js = render_parts(&pac, &[any], Some("proxy.corp.example:9090"));
+        assert!(
+            js.contains("return \"PROXY proxy.corp.example:3128; DIRECT\";")
+                || js.contains("return \"PROXY proxy.corp.example:3128\";"),
+            "{js}"
+        );
+        let js = render_parts(&pac, &[any], Some("[::1]:9090"));
+        assert!(js.contains("PROXY [::1]:3128"), "{js}");
+        let js = render_parts(&pac, &[any], Some("10.1.2.3"));
+        assert!(js.contains("PROXY 10.1.2.3:3128"), "{js}");
+        // Hostile or missing: this machine's name, never the wildcard.
+        for seen_as in [Some("a\"b"), Some(""), None] {
+            let js = render_parts(&pac, &[any], seen_as);
+            assert!(!js.contains("0.0.0.0") && js.contains(":3128"), "{js}");
+        }
+        let specific: SocketAddr = "10.0.0.5:3128".parse().unwrap();
+        assert!(render_parts(&pac, &[specific], Some("other:1")).contains("PROXY 10.0.0.5:3128"));
     }
 }

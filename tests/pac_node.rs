@@ -62,7 +62,7 @@ fn pac_sends_public_sites_through_the_proxy_and_internal_ones_direct() {
         ],
         fallback_direct: false,
     };
-    let js = socialgate::pac::render_parts(&pac, &[]);
+    let js = socialgate::pac::render_parts(&pac, &[], None);
     let proxy = "PROXY proxy.example.com:3128";
     let table: &[(&str, &str, &str)] = &[
         ("http://www.facebook.com/", "www.facebook.com", proxy),
@@ -94,9 +94,9 @@ fn pac_sends_public_sites_through_the_proxy_and_internal_ones_direct() {
 #[test]
 fn pac_fallback_direct_is_only_added_when_configured() {
     let mut pac = PacConfig { proxy: Some("p.example:8080".into()), direct: vec![], fallback_direct: false };
-    let got = eval_pac(&socialgate::pac::render_parts(&pac, &[]), &[("http://x.test/", "x.test")]);
+    let got = eval_pac(&socialgate::pac::render_parts(&pac, &[], None), &[("http://x.test/", "x.test")]);
     assert_eq!(got, ["PROXY p.example:8080"]);
     pac.fallback_direct = true;
-    let got = eval_pac(&socialgate::pac::render_parts(&pac, &[]), &[("http://x.test/", "x.test")]);
+    let got = eval_pac(&socialgate::pac::render_parts(&pac, &[], None), &[("http://x.test/", "x.test")]);
     assert_eq!(got, ["PROXY p.example:8080; DIRECT"]);
 }

@@ -129,6 +129,6 @@ fn check(path: &std::path::Path) -> CmdResult {
 
 fn pac(path: &std::path::Path) -> CmdResult {
     let config = load_config(path)?;
-    print!("{}", crate::pac::render(&config));
+    print!("{}", crate::pac::render(&config, None));
     Ok(())
 }

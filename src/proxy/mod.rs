@@ -356,7 +356,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     let snapshot = shared.snapshot.clone();
     let admin = crate::admin::AdminState {
         metrics: metrics.clone(),
-        pac: Arc::new(move || crate::pac::render(&snapshot.load().config)),
+        pac: Arc::new(move |seen_as| crate::pac::render(&snapshot.load().config, seen_as)),
     };
     let servers = Servers { shared: shared.clone(), admin, admin_shutdown, runtime: tokio::runtime::Handle::current() };
     listeners.commit(plan, &|role, socket, stop| servers.spawn(role, socket, stop), false);

@@ -308,7 +308,8 @@ async fn handle(
         Ok(Target::Pac) => {
             ctx.rule = "pac".into();
             ctx.action = Action::Allow;
-            let pac = crate::pac::render(&ctx.snap.config);
+            let seen_as = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+            let pac = crate::pac::render(&ctx.snap.config, seen_as);
             return respond::serve(ctx, "application/x-ns-proxy-autoconfig", pac).await;
         }
         Ok(Target::Connect(host, port)) => (host, port, true),
