@@ -211,6 +211,8 @@ fn unreadable_log_exits_1_naming_it() {
     let out = socialgate(&["report", &log_path(), missing.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(missing.to_str().unwrap()), "{}", stderr(&out));
+    // The cause once, not twice.
+    assert_eq!(stderr(&out).matches("No such file or directory").count(), 1, "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
 
     // A directory opens but cannot be read.

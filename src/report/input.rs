@@ -128,7 +128,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Parsed<'_>, LineError> {
 
 /// An input that could not be opened or read.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("cannot read {path}")]
 pub struct InputError {
     /// The file (`-` for stdin).
     pub path: String,
