@@ -109,6 +109,31 @@ async fn an_idle_tunnel_is_closed_after_tunnel_idle_timeout() {
     .await;
 }
 
+/// The wait for a ClientHello is idle time too: a tunnel with no bytes
+/// either way ends when it has idled `tunnel_idle_timeout` since it opened,
+/// not that long after the wait.
+#[tokio::test]
+async fn the_sni_wait_counts_as_tunnel_idle_time() {
+    bounded(async {
+        let origin = SilentOrigin::start().await;
+        let proxy = Company::new()
+            .limit("tunnel_idle_timeout = \"600ms\"")
+            .limit("sni_peek_timeout = \"1500ms\"")
+            .start(&[origin.addr.port()])
+            .await;
+        let mut client = proxy.client_from("127.0.0.3").await;
+        assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
+        assert!(client.closed().await, "the idle tunnel stayed open");
+        let r = &proxy.records(1).await[0];
+        assert_eq!(r["closed_by"], "timeout");
+        let ms = r["duration_ms"].as_u64().unwrap();
+        // Ends with the wait (1.5 s), not 0.6 s after it (2.1 s).
+        assert!((1400..1900).contains(&ms), "{r}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_reload_that_blocks_an_open_tunnel_cuts_it() {
     bounded(async {

@@ -198,11 +198,13 @@ impl Direction {
 /// buffered copy: when one side closes, the other's write half is shut and
 /// the copy runs on until it closes too (or idles out); `stop` ends it
 /// early with the reason it gives (shutdown, policy); it is pinned by the
-/// caller so that it is not held twice in the tunnel's task.
+/// caller so that it is not held twice in the tunnel's task. The tunnel
+/// has been quiet since `quiet_since`.
 pub(crate) async fn pump<F>(
     client: &TcpStream,
     origin: &TcpStream,
     idle: Duration,
+    quiet_since: Instant,
     mut stop: Pin<&mut F>,
 ) -> (u64, u64, ClosedBy)
 where
@@ -212,8 +214,8 @@ where
     // Which directions still carry bytes: [client → origin, origin → client].
     let mut open = [true, true];
     let mut first_close: Option<ClosedBy> = None;
-    let mut last_activity = Instant::now();
-    let idle_timer = tokio::time::sleep(idle);
+    let mut last_activity = quiet_since;
+    let idle_timer = tokio::time::sleep_until(quiet_since + idle);
     tokio::pin!(idle_timer);
     let closed_by = std::future::poll_fn(|cx| {
         let ends = [
@@ -300,7 +302,7 @@ mod tests {
         let (origin_near, mut origin_far) = pair().await?;
         let pumping = tokio::spawn(async move {
             let stop = std::pin::pin!(std::future::pending());
-            pump(&client_near, &origin_near, Duration::from_secs(10), stop).await
+            pump(&client_near, &origin_near, Duration::from_secs(10), Instant::now(), stop).await
         });
         let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let expected = payload.clone();
@@ -329,7 +331,7 @@ mod tests {
         let (client_near, _client_far) = pair().await?;
         let (origin_near, _origin_far) = pair().await?;
         let stop = std::pin::pin!(stop);
-        let pumping = pump(&client_near, &origin_near, idle, stop);
+        let pumping = pump(&client_near, &origin_near, idle, Instant::now(), stop);
         let (_, _, closed_by) = tokio::time::timeout(Duration::from_secs(10), pumping).await?;
         Ok(closed_by)
     }

@@ -160,6 +160,7 @@ async fn run<C: TunnelClient>(
 ) {
     let snap = ctx.snap.clone();
     let shared = ctx.shared.clone();
+    let opened = tokio::time::Instant::now();
     let (user, client_ip) = (ctx.user.clone(), ctx.client.ip());
     let stop = |also: Option<Host>| {
         let watch = PolicyWatch { user: user.clone(), client: client_ip, host: host.clone(), also, valid_until };
@@ -260,10 +261,13 @@ async fn run<C: TunnelClient>(
     // Held for the tunnel's whole life otherwise.
     drop(first);
     let idle = snap.config.limits.tunnel_idle_timeout;
+    // A tunnel with no bytes yet has idled since it opened (the wait for a
+    // ClientHello counts).
+    let quiet_since = if sent_first == 0 { opened } else { tokio::time::Instant::now() };
     let stop = std::pin::pin!(stop(also));
     let (up, down, closed_by) = match client.tcp() {
-        Some(tcp) => splice::pump(tcp, &origin, idle, stop).await,
-        None => pump(&mut client, &mut origin, idle, stop).await,
+        Some(tcp) => splice::pump(tcp, &origin, idle, quiet_since, stop).await,
+        None => pump(&mut client, &mut origin, idle, quiet_since, stop).await,
     };
     // Closed before the record is queued: a full log queue must not hold
     // the tunnel's FINs back.
@@ -355,6 +359,7 @@ async fn pump<C, F>(
     client: &mut C,
     origin: &mut TcpStream,
     idle: Duration,
+    quiet_since: tokio::time::Instant,
     mut stop: Pin<&mut F>,
 ) -> (u64, u64, ClosedBy)
 where
@@ -369,8 +374,8 @@ where
     let mut first_close: Option<ClosedBy> = None;
     // One timer for the tunnel's life: activity only moves a deadline, and
     // the timer is re-armed when it fires early.
-    let mut last_activity = tokio::time::Instant::now();
-    let idle_timer = tokio::time::sleep(idle);
+    let mut last_activity = quiet_since;
+    let idle_timer = tokio::time::sleep_until(quiet_since + idle);
     tokio::pin!(idle_timer);
     while client_open || origin_open {
         tokio::select! {
