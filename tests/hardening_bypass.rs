@@ -575,6 +575,66 @@ async fn a_blocked_sni_in_a_hello_split_across_records_is_cut() {
     .await;
 }
 
+/// `hello` behind one TLS record of type `kind` carrying `fragment`.
+fn behind_a_record(kind: u8, fragment: &[u8], hello: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind, 3, 1];
+    out.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+    out.extend_from_slice(fragment);
+    out.extend_from_slice(hello);
+    out
+}
+
+/// Regression (audit F2): a ClientHello naming a blocked host behind a TLS
+/// alert, a ChangeCipherSpec or an empty application-data record (Go's TLS
+/// servers accept the first two and go on to the handshake), or in a record
+/// whose version is not 3.x, was taken for "not TLS" and, with the default
+/// `non_tls_tunnels = "allow"`, passed to the origin undecided. It is TLS
+/// that cannot be decided: the tunnel is cut before any byte goes on, and
+/// the record says it was refused.
+#[tokio::test]
+async fn tls_records_before_a_blocked_hello_do_not_make_it_non_tls() {
+    bounded(async {
+        let (origin, received) = byte_counting_origin().await;
+        let tls = support::TlsOrigin::start().await;
+        let proxy = Company::new().start(&[origin.port(), tls.port()]).await;
+        let hello = support::client_hello("www.facebook.com");
+        let mut odd_version = hello.clone();
+        odd_version[1..3].copy_from_slice(&[2, 1]);
+        let mut no_version = hello.clone();
+        no_version[1..3].copy_from_slice(&[0, 0]);
+        let variants = [
+            ("a warning alert first", behind_a_record(21, &[1, 90], &hello)),
+            ("a ChangeCipherSpec first", behind_a_record(20, &[1], &hello)),
+            ("an empty application-data record first", behind_a_record(23, &[], &hello)),
+            ("record version 2.1", odd_version),
+            ("record version 0.0", no_version),
+        ];
+        for (i, (what, bytes)) in variants.iter().enumerate() {
+            let mut visitor = proxy.client().await;
+            assert_eq!(visitor.connect_to(&format!("127.0.0.1:{}", origin.port()), &[]).await.status, 200, "{what}");
+            visitor.send_bytes(bytes).await;
+            assert!(visitor.closed().await, "{what}: the tunnel stayed open");
+            let records = proxy.whole_records(i + 1).await;
+            let r = &records[i];
+            assert_eq!(
+                (r["status"].as_u64(), r["action"].as_str(), r["rule"].as_str(), r["closed_by"].as_str()),
+                (Some(400), Some("block"), Some("request"), Some("proxy")),
+                "{what}: {r}"
+            );
+            assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 0, "{what}: the origin received the bytes");
+        }
+        // Real TLS still goes through, and there is exactly one record each.
+        let mut visitor = proxy.client().await;
+        assert_eq!(visitor.connect_to(&format!("127.0.0.1:{}", tls.port()), &[]).await.status, 200);
+        assert_eq!(visitor.tls_exchange(&tls, "example.test", "hi").await, "pong: hi\n");
+        let records = proxy.whole_records(variants.len() + 1).await;
+        assert_eq!(records.len(), variants.len() + 1, "{records:?}");
+        assert_eq!(records[variants.len()]["status"].as_u64(), Some(200));
+        proxy.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn with_non_tls_tunnels_refused_a_hello_stalled_past_the_peek_timeout_is_cut() {
     bounded(async {
