@@ -109,6 +109,12 @@ const HTTP_CASES: &[Case] = &[
         expect: FB,
     },
     Case {
+        // An allowed host, so only the port's spelling can refuse it.
+        name: "signed port",
+        raw: "GET http://example.test:+{P}/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        expect: Expect::Rejected(400),
+    },
+    Case {
         name: "percent-encoded letter",
         raw: "GET http://www.%66acebook.com:{P}/ HTTP/1.1\r\nHost: x\r\n\r\n",
         expect: PCT,
@@ -254,6 +260,17 @@ const CONNECT_CASES: &[Case] = &[
         expect: Expect::Rejected(400),
     },
     Case {
+        name: "port with leading zero",
+        raw: "CONNECT www.facebook.com:0{P} HTTP/1.1\r\nHost: x\r\n\r\n",
+        expect: FB,
+    },
+    Case {
+        // An allowed host, so only the port's spelling can refuse it.
+        name: "signed port",
+        raw: "CONNECT example.test:+{P} HTTP/1.1\r\nHost: x\r\n\r\n",
+        expect: Expect::Rejected(400),
+    },
+    Case {
         name: "percent-encoded letter",
         raw: "CONNECT %77ww.facebook.com:{P} HTTP/1.1\r\nHost: x\r\n\r\n",
         expect: PCT,
@@ -318,7 +335,7 @@ async fn run_table(cases: &[Case], connect: bool) {
                 }
             }
             Expect::Rejected(status) => {
-                if reply.status != status {
+                if reply.status != status || details != "socialgate; error=http_request_error; details=\"request\"" {
                     problems.push(format!("want {status}, got {} ({details})", reply.status));
                 }
             }
@@ -349,10 +366,15 @@ async fn run_table(cases: &[Case], connect: bool) {
         if record["status"] != want_status {
             problems.push(format!("logged as {record}"));
         }
-        if let Expect::Blocked(rule) = case.expect {
-            if record["rule"] != rule || record["action"] != "block" {
-                problems.push(format!("logged as {record}"));
-            }
+        let logged_rule = match case.expect {
+            Expect::Blocked(rule) => Some(rule),
+            Expect::Rejected(_) => Some("request"),
+            Expect::Allowed => None,
+        };
+        if let Some(rule) = logged_rule
+            && (record["rule"] != rule || record["action"] != "block")
+        {
+            problems.push(format!("logged as {record}"));
         }
         if !problems.is_empty() {
             failures.push(format!("{}: {}", case.name, problems.join("; ")));
