@@ -109,6 +109,12 @@ const HTTP_CASES: &[Case] = &[
         expect: FB,
     },
     Case {
+        // An allowed host, so only the port's spelling can refuse it.
+        name: "signed port",
+        raw: "GET http://example.test:+{P}/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        expect: Expect::Rejected(400),
+    },
+    Case {
         name: "percent-encoded letter",
         raw: "GET http://www.%66acebook.com:{P}/ HTTP/1.1\r\nHost: x\r\n\r\n",
         expect: PCT,
@@ -254,6 +260,17 @@ const CONNECT_CASES: &[Case] = &[
         expect: Expect::Rejected(400),
     },
     Case {
+        name: "port with leading zero",
+        raw: "CONNECT www.facebook.com:0{P} HTTP/1.1\r\nHost: x\r\n\r\n",
+        expect: FB,
+    },
+    Case {
+        // An allowed host, so only the port's spelling can refuse it.
+        name: "signed port",
+        raw: "CONNECT example.test:+{P} HTTP/1.1\r\nHost: x\r\n\r\n",
+        expect: Expect::Rejected(400),
+    },
+    Case {
         name: "percent-encoded letter",
         raw: "CONNECT %77ww.facebook.com:{P} HTTP/1.1\r\nHost: x\r\n\r\n",
         expect: PCT,
@@ -318,7 +335,7 @@ async fn run_table(cases: &[Case], connect: bool) {
                 }
             }
             Expect::Rejected(status) => {
-                if reply.status != status {
+                if reply.status != status || details != "socialgate; error=http_request_error; details=\"request\"" {
                     problems.push(format!("want {status}, got {} ({details})", reply.status));
                 }
             }
@@ -349,10 +366,15 @@ async fn run_table(cases: &[Case], connect: bool) {
         if record["status"] != want_status {
             problems.push(format!("logged as {record}"));
         }
-        if let Expect::Blocked(rule) = case.expect {
-            if record["rule"] != rule || record["action"] != "block" {
-                problems.push(format!("logged as {record}"));
-            }
+        let logged_rule = match case.expect {
+            Expect::Blocked(rule) => Some(rule),
+            Expect::Rejected(_) => Some("request"),
+            Expect::Allowed => None,
+        };
+        if let Some(rule) = logged_rule
+            && (record["rule"] != rule || record["action"] != "block")
+        {
+            problems.push(format!("logged as {record}"));
         }
         if !problems.is_empty() {
             failures.push(format!("{}: {}", case.name, problems.join("; ")));
@@ -570,6 +592,66 @@ async fn a_blocked_sni_in_a_hello_split_across_records_is_cut() {
             socialgate::tls::peek::Peek::ClientHello { sni: Some("www.facebook.com".into()) }
         );
         assert_hello_cut(&proxy, &format!("127.0.0.1:{}", origin.port()), &hello, &received).await;
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// `hello` behind one TLS record of type `kind` carrying `fragment`.
+fn behind_a_record(kind: u8, fragment: &[u8], hello: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind, 3, 1];
+    out.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+    out.extend_from_slice(fragment);
+    out.extend_from_slice(hello);
+    out
+}
+
+/// Regression (audit F2): a ClientHello naming a blocked host behind a TLS
+/// alert, a ChangeCipherSpec or an empty application-data record (Go's TLS
+/// servers accept the first two and go on to the handshake), or in a record
+/// whose version is not 3.x, was taken for "not TLS" and, with the default
+/// `non_tls_tunnels = "allow"`, passed to the origin undecided. It is TLS
+/// that cannot be decided: the tunnel is cut before any byte goes on, and
+/// the record says it was refused.
+#[tokio::test]
+async fn tls_records_before_a_blocked_hello_do_not_make_it_non_tls() {
+    bounded(async {
+        let (origin, received) = byte_counting_origin().await;
+        let tls = support::TlsOrigin::start().await;
+        let proxy = Company::new().start(&[origin.port(), tls.port()]).await;
+        let hello = support::client_hello("www.facebook.com");
+        let mut odd_version = hello.clone();
+        odd_version[1..3].copy_from_slice(&[2, 1]);
+        let mut no_version = hello.clone();
+        no_version[1..3].copy_from_slice(&[0, 0]);
+        let variants = [
+            ("a warning alert first", behind_a_record(21, &[1, 90], &hello)),
+            ("a ChangeCipherSpec first", behind_a_record(20, &[1], &hello)),
+            ("an empty application-data record first", behind_a_record(23, &[], &hello)),
+            ("record version 2.1", odd_version),
+            ("record version 0.0", no_version),
+        ];
+        for (i, (what, bytes)) in variants.iter().enumerate() {
+            let mut visitor = proxy.client().await;
+            assert_eq!(visitor.connect_to(&format!("127.0.0.1:{}", origin.port()), &[]).await.status, 200, "{what}");
+            visitor.send_bytes(bytes).await;
+            assert!(visitor.closed().await, "{what}: the tunnel stayed open");
+            let records = proxy.whole_records(i + 1).await;
+            let r = &records[i];
+            assert_eq!(
+                (r["status"].as_u64(), r["action"].as_str(), r["rule"].as_str(), r["closed_by"].as_str()),
+                (Some(400), Some("block"), Some("request"), Some("proxy")),
+                "{what}: {r}"
+            );
+            assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 0, "{what}: the origin received the bytes");
+        }
+        // Real TLS still goes through, and there is exactly one record each.
+        let mut visitor = proxy.client().await;
+        assert_eq!(visitor.connect_to(&format!("127.0.0.1:{}", tls.port()), &[]).await.status, 200);
+        assert_eq!(visitor.tls_exchange(&tls, "example.test", "hi").await, "pong: hi\n");
+        let records = proxy.whole_records(variants.len() + 1).await;
+        assert_eq!(records.len(), variants.len() + 1, "{records:?}");
+        assert_eq!(records[variants.len()]["status"].as_u64(), Some(200));
         proxy.stop().await;
     })
     .await;

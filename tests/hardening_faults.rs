@@ -241,3 +241,40 @@ async fn an_origin_response_with_both_lengths_is_answered_and_logged_truthfully(
     ))
     .await;
 }
+
+/// Regression (audit F6): the proxy strips `Upgrade`, so no forwarded
+/// request asks to switch protocols; an origin answering `101` anyway was
+/// relayed (and the client's connection then closed). The client gets a
+/// `502` (`http_protocol_error`) instead, nothing the origin sent after
+/// its 101, one record, and its connection keeps serving.
+#[tokio::test]
+async fn an_unrequested_101_from_the_origin_is_answered_502() {
+    bounded(async {
+        let switching = ScriptedOrigin::start(true, |mut stream| async move {
+            let _ = stream
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw bytes of another protocol")
+                .await;
+            drain(stream).await;
+        })
+        .await;
+        let normal = CountingOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client().await;
+        let reply = client
+            .get(&format!("http://example.test:{}/ws", switching.port()), &["Upgrade: websocket", "Connection: Upgrade"])
+            .await;
+        assert_eq!(reply.status, 502, "{reply:?}");
+        assert_eq!(reply.header("proxy-status"), Some("socialgate; error=http_protocol_error; details=\"default\""));
+        assert!(!reply.body.contains("raw bytes"), "{}", reply.body);
+        // The same connection goes on serving.
+        let next = client.get(&format!("http://example.test:{}/next", normal.port()), &[]).await;
+        assert_eq!(next.status, 200, "{next:?}");
+        drop(client);
+        let records = proxy.whole_records(2).await;
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!((records[0]["status"].as_u64(), records[0]["closed_by"].as_str()), (Some(502), Some("error")));
+        assert_eq!(records[1]["status"].as_u64(), Some(200));
+        proxy.stop().await;
+    })
+    .await;
+}

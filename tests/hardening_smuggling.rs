@@ -107,6 +107,55 @@ const CASES: &[Case] = &[
         bug: None,
     },
     Case {
+        name: "a coding before chunked (gzip)",
+        raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
+        name: "identity before chunked",
+        raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
+        name: "unknown coding before chunked",
+        raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: foo, chunked\r\n\r\n0\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
+        name: "a coding alone (gzip)",
+        raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
+        name: "chunked, then identity in a second field",
+        raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
+        name: "gzip, then chunked in a second field",
+        raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
+        name: "chunked twice",
+        raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        status: 400,
+        origin: Origin::Nothing,
+        bug: None,
+    },
+    Case {
         name: "space before the colon",
         raw: "POST http://example.test:{P}/ HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
         status: 400,
@@ -241,8 +290,17 @@ async fn run_rows(bugs: bool) {
             if reply.status != case.status {
                 problems.push(format!("want {}, got {} {:?}", case.status, reply.status, reply.header("proxy-status")));
             }
-            // Nothing more: the connection is closed after a framing error.
-            if let Some(more) = client.reply_or_closed().await {
+            // The proxy's own answer, never hyper's bare one (SPEC 3, 4).
+            let want = if case.status == 400 { "request" } else { "limits" };
+            let proxy_status = format!("socialgate; error=http_request_error; details=\"{want}\"");
+            if reply.header("proxy-status") != Some(proxy_status.as_str()) {
+                problems.push(format!("Proxy-Status {:?}, want {proxy_status:?}", reply.header("proxy-status")));
+            }
+            // Nothing more: the connection is closed after a framing error
+            // (a request wrongly served may keep it open: not waited for).
+            if reply.status == case.status
+                && let Some(more) = client.reply_or_closed().await
+            {
                 problems.push(format!("a second reply on the connection: {} {}", more.status, more.body));
             }
             match case.origin {
@@ -262,7 +320,7 @@ async fn run_rows(bugs: bool) {
             logged += 1;
             let records = proxy.whole_records(logged).await;
             let record = &records[logged - 1];
-            if record["status"] != case.status {
+            if record["status"] != case.status || record["rule"] != want || record["action"] != "block" {
                 problems.push(format!("logged as {record}"));
             }
             if records.iter().any(|r| r["url"].as_str().is_some_and(|u| u.contains("smuggled"))) {
@@ -272,6 +330,13 @@ async fn run_rows(bugs: bool) {
                 failures.push(format!("{}: {}", case.name, problems.join("; ")));
             }
         }
+        // Exactly one record per row, and the proxy still serves.
+        let mut client = proxy.client().await;
+        let control = client.get(&format!("http://example.test:{port}/control"), &[]).await;
+        assert_eq!(control.status, 200, "{control:?}");
+        drop(client);
+        let records = proxy.whole_records(logged + 1).await;
+        assert_eq!(records.len(), logged + 1, "{records:?}");
         proxy.stop().await;
         assert!(failures.is_empty(), "smuggling rows failed:\n{}", failures.join("\n"));
     }
@@ -458,6 +523,76 @@ async fn hop_by_hop_and_credentials_never_reach_the_origin_or_the_log() {
         let text = std::fs::read_to_string(proxy.log_path()).unwrap_or_default();
         let token = auth.trim_start_matches("Proxy-Authorization: Basic ");
         assert!(!text.contains(token) && !text.contains(support::PASSWORD), "credentials in the log: {text}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// Regression (audit F6): a CONNECT has no content (RFC 9110 9.3.6). With
+/// `Content-Length` or `Transfer-Encoding` hyper read that many tunnel
+/// bytes as a body, neither peeked nor counted nor passed on; such a
+/// CONNECT is refused with the proxy's 400 and no tunnel is opened.
+/// `Content-Length: 0` (sent by old Windows clients) announces nothing
+/// and is served.
+#[tokio::test]
+async fn a_connect_with_content_is_refused_and_no_tunnel_opens() {
+    bounded(async {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // An echo origin that counts its connections.
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let echo = support::ScriptedOrigin::start(false, move |mut stream| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+        let p = echo.port();
+        let proxy = Company::new().start(&[p]).await;
+        let mut logged = 0;
+        for framing in ["Content-Length: 5", "Transfer-Encoding: chunked", "Content-Length: 5\r\nContent-Length: 5"] {
+            let mut client = proxy.client().await;
+            client
+                .send(&format!(
+                    "CONNECT example.test:{p} HTTP/1.1\r\nHost: example.test:{p}\r\n{framing}\r\n\r\nhelloWORLD"
+                ))
+                .await;
+            let reply = client.reply(true).await;
+            assert_eq!(reply.status, 400, "{framing}: {reply:?}");
+            assert_eq!(
+                reply.header("proxy-status"),
+                Some("socialgate; error=http_request_error; details=\"request\""),
+                "{framing}"
+            );
+            assert!(client.reply_or_closed().await.is_none(), "{framing}: the connection stayed open");
+            drop(client);
+            logged += 1;
+            let records = proxy.whole_records(logged).await;
+            let r = &records[logged - 1];
+            assert_eq!(
+                (r["method"].as_str(), r["status"].as_u64(), r["rule"].as_str(), r["action"].as_str()),
+                (Some("CONNECT"), Some(400), Some("request"), Some("block")),
+                "{framing}: {r}"
+            );
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 0, "a tunnel was opened");
+        // `Content-Length: 0` opens the tunnel, and every byte after the
+        // head is the tunnel's.
+        let mut client = proxy.client().await;
+        client.send(&format!("CONNECT example.test:{p} HTTP/1.0\r\nContent-Length: 0\r\n\r\nhelloWORLD")).await;
+        assert_eq!(client.reply(false).await.status, 200);
+        assert_eq!(client.read_n(10).await, b"helloWORLD");
+        drop(client);
+        let records = proxy.whole_records(logged + 1).await;
+        assert_eq!(records.len(), logged + 1, "one record per CONNECT: {records:?}");
+        assert_eq!((records[logged]["status"].as_u64(), records[logged]["bytes_up"].as_u64()), (Some(200), Some(10)));
         proxy.stop().await;
     })
     .await;

@@ -270,60 +270,88 @@ enum Body {
     /// `CONNECT`: what follows is held back until the answer says whether
     /// it is a tunnel's bytes (2xx) or the next head.
     Connect,
-    /// A framing only hyper judges (it refuses it): the bytes are no longer
-    /// followed until the request is answered.
-    Opaque,
 }
 
+/// The largest `Content-Length` hyper takes (it keeps two values above it
+/// for itself and refuses the rest with its own bare reply).
+const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
+
+/// hyper refuses a header name this long or longer with its own bare reply.
+const MAX_HEADER_NAME: usize = 1 << 16;
+
+/// Judges a request head as it arrives. Every head hyper would refuse is
+/// refused here first, so the client gets the proxy's own answer (with
+/// `Proxy-Status`) and never hyper's bare one; a head judged complete here
+/// is one hyper parses with the same body framing.
 fn check_head(bytes: &[u8], max: usize) -> HeadCheck {
     let mut headers = [httparse::EMPTY_HEADER; 100];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => {
-            if len > max {
+            if len > max || request.headers.iter().any(|h| h.name.len() >= MAX_HEADER_NAME) {
                 return HeadCheck::Refuse(431);
             }
-            let values = |name: &'static str| {
-                request.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
-            };
-            // Both framings at once is how request smuggling starts (hyper
-            // would quietly prefer Transfer-Encoding): refuse it here, before
-            // anything is parsed further or forwarded.
-            let lengths: Vec<&[u8]> = values("content-length").collect();
-            let codings: Vec<&[u8]> = values("transfer-encoding").collect();
-            if !lengths.is_empty() && !codings.is_empty() {
-                return HeadCheck::Refuse(400);
+            match framing(&request) {
+                Some(body) => HeadCheck::Complete { len, body },
+                None => HeadCheck::Refuse(400),
             }
-            // hyper also refuses a target `http::Uri` cannot hold.
-            if !matches!(request.path.map(str::parse::<http::Uri>), Some(Ok(_))) {
-                return HeadCheck::Refuse(400);
-            }
-            let body = if request.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT")) {
-                Body::Connect
-            } else if let Some(last) = codings.last() {
-                let chunked = std::str::from_utf8(last)
-                    .ok()
-                    .and_then(|v| v.rsplit(',').next())
-                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
-                if chunked { Body::Chunked } else { Body::Opaque }
-            } else {
-                let mut length = None;
-                for value in lengths {
-                    let parsed = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse::<u64>().ok());
-                    match (parsed, length) {
-                        (None, _) => return HeadCheck::Refuse(400),
-                        (Some(n), Some(seen)) if n != seen => return HeadCheck::Refuse(400),
-                        (Some(n), _) => length = Some(n),
-                    }
-                }
-                Body::Length(length.unwrap_or(0))
-            };
-            HeadCheck::Complete { len, body }
         }
         Ok(httparse::Status::Partial) if bytes.len() > max => HeadCheck::Refuse(431),
         Ok(httparse::Status::Partial) => HeadCheck::Partial,
         Err(httparse::Error::TooManyHeaders) => HeadCheck::Refuse(431),
         Err(_) => HeadCheck::Refuse(400),
+    }
+}
+
+/// The body a complete, parsed head announces, or `None` when the head is
+/// malformed: a target `http::Uri` cannot hold, or framing that is not
+/// exactly one of "no body", one `Content-Length` (ASCII digits, the same
+/// in every field), or `Transfer-Encoding: chunked` in HTTP/1.1.
+fn framing(request: &httparse::Request<'_, '_>) -> Option<Body> {
+    let values =
+        |name: &'static str| request.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+    // hyper also refuses a target `http::Uri` cannot hold.
+    request.path.map(str::parse::<http::Uri>)?.ok()?;
+    let connect = request.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
+    let lengths: Vec<&[u8]> = values("content-length").collect();
+    let codings: Vec<&[u8]> = values("transfer-encoding").collect();
+    if !codings.is_empty() {
+        // Both framings at once is how request smuggling starts (hyper
+        // would quietly prefer Transfer-Encoding). Any coding but a lone
+        // `chunked` would be dropped unapplied (hyper looks only at the last
+        // one, and the proxy re-frames), so it is refused (as Squid does);
+        // HTTP/1.0 has no Transfer-Encoding (RFC 9112 6.1); and a CONNECT
+        // has no content (RFC 9110 9.3.6): hyper would read tunnel bytes as
+        // its body.
+        let only_chunked = codings.len() == 1
+            && std::str::from_utf8(codings[0])
+                .is_ok_and(|v| v.trim_matches([' ', '\t']).eq_ignore_ascii_case("chunked"));
+        return (lengths.is_empty() && only_chunked && request.version == Some(1) && !connect).then_some(Body::Chunked);
+    }
+    let mut length = None;
+    for value in lengths {
+        // Only ASCII digits are a length (`+5` is not; `u64::from_str`
+        // would take it, hyper does not).
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let parsed = value
+            .iter()
+            .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .filter(|&n| n <= MAX_CONTENT_LENGTH)?;
+        if length.is_some_and(|seen| seen != parsed) {
+            return None;
+        }
+        length = Some(parsed);
+    }
+    let length = length.unwrap_or(0);
+    match (connect, length) {
+        // `Content-Length: 0` on a CONNECT announces no content (old
+        // Windows clients send it); any other length would swallow
+        // tunnel bytes.
+        (true, 0) => Some(Body::Connect),
+        (true, _) => None,
+        (false, n) => Some(Body::Length(n)),
     }
 }
 
@@ -423,7 +451,8 @@ enum Framing {
     /// A body with this many bytes left.
     Length(u64),
     Chunked(Chunk),
-    /// Not followed (a tunnel) until the request is answered.
+    /// A chunked body hyper refuses: not followed until the request is
+    /// answered (hyper then ends the connection).
     Opaque,
 }
 
@@ -585,7 +614,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                                 }
                                 Body::Length(n) => Framing::Length(n),
                                 Body::Chunked => Framing::Chunked(Chunk::Start),
-                                Body::Opaque => Framing::Opaque,
                             };
                         }
                     }
@@ -916,18 +944,62 @@ mod tests {
             HeadCheck::Complete { body, .. } => Some(body),
             _ => None,
         };
+        let post = |headers: &str| body(&format!("POST http://a.test/ HTTP/1.1\r\n{headers}\r\n"));
         assert_eq!(body("GET http://a.test/ HTTP/1.1\r\n\r\n"), Some(Body::Length(0)));
-        assert_eq!(body("POST http://a.test/ HTTP/1.1\r\nContent-Length: 7\r\n\r\n"), Some(Body::Length(7)));
-        assert_eq!(
-            body("POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-            Some(Body::Chunked)
-        );
+        assert_eq!(post("Content-Length: 7\r\n"), Some(Body::Length(7)));
+        assert_eq!(post("Content-Length: 0007\r\nContent-Length: 7\r\n"), Some(Body::Length(7)));
+        assert_eq!(post("Transfer-Encoding: chunked\r\n"), Some(Body::Chunked));
+        assert_eq!(post("Transfer-Encoding: \tCHUNKED\r\n"), Some(Body::Chunked));
         assert_eq!(body("CONNECT a.test:443 HTTP/1.1\r\n\r\n"), Some(Body::Connect));
-        assert_eq!(body("POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), Some(Body::Opaque));
-        assert_eq!(
-            check("POST http://a.test/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 1024),
-            Some(400)
-        );
-        assert_eq!(check("POST http://a.test/ HTTP/1.1\r\nContent-Length: x\r\n\r\n", 1024), Some(400));
+        assert_eq!(body("CONNECT a.test:443 HTTP/1.0\r\nContent-Length: 0\r\n\r\n"), Some(Body::Connect));
+        assert_eq!(post(&format!("Content-Length: {MAX_CONTENT_LENGTH}\r\n")), Some(Body::Length(MAX_CONTENT_LENGTH)));
+    }
+
+    /// Regression (audit F3, F4, F6): every head hyper would refuse with its
+    /// own bare 400, and every framing the proxy would not forward as sent,
+    /// is refused here (so the answer carries `Proxy-Status`).
+    #[test]
+    fn framing_other_than_one_length_or_chunked_is_refused() {
+        let post = |headers: &str| check(&format!("POST http://a.test/ HTTP/1.1\r\n{headers}\r\n"), 1024);
+        for headers in [
+            // Transfer codings other than exactly `chunked` (F3).
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: identity, chunked\r\n",
+            "Transfer-Encoding: foo, chunked\r\n",
+            "Transfer-Encoding: chunked, identity\r\n",
+            "Transfer-Encoding: chunked, chunked\r\n",
+            "Transfer-Encoding: , chunked\r\n",
+            "Transfer-Encoding: chunked,\r\n",
+            "Transfer-Encoding: xchunked\r\n",
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: \r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            // Lengths that are not only ASCII digits, or too large (F4).
+            "Content-Length: +5\r\n",
+            "Content-Length: -5\r\n",
+            "Content-Length: 0x5\r\n",
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: \r\n",
+            "Content-Length: 1\r\nContent-Length: 2\r\n",
+            "Content-Length: x\r\n",
+            "Content-Length: 18446744073709551614\r\n",
+            "Content-Length: 99999999999999999999999\r\n",
+            // Both framings.
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            assert_eq!(post(headers), Some(400), "{headers:?}");
+        }
+        // Transfer-Encoding in HTTP/1.0 (F4).
+        assert_eq!(check("POST http://a.test/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 1024), Some(400));
+        // A CONNECT with content (F6).
+        for headers in ["Content-Length: 5\r\n", "Transfer-Encoding: chunked\r\n", "Content-Length: 0, 0\r\n"] {
+            let head = format!("CONNECT a.test:443 HTTP/1.1\r\n{headers}\r\n");
+            assert_eq!(check(&head, 1024), Some(400), "{head:?}");
+        }
+        // A header name hyper would refuse with its own 431.
+        let name = "X".repeat(MAX_HEADER_NAME);
+        assert_eq!(check(&format!("GET http://a.test/ HTTP/1.1\r\n{name}: 1\r\n\r\n"), 1 << 20), Some(431));
     }
 }

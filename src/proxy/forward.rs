@@ -193,6 +193,14 @@ pub(crate) async fn forward(
             tracing::debug!(%err, host = %ctx.host, "upstream request failed");
             return refuse(ctx, refusal).await;
         }
+        // The proxy strips `Upgrade`, so no forwarded request asks to switch
+        // protocols: a 101 is the origin breaking HTTP (RFC 9110 15.2.2),
+        // and relaying it would hand the client a connection nobody agreed
+        // to upgrade.
+        Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            tracing::debug!(host = %ctx.host, "the origin switched protocols unasked");
+            return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
+        }
         Ok(Ok(response)) => response,
     };
     let mut ctx = ctx;

@@ -231,7 +231,9 @@ enum Target {
 
 /// The port written in an authority: `Ok(None)` when there is none (or it
 /// is empty, meaning the default), `Err` when it is not a valid port — never
-/// silently the default, so `host:99999` cannot turn into `host:80`.
+/// silently the default, so `host:99999` cannot turn into `host:80`. A port
+/// is ASCII digits only (RFC 3986 `port = *DIGIT`): `u16::from_str` would
+/// also take `+443`.
 fn explicit_port(authority: &http::uri::Authority) -> Result<Option<u16>, ()> {
     let s = authority.as_str();
     let host_port = s.rsplit_once('@').map_or(s, |(_, hp)| hp);
@@ -242,6 +244,7 @@ fn explicit_port(authority: &http::uri::Authority) -> Result<Option<u16>, ()> {
     };
     match port {
         None | Some("") => Ok(None),
+        Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) => Err(()),
         Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => Err(()),
             Ok(port) => Ok(Some(port)),
@@ -366,4 +369,30 @@ fn tunneled(state: &ConnState, response: Response<ProxyBody>) -> Response<ProxyB
         state.tunnel();
     }
     response
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn port(authority: &str) -> Result<Option<u16>, ()> {
+        explicit_port(&authority.parse::<http::uri::Authority>().unwrap())
+    }
+
+    /// Regression (audit F6): a port is ASCII digits only; `+443` was taken
+    /// as 443.
+    #[test]
+    fn a_port_is_digits_only() {
+        assert_eq!(port("a.test:443"), Ok(Some(443)));
+        assert_eq!(port("a.test:0443"), Ok(Some(443)));
+        assert_eq!(port("[::1]:8080"), Ok(Some(8080)));
+        assert_eq!(port("user@a.test:81"), Ok(Some(81)));
+        assert_eq!(port("a.test"), Ok(None));
+        assert_eq!(port("a.test:"), Ok(None));
+        for bad in ["a.test:+443", "a.test:-443", "a.test:0", "a.test:65536", "[::1]:+80", "a.test:0x50", "a.test:44+3"]
+        {
+            assert_eq!(port(bad), Err(()), "{bad}");
+        }
+    }
 }

@@ -6,6 +6,14 @@
 //! SNI), or is looking at something else. The ClientHello may arrive split
 //! across any number of reads and across several TLS records; the total is
 //! bounded by [`MAX_HELLO_BYTES`].
+//!
+//! Bytes that look like TLS records are judged as TLS, never as "some other
+//! protocol": a stream whose first record is an alert, a ChangeCipherSpec or
+//! application data, or a handshake record with a version other than 3.x,
+//! is [`Peek::Malformed`] (the tunnel fails closed). Some TLS servers accept
+//! such a record before the ClientHello (Go's `crypto/tls` drops a warning
+//! alert and takes any record version below 0x1000), so letting it through
+//! as non-TLS would let the ClientHello behind it pass undecided.
 
 use std::time::Duration;
 
@@ -19,7 +27,9 @@ pub const MAX_HELLO_BYTES: usize = 32 * 1024;
 pub enum Peek {
     /// A prefix of a TLS handshake: read more.
     NeedMore,
-    /// Not a TLS handshake (some other protocol).
+    /// Not TLS at all (some other protocol): the first byte is no TLS
+    /// record type, or an alert/ChangeCipherSpec/application-data type
+    /// followed by a version no TLS stack accepts.
     NotTls,
     /// A complete ClientHello; `sni` is the `host_name` it asks for.
     ClientHello {
@@ -30,7 +40,12 @@ pub enum Peek {
     Malformed(&'static str),
 }
 
+const CONTENT_CHANGE_CIPHER_SPEC: u8 = 20;
 const CONTENT_HANDSHAKE: u8 = 22;
+const CONTENT_APPLICATION_DATA: u8 = 23;
+/// A first record's major version byte from here on is no TLS (3 is; Go's
+/// `crypto/tls`, the most lenient stack known, refuses 0x10 and above).
+const VERSION_MAJOR_NOT_TLS: u8 = 0x10;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
 
@@ -56,16 +71,29 @@ fn gather(buf: &[u8]) -> (Peek, usize) {
         if rest.is_empty() {
             return (Peek::NeedMore, 0);
         }
-        if rest[0] != CONTENT_HANDSHAKE {
-            let verdict = if handshake.is_empty() {
-                Peek::NotTls
-            } else {
-                Peek::Malformed("non-handshake record inside a ClientHello")
-            };
+        // Handshake records always carry bytes, so an empty `handshake`
+        // means this is the stream's first record.
+        let first = handshake.is_empty();
+        let kind = rest[0];
+        if !(CONTENT_CHANGE_CIPHER_SPEC..=CONTENT_APPLICATION_DATA).contains(&kind) {
+            let verdict =
+                if first { Peek::NotTls } else { Peek::Malformed("non-handshake record inside a ClientHello") };
             return (verdict, 0);
         }
+        if kind != CONTENT_HANDSHAKE {
+            if !first {
+                return (Peek::Malformed("non-handshake record inside a ClientHello"), 0);
+            }
+            // An alert, ChangeCipherSpec or application-data record first:
+            // TLS (fail closed), unless the version says it cannot be.
+            return match rest.get(1) {
+                None => (Peek::NeedMore, offset + 2),
+                Some(&major) if major >= VERSION_MAJOR_NOT_TLS => (Peek::NotTls, 0),
+                Some(_) => (Peek::Malformed("a TLS record other than a ClientHello came first"), 0),
+            };
+        }
         if rest.len() >= 2 && rest[1] != 3 {
-            return (if handshake.is_empty() { Peek::NotTls } else { Peek::Malformed("bad record version") }, 0);
+            return (Peek::Malformed("bad record version"), 0);
         }
         if rest.len() < 5 {
             return (Peek::NeedMore, offset + 5);
@@ -296,7 +324,63 @@ mod tests {
     fn other_protocols_are_not_tls() {
         assert_eq!(peek(b"GET / HTTP/1.1\r\n"), Peek::NotTls);
         assert_eq!(peek(b"SSH-2.0-OpenSSH_9.6\r\n"), Peek::NotTls);
-        assert_eq!(peek(&[22, 9]), Peek::NotTls);
+        assert_eq!(peek(&[0, 0, 0, 1]), Peek::NotTls);
+        // A TLS record type followed by a version no TLS stack accepts.
+        assert_eq!(peek(&[21, b'A', b'B']), Peek::NotTls);
+        assert_eq!(peek(&[23, 0x10, 0, 0, 0]), Peek::NotTls);
+    }
+
+    /// `hello` behind one record of `kind` with `version` and `fragment`.
+    fn after_record(kind: u8, version: [u8; 2], fragment: &[u8], hello: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind, version[0], version[1]];
+        out.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+        out.extend_from_slice(fragment);
+        out.extend_from_slice(hello);
+        out
+    }
+
+    /// Regression (audit F2): TLS-looking records before the ClientHello,
+    /// which a Go TLS server accepts, made the stream "not TLS", so the
+    /// blocked SNI behind them was never decided. They fail closed now.
+    #[test]
+    fn tls_records_before_the_hello_are_tls_and_malformed() {
+        let hello = client_hello("www.facebook.com");
+        let firsts = [
+            ("warning alert", after_record(21, [3, 1], &[1, 90], &hello)),
+            ("fatal alert, TLS 1.2 version", after_record(21, [3, 3], &[2, 0], &hello)),
+            ("ChangeCipherSpec", after_record(20, [3, 1], &[1], &hello)),
+            ("empty application data", after_record(23, [3, 1], &[], &hello)),
+            ("application data", after_record(23, [3, 3], b"xyz", &hello)),
+            ("alert with version 2.0 (Go accepts it)", after_record(21, [2, 0], &[1, 0], &hello)),
+        ];
+        for (what, bytes) in firsts {
+            assert!(matches!(peek(&bytes), Peek::Malformed(_)), "{what}: {:?}", peek(&bytes));
+            // Judged as soon as the version byte is in, whatever follows.
+            assert!(matches!(peek(&bytes[..2]), Peek::Malformed(_)), "{what}");
+            assert_eq!(peek(&bytes[..1]), Peek::NeedMore, "{what}");
+        }
+    }
+
+    /// Regression (audit F2): a handshake record with a version other than
+    /// 3.x is malformed TLS, not another protocol.
+    #[test]
+    fn a_handshake_record_with_another_version_is_malformed() {
+        let hello = client_hello("www.facebook.com");
+        for version in [[2, 1], [0, 0], [9, 9], [0x7f, 0x7f]] {
+            let mut bad = hello.clone();
+            bad[1..3].copy_from_slice(&version);
+            assert!(matches!(peek(&bad), Peek::Malformed(_)), "{version:?}: {:?}", peek(&bad));
+        }
+        assert!(matches!(peek(&[22, 9]), Peek::Malformed(_)));
+    }
+
+    #[test]
+    fn records_after_a_complete_hello_do_not_matter() {
+        // TLS 1.3 middlebox compatibility and early data: a ChangeCipherSpec
+        // and application data may follow the ClientHello at once.
+        let mut bytes = client_hello("www.youtube.com");
+        bytes.extend_from_slice(&[20, 3, 3, 0, 1, 1, 23, 3, 3, 0, 2, 0xab, 0xcd]);
+        assert_eq!(peek(&bytes), Peek::ClientHello { sni: Some("www.youtube.com".into()) });
     }
 
     #[test]
