@@ -60,22 +60,6 @@ async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> u16 {
     }
 }
 
-/// A TLS client trusting each of `certs` (the proxy's old and new ones).
-fn trusting(certs: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs {
-        roots.add(cert.clone()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
 /// A TLS connection to the proxy's TLS listener at `addr`, from 127.0.0.3.
 async fn tls_to_proxy(
     addr: SocketAddr,
@@ -225,7 +209,7 @@ async fn a_reload_with_a_rotated_certificate_serves_it_to_new_handshakes() {
         let new_cert = proxy.company().tls_cert_der();
         assert_ne!(new_cert, old_cert);
         assert_eq!(proxy.tls_addrs(), vec![addr], "the TLS listener itself is kept");
-        let mut after = tls_to_proxy(addr, trusting(&[old_cert.clone(), new_cert.clone()])).await;
+        let mut after = tls_to_proxy(addr, support::trusting(&[old_cert.clone(), new_cert.clone()])).await;
         assert_eq!(served(&after), new_cert, "a new handshake gets the new certificate");
         assert_eq!(http_get(&mut after, &target, "example.test").await, 200);
         assert_eq!(http_get(&mut before, &target, "example.test").await, 200, "a connection from before carries on");

@@ -320,18 +320,8 @@ async fn served_cert(
     addr: SocketAddr,
     certs: &[rustls_pki_types::CertificateDer<'static>],
 ) -> rustls_pki_types::CertificateDer<'static> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs {
-        roots.add(cert.clone()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let tcp = Client::connect(addr, "127.0.0.3").await.stream;
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(support::trusting(certs));
     let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
     let tls = tokio::time::timeout(support::WAIT, connector.connect(name, tcp)).await.unwrap().unwrap();
     tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()

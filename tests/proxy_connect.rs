@@ -87,24 +87,29 @@ async fn a_port_outside_connect_ports_gets_403() {
     .await;
 }
 
+/// Opens a tunnel that carries nothing under these limits, waits for the
+/// proxy to close it, and returns its record.
+async fn idle_tunnel_record(tunnel_idle_timeout: &str, sni_peek_timeout: &str) -> serde_json::Value {
+    let origin = SilentOrigin::start().await;
+    let proxy = Company::new()
+        .limit(&format!("tunnel_idle_timeout = \"{tunnel_idle_timeout}\""))
+        .limit(&format!("sni_peek_timeout = \"{sni_peek_timeout}\""))
+        .start(&[origin.addr.port()])
+        .await;
+    let mut client = proxy.client_from("127.0.0.3").await;
+    assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
+    assert!(client.closed().await, "the idle tunnel stayed open");
+    let record = proxy.records(1).await.remove(0);
+    proxy.stop().await;
+    record
+}
+
 #[tokio::test]
 async fn an_idle_tunnel_is_closed_after_tunnel_idle_timeout() {
     bounded(async {
-        let origin = SilentOrigin::start().await;
-        let proxy = Company::new()
-            .limit("tunnel_idle_timeout = \"300ms\"")
-            .limit("sni_peek_timeout = \"100ms\"")
-            .start(&[origin.addr.port()])
-            .await;
-        let mut client = proxy.client_from("127.0.0.3").await;
-
-        assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
-        assert!(client.closed().await, "the idle tunnel stayed open");
-
-        let r = &proxy.records(1).await[0];
+        let r = idle_tunnel_record("300ms", "100ms").await;
         assert_eq!(r["closed_by"], "timeout");
         assert_eq!(r["status"], 200);
-        proxy.stop().await;
     })
     .await;
 }
@@ -115,21 +120,11 @@ async fn an_idle_tunnel_is_closed_after_tunnel_idle_timeout() {
 #[tokio::test]
 async fn the_sni_wait_counts_as_tunnel_idle_time() {
     bounded(async {
-        let origin = SilentOrigin::start().await;
-        let proxy = Company::new()
-            .limit("tunnel_idle_timeout = \"600ms\"")
-            .limit("sni_peek_timeout = \"1500ms\"")
-            .start(&[origin.addr.port()])
-            .await;
-        let mut client = proxy.client_from("127.0.0.3").await;
-        assert_eq!(client.connect_to(&format!("example.test:{}", origin.addr.port()), &[]).await.status, 200);
-        assert!(client.closed().await, "the idle tunnel stayed open");
-        let r = &proxy.records(1).await[0];
+        let r = idle_tunnel_record("600ms", "1500ms").await;
         assert_eq!(r["closed_by"], "timeout");
         let ms = r["duration_ms"].as_u64().unwrap();
         // Ends with the wait (1.5 s), not 0.6 s after it (2.1 s).
         assert!((1400..1900).contains(&ms), "{r}");
-        proxy.stop().await;
     })
     .await;
 }

@@ -98,18 +98,7 @@ impl Company {
 
     /// A TLS client config trusting the TLS listener's certificate.
     pub fn proxy_tls_client(&self) -> Arc<rustls::ClientConfig> {
-        use rustls_pki_types::pem::PemObject;
-        let (cert, _) = self.tls.as_ref().unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        trusting(&[self.tls_cert_der()])
     }
 
     /// Adds a `[proxy]` key line, e.g. `forwarded_for = "delete"`.
@@ -1159,4 +1148,20 @@ pub async fn refuses_connections(addr: SocketAddr) {
         assert!(tokio::time::Instant::now() < deadline, "{addr} still accepts connections");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A TLS client config trusting exactly `certs` (ring, TLS 1.2 and 1.3).
+pub fn trusting(certs: &[rustls_pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
