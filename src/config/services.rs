@@ -195,9 +195,19 @@ fn read_file(sink: &mut Sink<'_>, doc: &DeTable<'_>, drafts: &mut Vec<Draft>) {
         };
         let domains = list("domains");
         let hosts = list("hosts");
+        let replace_span = || get(table, "replace").map_or(key.span(), |v| v.span());
         match drafts.iter_mut().find(|d| d.name == name) {
             Some(existing) => {
                 if replace {
+                    if domains.is_empty() && hosts.is_empty() {
+                        sink.error(
+                            &replace_span(),
+                            format!(
+                                "`replace = true` with no `domains` or `hosts` leaves `{name}` matching nothing; \
+                                 list its new domains, or block it in the departments instead"
+                            ),
+                        );
+                    }
                     existing.domains.clear();
                     existing.hosts.clear();
                 }
@@ -205,6 +215,16 @@ fn read_file(sink: &mut Sink<'_>, doc: &DeTable<'_>, drafts: &mut Vec<Draft>) {
                 existing.hosts.extend(hosts);
             }
             None => {
+                if replace {
+                    let builtin: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
+                    sink.error(
+                        &replace_span(),
+                        format!(
+                            "`replace` applies only to a built-in service ({}); `{name}` is new: remove `replace`",
+                            builtin.join(", ")
+                        ),
+                    );
+                }
                 if get(table, "domains").is_none() && get(table, "hosts").is_none() {
                     sink.error(&key.span(), format!("service `{name}` has neither `domains` nor `hosts`"));
                 }

@@ -648,6 +648,24 @@ host = ["x.example"]
 }
 
 #[test]
+fn replace_only_means_something_on_a_built_in_with_a_new_list() {
+    let services = "[mine]\ndomains = [\"mine.example\"]\nreplace = true\n[twitter]\nreplace = true\n";
+    let errs = errors(&with_main(MAIN, &[("services.toml", services)]));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("services.toml:3:11: `replace` applies only to a built-in service (facebook, "),
+        "{errs:?}"
+    );
+    assert!(errs[0].ends_with("`mine` is new: remove `replace`"), "{errs:?}");
+    assert!(
+        errs[1].starts_with(
+            "services.toml:5:11: `replace = true` with no `domains` or `hosts` leaves `twitter` matching nothing"
+        ),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn services_extend_and_replace_by_name() {
     // A service may be named twice only through built-ins; a host entry and a
     // domain entry of the same name in two services are fine.
