@@ -467,6 +467,37 @@ fn decide_service_and_default_for_the_status_page() {
     assert_eq!((d.action, &*d.rule, d.service), (Action::Log, "sales:default", None));
 }
 
+#[test]
+fn decide_rules_for_the_status_page_own_then_inherited() {
+    let policy = company();
+    let emea = placed(&policy, "sales-emea");
+    let rules = policy.decide_rules(emea, at(THU_10_LOCAL));
+    let got: Vec<(String, Action, Option<String>)> = rules
+        .iter()
+        .map(|(view, d)| (d.rule.to_string(), d.action, view.domains.first().map(|h| h.as_str().to_owned())))
+        .collect();
+    let names: Vec<&str> = got.iter().map(|(rule, ..)| rule.as_str()).collect();
+    assert_eq!(names.first(), Some(&"rules[0]"), "{got:?}");
+    assert!(
+        names.iter().skip_while(|n| !n.starts_with("sales:")).all(|n| n.starts_with("sales:")),
+        "own first: {got:?}"
+    );
+    // Each row is what `decide` answers for a host the rule covers first.
+    for (view, d) in &rules {
+        if let Some(first) = view.domains.first().or(view.hosts.first()) {
+            let decided = policy.decide(emea, first, at(THU_10_LOCAL));
+            if decided.rule == d.rule {
+                assert_eq!(decided.action, d.action, "{}", d.rule);
+            }
+        }
+        assert_eq!(d.service, None, "rules are not services");
+    }
+    assert_eq!(
+        policy.decide_rules(placed(&policy, "default"), at(THU_10_LOCAL)).len(),
+        policy.department(placed(&policy, "default").department).rules().count()
+    );
+}
+
 // ---------------------------------------------------------------- schedules
 
 /// (schedule, now, active, next change)
