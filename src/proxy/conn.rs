@@ -6,6 +6,11 @@
 //! answers are written here, straight to the socket, so they carry
 //! `Proxy-Status` like every other response the proxy makes (hyper's own
 //! automatic error responses would not).
+//!
+//! It also counts the bytes written to the client: a request's record is
+//! written once hyper has flushed its response ([`ConnState::answered`]),
+//! so `bytes_down` is what crossed the client side, and the next pipelined
+//! head waits for that.
 
 use std::future::Future;
 use std::io;
