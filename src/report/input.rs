@@ -29,7 +29,7 @@ pub const MAX_LINE: u64 = 1024 * 1024;
 /// types, unknown fields ignored), but does not copy strings.
 #[derive(Debug, Deserialize)]
 pub struct LogLine<'a> {
-    /// When the request head arrived (parsed by [`LogLine::timestamp`]).
+    /// When the request head arrived (parsed into [`Parsed`] by [`parse_line`]).
     #[serde(borrow)]
     pub ts: Cow<'a, str>,
     /// Client address.
