@@ -426,3 +426,30 @@ async fn the_tls_listener_serves_the_same_proxy_over_https() {
     })
     .await;
 }
+
+/// The Squid-format log, as Squid writes it: the hierarchy field names the
+/// server's address, for a forwarded request and for a tunnel.
+#[tokio::test]
+async fn the_squid_format_names_the_server_address() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let p = origin.port();
+        let proxy = Company::new().log("format = \"squid\"").start(&[p]).await;
+        let mut client = proxy.client_from("127.0.0.3").await;
+        assert_eq!(client.get(&format!("http://example.test:{p}/squid"), &[]).await.status, 200);
+        let mut tunnel = proxy.client_from("127.0.0.3").await;
+        assert_eq!(tunnel.connect_to(&format!("example.test:{p}"), &[]).await.status, 200);
+        drop(tunnel);
+        let path = proxy.log_path();
+        support::eventually("two squid lines", || std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() >= 2))
+            .await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let get = lines.iter().find(|l| l.contains(" GET ")).unwrap();
+        assert!(get.contains(&format!(" http://example.test:{p}/squid - HIER_DIRECT/127.0.0.1 ")), "{get}");
+        let connect = lines.iter().find(|l| l.contains(" CONNECT ")).unwrap();
+        assert!(connect.contains(" HIER_DIRECT/127.0.0.1 "), "{connect}");
+        proxy.stop().await;
+    })
+    .await;
+}

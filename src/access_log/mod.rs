@@ -53,6 +53,10 @@ pub struct Record {
     pub duration_ms: u64,
     /// Who ended it.
     pub closed_by: ClosedBy,
+    /// The origin address connected to, if one was (only the Squid format
+    /// writes it: `HIER_DIRECT/<address>`; not a field of the JSON record).
+    #[serde(skip)]
+    pub server: Option<IpAddr>,
 }
 
 /// Who ended a request or tunnel.

@@ -16,7 +16,12 @@ pub fn write_line(out: &mut String, rec: &Record) {
         (None, _) => host_port(&rec.host, rec.port),
     };
     let user = rec.user.as_deref().filter(|u| !u.is_empty()).unwrap_or("-");
-    let hierarchy = if forwarded(rec) { format!("HIER_DIRECT/{}", rec.host) } else { "HIER_NONE/-".to_owned() };
+    // Squid names the server's address (`%<a`); the host if it is unknown.
+    let hierarchy = match (forwarded(rec), rec.server) {
+        (true, Some(ip)) => format!("HIER_DIRECT/{ip}"),
+        (true, None) => format!("HIER_DIRECT/{}", rec.host),
+        (false, _) => "HIER_NONE/-".to_owned(),
+    };
     let _ = writeln!(
         out,
         "{secs}.{frac:03} {:>6} {} {}/{:03} {} {} {} {} {} -",
@@ -93,6 +98,7 @@ mod tests {
             bytes_down: 48211,
             duration_ms: 5120,
             closed_by: ClosedBy::Client,
+            server: None,
         }
     }
 
@@ -110,6 +116,13 @@ mod tests {
             "1795684502.481   5120 10.20.4.17 TCP_TUNNEL/200 48211 CONNECT www.facebook.com:443 alice HIER_DIRECT/www.facebook.com -\n"
         );
         assert_eq!(l.split_whitespace().count(), 10);
+    }
+
+    #[test]
+    fn the_hierarchy_names_the_server_address_when_known() {
+        let mut rec = record();
+        rec.server = Some("192.0.2.7".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()));
+        assert!(line(&rec).contains(" alice HIER_DIRECT/192.0.2.7 -\n"), "{}", line(&rec));
     }
 
     #[test]

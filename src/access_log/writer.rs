@@ -366,6 +366,7 @@ mod tests {
             bytes_down: 0,
             duration_ms: 1,
             closed_by: ClosedBy::Origin,
+            server: None,
         }
     }
 

@@ -42,6 +42,8 @@ pub(crate) struct Ctx {
     pub(crate) permit: Option<Reserved>,
     /// Reaching the origin failed (502, 504): recorded whatever the action.
     pub(crate) failed: bool,
+    /// The origin address connected to.
+    pub(crate) server: Option<IpAddr>,
     /// The record was written (or deliberately not).
     done: bool,
 }
@@ -79,6 +81,7 @@ impl Ctx {
             conn: None,
             permit: None,
             failed: false,
+            server: None,
             done: false,
         }
     }
@@ -115,6 +118,7 @@ impl Ctx {
             bytes_down: self.bytes_down,
             duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             closed_by,
+            server: self.server,
         }
     }
 

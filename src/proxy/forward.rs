@@ -204,6 +204,10 @@ pub(crate) async fn forward(
         Ok(Ok(response)) => response,
     };
     let mut ctx = ctx;
+    ctx.server = response
+        .extensions()
+        .get::<hyper_util::client::legacy::connect::HttpInfo>()
+        .map(|info| info.remote_addr().ip());
     // Backpressure here, while the request can still wait; the record is
     // then written without waiting when the body ends or is dropped.
     ctx.reserve_log().await;

@@ -72,8 +72,12 @@ pub(crate) async fn tunnel(
     valid_until: Option<Timestamp>,
 ) -> Response<ProxyBody> {
     let snap = ctx.snap.clone();
+    let mut ctx = ctx;
     let origin = match snap.resolver.connect(host, port, &snap.guard, snap.config.limits.connect_timeout).await {
-        Ok((stream, _)) => stream,
+        Ok((stream, addr)) => {
+            ctx.server = Some(addr.ip());
+            stream
+        }
         Err(err) => {
             tracing::debug!(%err, host = %ctx.host, "tunnel connect failed");
             return refuse(ctx, Refusal::from(&err)).await;
