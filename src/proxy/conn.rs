@@ -524,14 +524,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
         self.stream.take().map(|stream| (stream, held))
     }
 
-    /// The part of a head that arrived, if one is arriving.
-    fn head_seen(&self) -> Option<HeadSeen> {
-        match &self.framing {
-            Framing::Head(head) if !head.is_empty() => Some(HeadSeen::of(head, self.head_started)),
-            _ => None,
-        }
-    }
-
     /// Hands the socket to a task that writes the refusal for `status`,
     /// closes its side, and reads (discarding) until the client closes, so
     /// unread request bytes do not reset the connection under the reply.
@@ -828,13 +820,19 @@ impl ConnState {
     }
 }
 
-impl<S> Drop for ClientIo<S> {
-    fn drop(&mut self) {
-        let head = match &self.framing {
+impl<S> ClientIo<S> {
+    /// The part of a head that arrived, if one is arriving.
+    fn head_seen(&self) -> Option<HeadSeen> {
+        match &self.framing {
             Framing::Head(head) if !head.is_empty() => Some(HeadSeen::of(head, self.head_started)),
             _ => None,
-        };
-        self.state.io_gone(head);
+        }
+    }
+}
+
+impl<S> Drop for ClientIo<S> {
+    fn drop(&mut self) {
+        self.state.io_gone(self.head_seen());
     }
 }
 

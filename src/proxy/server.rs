@@ -199,23 +199,25 @@ async fn connection_failed(shared: &Arc<Shared>, peer: SocketAddr, state: &ConnS
 /// request line was whole.
 fn head_ctx(shared: &Arc<Shared>, peer: SocketAddr, head: Option<HeadSeen>) -> Ctx {
     let Some(head) = head else { return Ctx::new(shared.clone(), peer, "") };
-    let (method, target) = head.line.unwrap_or_default();
+    let (method, request_target) = head.line.unwrap_or_default();
     let mut ctx = Ctx::new(shared.clone(), peer, &method);
     ctx.add_up(head.bytes);
     if let Some(started) = head.started {
         ctx.arrived_at(started);
     }
-    let uri = target.parse::<http::Uri>().ok();
-    let host = uri.as_ref().and_then(|uri| Some((uri.authority()?, Host::parse(uri.host()?).ok()?)));
-    if let (Some(uri), Some((authority, host))) = (&uri, host) {
-        let default = if method == "CONNECT" { 0 } else { 80 };
-        ctx.port = explicit_port(authority).ok().flatten().unwrap_or(default);
-        if uri.scheme_str() == Some("http") {
-            ctx.url = Some(format!("http://{}{}", forward::authority(&host, ctx.port), uri.path()));
-        }
-        ctx.service = ctx.snap.config.policy.service_of(&host).map(str::to_owned);
-        ctx.host = host.to_string();
-    }
+    // What the router would have made of the request line, where it can.
+    let method = method.parse::<Method>().ok();
+    let uri = request_target.parse::<http::Uri>().ok();
+    let routed = method.zip(uri).and_then(|(method, uri)| target(&method, &uri).ok());
+    let (host, port, url) = match routed {
+        Some(Target::Connect(host, port)) => (host, port, None),
+        Some(Target::Http(host, port, url)) => (host, port, Some(url)),
+        Some(Target::Pac) | None => return ctx,
+    };
+    ctx.service = ctx.snap.config.policy.service_of(&host).map(str::to_owned);
+    ctx.host = host.to_string();
+    ctx.port = port;
+    ctx.url = url;
     ctx
 }
 
@@ -252,9 +254,8 @@ fn explicit_port(authority: &http::uri::Authority) -> Result<Option<u16>, ()> {
     }
 }
 
-fn target(req: &Request<Incoming>) -> Result<Target, Refusal> {
-    let uri = req.uri();
-    if req.method() == Method::CONNECT {
+fn target(method: &Method, uri: &http::Uri) -> Result<Target, Refusal> {
+    if method == Method::CONNECT {
         let authority = uri.authority().ok_or(Refusal::BadRequest("CONNECT needs host:port"))?;
         let port = match explicit_port(authority) {
             Ok(Some(port)) => port,
@@ -267,7 +268,7 @@ fn target(req: &Request<Incoming>) -> Result<Target, Refusal> {
     match uri.scheme_str() {
         None => {
             let pac = matches!(uri.path(), "/proxy.pac" | "/wpad.dat");
-            if pac && (req.method() == Method::GET || req.method() == Method::HEAD) {
+            if pac && (method == Method::GET || method == Method::HEAD) {
                 Ok(Target::Pac)
             } else {
                 Err(Refusal::BadRequest("this is a proxy: requests must use an absolute http:// URL"))
@@ -307,7 +308,7 @@ async fn handle(
     if head > ctx.snap.config.limits.max_header_bytes as u64 {
         return refuse(ctx, Refusal::HeadTooLarge).await;
     }
-    let (host, port, connect) = match target(&req) {
+    let (host, port, connect) = match target(req.method(), req.uri()) {
         Ok(Target::Pac) => {
             ctx.rule = "pac".into();
             ctx.action = Action::Allow;
