@@ -86,6 +86,8 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 /// the grace period cuts it: PROXY header (from trusted balancers), TLS
 /// handshake (on TLS listeners, with the snapshot's certificate), then HTTP.
 async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr, token: Token, tls: bool) {
+    // On Linux the connection has it from its listener (`listeners::bind`).
+    #[cfg(not(target_os = "linux"))]
     let _ = stream.set_nodelay(true);
     let snapshot = shared.snapshot.load_full();
     let header_timeout = snapshot.config.limits.header_timeout;
