@@ -81,12 +81,17 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus
-/// the proxy's own credentials.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// the proxy credentials exchanged on one hop (RFC 9110 11.7): a client's
+/// for the proxy, and an origin's challenge or info meant for the next
+/// client only, which would otherwise reach the browser as if the proxy
+/// asked for its credentials.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-authentication-info"),
     header::TE,
     header::TRAILER,
     header::UPGRADE,
@@ -407,6 +412,8 @@ mod tests {
             ("proxy-connection", "keep-alive"),
             ("keep-alive", "timeout=5"),
             ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("proxy-authenticate", "Basic realm=\"x\""),
+            ("proxy-authentication-info", "nextnonce=\"y\""),
             ("te", "trailers"),
             ("trailer", "x"),
             ("upgrade", "websocket"),
