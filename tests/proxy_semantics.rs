@@ -52,3 +52,93 @@ async fn an_origins_proxy_authentication_headers_never_reach_the_client() {
     })
     .await;
 }
+
+/// Sends `raw` on a new connection to the proxy and returns everything it
+/// answers until it closes the connection.
+async fn exchange(proxy: &support::Proxy, raw: &str) -> String {
+    let mut client = proxy.client().await;
+    client.send(raw).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(support::WAIT, client.stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy did not close the connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The response head in `answer` starting at `at`, lowercased, and where
+/// its body starts.
+fn head_at(answer: &str, at: usize) -> (String, usize) {
+    let end = answer[at..].find("\r\n\r\n").map(|i| at + i + 4).expect("a whole response head");
+    (answer[at..end].to_lowercase(), end)
+}
+
+/// Regression: `Via` said `1.1` whatever version the hop used, and an
+/// origin's HTTP/1.0 status line reached HTTP/1.1 clients as is (an
+/// intermediary sends its own version, RFC 9110 2.5; `Via` names the
+/// received one, 7.6.3). Squid does both.
+#[tokio::test]
+async fn each_hop_is_named_with_its_own_version() {
+    bounded(async {
+        let echo = support::EchoOrigin::start().await;
+        let old = ScriptedOrigin::start(true, |mut stream| async move {
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfrom 1.0").await;
+        })
+        .await;
+        let proxy = Company::new().start(&[443]).await;
+
+        // An HTTP/1.0 request is forwarded (as HTTP/1.1) with `Via: 1.0`.
+        let answer = exchange(&proxy, &format!("GET http://example.test:{}/ HTTP/1.0\r\n\r\n", echo.port())).await;
+        assert!(answer.contains("\nvia: 1.0 socialgate\n"), "{answer}");
+        assert!(!answer.contains("\nvia: 1.1 socialgate\n"), "{answer}");
+
+        // An HTTP/1.0 answer reaches an HTTP/1.1 client as HTTP/1.1, with
+        // `Via: 1.0`, framed so that the connection carries on.
+        let mut client = proxy.client().await;
+        let first = format!("GET http://example.test:{}/old HTTP/1.1\r\nHost: example.test\r\n\r\n", old.port());
+        let next = format!("GET http://example.test:{}/next HTTP/1.1\r\nHost: example.test\r\n\r\n", echo.port());
+        client.send(&first).await;
+        let reply = client.reply(true).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "from 1.0"), "{reply:?}");
+        assert_eq!(reply.header("via"), Some("1.0 socialgate"), "{reply:?}");
+        client.send(&next).await;
+        let reply = client.reply(true).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.header("via"), Some("1.1 socialgate"), "{reply:?}");
+
+        let whole = exchange(&proxy, &first.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).await;
+        assert!(whole.starts_with("HTTP/1.1 200 OK\r\n"), "{whole}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// Regression: an HTTP/1.0 client asking for keep-alive was answered
+/// `Connection: keep-alive` for a body of unknown length (a chunked
+/// origin), which can only end with the connection — which the proxy then
+/// closed. The answer now says nothing of keep-alive and ends at the close,
+/// as for any HTTP/1.0 body without a length (RFC 9112 6.3).
+#[tokio::test]
+async fn an_http_1_0_client_is_not_promised_keep_alive_for_a_body_without_length() {
+    bounded(async {
+        let chunked =
+            answering(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").await;
+        let proxy = Company::new().start(&[443]).await;
+
+        let answer = exchange(
+            &proxy,
+            &format!("GET http://example.test:{}/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", chunked.port()),
+        )
+        .await;
+
+        let (head, body) = head_at(&answer, 0);
+        assert!(head.starts_with("http/1.0 200 ok\r\n"), "{answer}");
+        assert!(!head.contains("keep-alive"), "{answer}");
+        assert!(!head.contains("content-length") && !head.contains("transfer-encoding"), "{answer}");
+        assert_eq!(&answer[body..], "hello world");
+        let records = proxy.records(1).await;
+        assert_eq!((records[0]["status"].as_u64(), records[0]["closed_by"].as_str()), (Some(200), Some("origin")));
+        proxy.stop().await;
+    })
+    .await;
+}

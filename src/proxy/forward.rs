@@ -111,10 +111,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-const VIA: &str = "1.1 socialgate";
-
-fn add_via(headers: &mut HeaderMap) {
-    headers.append(header::VIA, HeaderValue::from_static(VIA));
+/// Adds this hop to `Via`, naming the protocol the message was received
+/// with (RFC 9110 7.6.3: `received-protocol`), as Squid does.
+fn add_via(headers: &mut HeaderMap, received: http::Version) {
+    let via = if received == http::Version::HTTP_10 { "1.0 socialgate" } else { "1.1 socialgate" };
+    headers.append(header::VIA, HeaderValue::from_static(via));
 }
 
 /// Forwards an absolute-form `http://` request whose decision allows it.
@@ -133,6 +134,7 @@ pub(crate) async fn forward(
         Err(_) => return refuse(ctx, Refusal::BadRequest("the request URI is not valid")).await,
     };
     parts.uri = uri;
+    let client_version = parts.version;
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
@@ -159,7 +161,7 @@ pub(crate) async fn forward(
         }
         Err(_) => return refuse(ctx, Refusal::BadRequest("the request host is not valid")).await,
     }
-    add_via(headers);
+    add_via(headers, client_version);
     match ctx.snap.config.proxy.forwarded_for {
         ForwardedFor::Add => {
             let client = ctx.client.ip().to_string();
@@ -222,7 +224,18 @@ pub(crate) async fn forward(
     if parts.headers.remove(header::TRANSFER_ENCODING).is_some() {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    add_via(&mut parts.headers);
+    add_via(&mut parts.headers, parts.version);
+    // An intermediary speaks its own version (RFC 9110 2.5): an origin's
+    // HTTP/1.0 answer goes to an HTTP/1.1 client as HTTP/1.1 (re-framed by
+    // hyper, so the connection can stay open). hyper answers HTTP/1.0
+    // clients in HTTP/1.0 whatever is set here.
+    parts.version = http::Version::HTTP_11;
+    // An HTTP/1.0 client has no chunked coding: a body of unknown length
+    // can only end with the connection. Marked HTTP/1.0, the answer makes
+    // hyper close it without first promising `Connection: keep-alive`.
+    if client_version == http::Version::HTTP_10 && body.size_hint().exact().is_none() {
+        parts.version = http::Version::HTTP_10;
+    }
     let status = parts.status.as_u16();
     let watch =
         PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), also: None, valid_until };
