@@ -122,7 +122,8 @@ async fn each_hop_is_named_with_its_own_version() {
 async fn an_http_1_0_client_is_not_promised_keep_alive_for_a_body_without_length() {
     bounded(async {
         let chunked =
-            answering(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").await;
+            answering(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+                .await;
         let proxy = Company::new().start(&[443]).await;
 
         let answer = exchange(
@@ -138,6 +139,83 @@ async fn an_http_1_0_client_is_not_promised_keep_alive_for_a_body_without_length
         assert_eq!(&answer[body..], "hello world");
         let records = proxy.records(1).await;
         assert_eq!((records[0]["status"].as_u64(), records[0]["closed_by"].as_str()), (Some(200), Some("origin")));
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// Regression: `Max-Forwards` was ignored, so a TRACE or OPTIONS with
+/// `Max-Forwards: 0` went on to the origin, and other values were passed on
+/// unchanged. Each intermediary answers at 0 and decrements otherwise (RFC
+/// 9110 7.6.2); Squid answers TRACE itself at 0 and decrements both.
+#[tokio::test]
+async fn max_forwards_is_answered_at_zero_and_counted_down_on_trace_and_options() {
+    bounded(async {
+        let origin = support::CountingOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let url = format!("http://example.test:{}/diag", origin.port());
+        let mut client = proxy.client().await;
+
+        // TRACE at 0: the proxy echoes the request as it arrived, less the
+        // credentials, and the connection goes on serving.
+        client
+            .send(&format!(
+                "TRACE {url} HTTP/1.1\r\nHost: example.test\r\nMax-Forwards: 0\r\nX-Probe: 1\r\n\
+                 Cookie: session=secret\r\nAuthorization: Basic c2VjcmV0\r\n\r\n"
+            ))
+            .await;
+        let trace = client.reply(true).await;
+        assert_eq!(trace.status, 200, "{trace:?}");
+        assert_eq!(trace.header("content-type"), Some("message/http"));
+        assert_eq!(trace.header("proxy-status"), Some("socialgate"));
+        assert!(trace.body.starts_with(&format!("TRACE {url} HTTP/1.1\r\n")), "{}", trace.body);
+        assert!(trace.body.contains("\r\nmax-forwards: 0\r\n") && trace.body.contains("\r\nx-probe: 1\r\n"));
+        assert!(!trace.body.contains("secret") && !trace.body.contains("c2VjcmV0"), "{}", trace.body);
+        assert!(trace.body.ends_with("\r\n\r\n"), "{}", trace.body);
+
+        // OPTIONS at 0: a bodiless 200 from the proxy.
+        client.send(&format!("OPTIONS {url} HTTP/1.1\r\nHost: example.test\r\nMax-Forwards: 0\r\n\r\n")).await;
+        let options = client.reply(true).await;
+        assert_eq!((options.status, options.header("content-length")), (200, Some("0")), "{options:?}");
+        assert_eq!(origin.heads(), 0, "a request with no forwards left reached the origin");
+
+        // Above 0 both are forwarded with one hop less; on other methods
+        // the header means nothing and goes through as sent.
+        for (method, sent, forwarded) in [("TRACE", "3", "2"), ("OPTIONS", "1", "0"), ("GET", "0", "0")] {
+            let raw = format!("{method} {url} HTTP/1.1\r\nHost: example.test\r\nMax-Forwards: {sent}\r\n\r\n");
+            client.send(&raw).await;
+            let reply = client.reply(true).await;
+            assert_eq!(reply.header("x-origin"), Some("counting"), "{method}: {reply:?}");
+            assert!(reply.body.contains(&format!("\nmax-forwards: {forwarded}\n")), "{method}: {}", reply.body);
+        }
+        assert_eq!(origin.heads(), 3);
+
+        let records = proxy.records(5).await;
+        assert_eq!(records[0]["method"], "TRACE");
+        assert_eq!((records[0]["status"].as_u64(), records[0]["closed_by"].as_str()), (Some(200), Some("proxy")));
+        assert_eq!((records[0]["rule"].as_str(), records[0]["action"].as_str()), (Some("default"), Some("allow")));
+        assert_eq!((records[1]["method"].as_str(), records[1]["closed_by"].as_str()), (Some("OPTIONS"), Some("proxy")));
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// The policy decides before `Max-Forwards` is looked at: a TRACE to a
+/// blocked service gets the block page, never an echo.
+#[tokio::test]
+async fn a_spent_trace_to_a_blocked_service_is_still_blocked() {
+    bounded(async {
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client().await;
+        client
+            .send("TRACE http://www.facebook.com/ HTTP/1.1\r\nHost: www.facebook.com\r\nMax-Forwards: 0\r\n\r\n")
+            .await;
+        let reply = client.reply(true).await;
+        assert_eq!(reply.status, 403, "{reply:?}");
+        assert_eq!(
+            reply.header("proxy-status"),
+            Some("socialgate; error=http_request_denied; details=\"services.facebook\"")
+        );
         proxy.stop().await;
     })
     .await;

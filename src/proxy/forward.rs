@@ -111,6 +111,29 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A TRACE or OPTIONS whose `Max-Forwards` is spent: the proxy must answer
+/// it as the final recipient instead of forwarding it (RFC 9110 7.6.2).
+/// `Max-Forwards` means nothing on other methods, and a value that is not
+/// a number is left alone, as Squid does.
+pub(crate) fn max_forwards_spent<B>(req: &Request<B>) -> bool {
+    limits_forwards(req.method()) && max_forwards(req.headers()) == Some(0)
+}
+
+/// The methods `Max-Forwards` applies to (RFC 9110 7.6.2).
+fn limits_forwards(method: &http::Method) -> bool {
+    *method == http::Method::TRACE || *method == http::Method::OPTIONS
+}
+
+/// The first `Max-Forwards` value, if it is a number (`1*DIGIT`).
+fn max_forwards(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::MAX_FORWARDS)?.to_str().ok()?.trim_matches([' ', '\t']);
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Past u64: more hops than there will ever be.
+    Some(value.parse().unwrap_or(u64::MAX))
+}
+
 /// Adds this hop to `Via`, naming the protocol the message was received
 /// with (RFC 9110 7.6.3: `received-protocol`), as Squid does.
 fn add_via(headers: &mut HeaderMap, received: http::Version) {
@@ -162,6 +185,12 @@ pub(crate) async fn forward(
         Err(_) => return refuse(ctx, Refusal::BadRequest("the request host is not valid")).await,
     }
     add_via(headers, client_version);
+    // This hop counts against the client's limit (0 was answered here).
+    if limits_forwards(&parts.method)
+        && let Some(hops) = max_forwards(headers)
+    {
+        headers.insert(header::MAX_FORWARDS, HeaderValue::from(hops.saturating_sub(1)));
+    }
     match ctx.snap.config.proxy.forwarded_for {
         ForwardedFor::Add => {
             let client = ctx.client.ip().to_string();
