@@ -220,3 +220,40 @@ async fn a_spent_trace_to_a_blocked_service_is_still_blocked() {
     })
     .await;
 }
+
+/// Regression: an origin's `Transfer-Encoding: gzip, chunked` had its
+/// chunking decoded and the header dropped, so the client got gzip bytes
+/// as if they were the content. A transfer coding the proxy cannot undo
+/// gets a 502 (`http_protocol_error`), as in Squid; `chunked` alone is
+/// re-framed as before.
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_from_the_origin_gets_502() {
+    bounded(async {
+        let proxy = Company::new().start(&[443]).await;
+        for (coding, status) in [
+            ("gzip, chunked", 502),
+            ("gzip\r\nTransfer-Encoding: chunked", 502),
+            ("x-custom, CHUNKED", 502),
+            ("gzip", 502),
+            ("Chunked", 200),
+        ] {
+            let response = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+            let response: &'static [u8] = Box::leak(response.into_bytes().into_boxed_slice());
+            let origin = answering(response).await;
+            let mut client = proxy.client().await;
+            let reply = client.get(&format!("http://example.test:{}/", origin.port()), &[]).await;
+            assert_eq!(reply.status, status, "{coding:?}: {reply:?}");
+            if status == 502 {
+                assert_eq!(
+                    reply.header("proxy-status"),
+                    Some("socialgate; error=http_protocol_error; details=\"default\""),
+                    "{coding:?}"
+                );
+            } else {
+                assert_eq!(reply.body, "hello", "{coding:?}");
+            }
+        }
+        proxy.stop().await;
+    })
+    .await;
+}

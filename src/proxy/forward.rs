@@ -237,6 +237,14 @@ pub(crate) async fn forward(
             tracing::debug!(host = %ctx.host, "the origin switched protocols unasked");
             return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
         }
+        // hyper decodes `chunked` only, and the proxy re-frames: any other
+        // transfer coding (`gzip, chunked`) would reach the client still
+        // applied but no longer named, as corrupt content. Squid refuses
+        // such a response too.
+        Ok(Ok(response)) if !chunked_at_most(response.headers()) => {
+            tracing::debug!(host = %ctx.host, "the origin used a transfer coding other than chunked");
+            return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
+        }
         Ok(Ok(response)) => response,
     };
     let mut ctx = ctx;
@@ -271,6 +279,19 @@ pub(crate) async fn forward(
     let policy = Box::pin(watch.until_blocked(ctx.shared.clone()));
     let logged = Logged { inner: body, ctx: Some(ctx), status, policy, failed: None };
     Response::from_parts(parts, logged.boxed_unsync())
+}
+
+/// Whether a response's `Transfer-Encoding` is absent or exactly `chunked`.
+fn chunked_at_most(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(|coding| coding.trim_ascii());
+    match codings.next() {
+        None => true,
+        Some(first) => first.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
+    }
 }
 
 /// Whether a Host header names the same host and port as the URI.
