@@ -257,3 +257,47 @@ async fn a_transfer_coding_other_than_chunked_from_the_origin_gets_502() {
     })
     .await;
 }
+
+/// An origin response head with `n` extra header fields of `size` bytes.
+fn response_with_headers(n: usize, size: usize) -> &'static [u8] {
+    let fields: String = (0..n).map(|i| format!("X-Field-{i}: {}\r\n", "v".repeat(size))).collect();
+    let response = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 2\r\n\r\nok");
+    Box::leak(response.into_bytes().into_boxed_slice())
+}
+
+/// Regression: a response with more than 100 header fields (hyper's
+/// default) got a 502, though browsers and Squid take it; and a response
+/// head over the proxy's limits was reported as a generic protocol error.
+/// Now 150 fields pass, and a head that is too large gets a 502 saying so
+/// (`http_response_header_section_size`, RFC 9209 2.3.13).
+#[tokio::test]
+async fn many_response_headers_pass_and_a_head_too_large_is_named() {
+    bounded(async {
+        let proxy = Company::new().start(&[443]).await;
+        let many = answering(response_with_headers(150, 8)).await;
+        let answer = exchange(
+            &proxy,
+            &format!("GET http://example.test:{}/ HTTP/1.1\r\nConnection: close\r\n\r\n", many.port()),
+        )
+        .await;
+        let (head, body) = head_at(&answer, 0);
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+        assert_eq!(head.matches("\r\nx-field-").count(), 150, "{head}");
+        assert_eq!(&answer[body..], "ok");
+
+        let mut client = proxy.client().await;
+
+        for (n, size) in [(1000, 8), (600, 1000)] {
+            let huge = answering(response_with_headers(n, size)).await;
+            let reply = client.get(&format!("http://example.test:{}/", huge.port()), &[]).await;
+            assert_eq!(reply.status, 502, "{n} x {size}: {reply:?}");
+            assert_eq!(
+                reply.header("proxy-status"),
+                Some("socialgate; error=http_response_header_section_size; details=\"default\""),
+                "{n} x {size}"
+            );
+        }
+        proxy.stop().await;
+    })
+    .await;
+}

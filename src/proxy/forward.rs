@@ -40,8 +40,15 @@ pub(crate) fn upstream_client(resolver: Arc<Resolver>, guard: Arc<Guard>, connec
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .set_host(false)
+        // hyper's default of 100 header fields is a request-side habit;
+        // origins send more (many `Set-Cookie`), and browsers and Squid set
+        // no count (the head's size is still bounded by hyper's buffer).
+        .http1_max_headers(MAX_RESPONSE_HEADERS)
         .build(Connector { resolver, guard, connect_timeout })
 }
+
+/// The most header fields an origin's response may have.
+const MAX_RESPONSE_HEADERS: usize = 500;
 
 /// Connects to origins with one snapshot's resolver and guard, so the
 /// private-destination check is on the address actually connected to.
@@ -224,6 +231,7 @@ pub(crate) async fn forward(
             let refusal = match client_error.load(Ordering::Relaxed) {
                 BODY_MALFORMED => Refusal::ClientBody(true),
                 BODY_GONE => Refusal::ClientBody(false),
+                _ if response_too_large(&err) => Refusal::Upstream(Upstream::HeadTooLarge),
                 _ => connect_error(&err).map_or(Refusal::Upstream(Upstream::Protocol), Refusal::from),
             };
             tracing::debug!(%err, host = %ctx.host, "upstream request failed");
@@ -317,6 +325,19 @@ pub(crate) fn authority(host: &Host, port: u16) -> String {
         _ => host.as_str().to_owned(),
     };
     if port == 80 { name } else { format!("{name}:{port}") }
+}
+
+/// Whether the client failed because the origin's response head was over
+/// its limits (bytes or header count).
+fn response_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse_too_large) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// The connector's error inside the client's error chain, if that was it.

@@ -62,6 +62,8 @@ pub(crate) enum Upstream {
     ResponseTimeout,
     /// The origin broke the exchange (closed early, bad response).
     Protocol,
+    /// The origin's response head is larger than the proxy reads.
+    HeadTooLarge,
 }
 
 impl From<&ConnectError> for Refusal {
@@ -101,6 +103,7 @@ impl Refusal {
             Refusal::Upstream(Upstream::ConnectTimeout) => "connection_timeout",
             Refusal::Upstream(Upstream::ResponseTimeout) => "http_response_timeout",
             Refusal::Upstream(Upstream::Protocol) => "http_protocol_error",
+            Refusal::Upstream(Upstream::HeadTooLarge) => "http_response_header_section_size",
         }
     }
 
@@ -140,6 +143,7 @@ impl Refusal {
             Refusal::Upstream(Upstream::ConnectTimeout) => "Connecting to the site timed out",
             Refusal::Upstream(Upstream::ResponseTimeout) => "The site did not answer in time",
             Refusal::Upstream(Upstream::Protocol) => "The site sent an invalid response",
+            Refusal::Upstream(Upstream::HeadTooLarge) => "The site's response headers are too large",
         }
     }
 }
@@ -412,7 +416,7 @@ mod tests {
     #[test]
     fn every_upstream_error_kind_is_exported_from_the_start() {
         use Upstream::*;
-        for upstream in [Dns, Refused, Unreachable, ConnectTimeout, ResponseTimeout, Protocol] {
+        for upstream in [Dns, Refused, Unreachable, ConnectTimeout, ResponseTimeout, Protocol, HeadTooLarge] {
             let kind = Refusal::Upstream(upstream).proxy_status_error();
             assert!(crate::metrics::UPSTREAM_ERROR_KINDS.contains(&kind), "{kind}");
         }
