@@ -41,13 +41,14 @@ pub struct ResultLabel {
 
 /// The `kind`s of `socialgate_upstream_errors_total` (RFC 9209 error types),
 /// each exported from the start at 0 so alerts see a value, not "no data".
-pub const UPSTREAM_ERROR_KINDS: [&str; 6] = [
+pub const UPSTREAM_ERROR_KINDS: [&str; 7] = [
     "dns_error",
     "connection_refused",
     "destination_unavailable",
     "connection_timeout",
     "http_response_timeout",
     "http_protocol_error",
+    "http_response_header_section_size",
 ];
 
 /// Every metric socialgate exports.

@@ -40,8 +40,15 @@ pub(crate) fn upstream_client(resolver: Arc<Resolver>, guard: Arc<Guard>, connec
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .set_host(false)
+        // hyper's default of 100 header fields is a request-side habit;
+        // origins send more (many `Set-Cookie`), and browsers and Squid set
+        // no count (the head's size is still bounded by hyper's buffer).
+        .http1_max_headers(MAX_RESPONSE_HEADERS)
         .build(Connector { resolver, guard, connect_timeout })
 }
+
+/// The most header fields an origin's response may have.
+const MAX_RESPONSE_HEADERS: usize = 500;
 
 /// Connects to origins with one snapshot's resolver and guard, so the
 /// private-destination check is on the address actually connected to.
@@ -81,12 +88,17 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus
-/// the proxy's own credentials.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// the proxy credentials exchanged on one hop (RFC 9110 11.7): a client's
+/// for the proxy, and an origin's challenge or info meant for the next
+/// client only, which would otherwise reach the browser as if the proxy
+/// asked for its credentials.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-authentication-info"),
     header::TE,
     header::TRAILER,
     header::UPGRADE,
@@ -106,10 +118,34 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-const VIA: &str = "1.1 socialgate";
+/// A TRACE or OPTIONS whose `Max-Forwards` is spent: the proxy must answer
+/// it as the final recipient instead of forwarding it (RFC 9110 7.6.2).
+/// `Max-Forwards` means nothing on other methods, and a value that is not
+/// a number is left alone, as Squid does.
+pub(crate) fn max_forwards_spent<B>(req: &Request<B>) -> bool {
+    limits_forwards(req.method()) && max_forwards(req.headers()) == Some(0)
+}
 
-fn add_via(headers: &mut HeaderMap) {
-    headers.append(header::VIA, HeaderValue::from_static(VIA));
+/// The methods `Max-Forwards` applies to (RFC 9110 7.6.2).
+fn limits_forwards(method: &http::Method) -> bool {
+    *method == http::Method::TRACE || *method == http::Method::OPTIONS
+}
+
+/// The first `Max-Forwards` value, if it is a number (`1*DIGIT`).
+fn max_forwards(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::MAX_FORWARDS)?.to_str().ok()?.trim_matches([' ', '\t']);
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Past u64: more hops than there will ever be.
+    Some(value.parse().unwrap_or(u64::MAX))
+}
+
+/// Adds this hop to `Via`, naming the protocol the message was received
+/// with (RFC 9110 7.6.3: `received-protocol`), as Squid does.
+fn add_via(headers: &mut HeaderMap, received: http::Version) {
+    let via = if received == http::Version::HTTP_10 { "1.0 socialgate" } else { "1.1 socialgate" };
+    headers.append(header::VIA, HeaderValue::from_static(via));
 }
 
 /// Forwards an absolute-form `http://` request whose decision allows it.
@@ -128,6 +164,7 @@ pub(crate) async fn forward(
         Err(_) => return refuse(ctx, Refusal::BadRequest("the request URI is not valid")).await,
     };
     parts.uri = uri;
+    let client_version = parts.version;
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
@@ -154,7 +191,13 @@ pub(crate) async fn forward(
         }
         Err(_) => return refuse(ctx, Refusal::BadRequest("the request host is not valid")).await,
     }
-    add_via(headers);
+    add_via(headers, client_version);
+    // This hop counts against the client's limit (0 was answered here).
+    if limits_forwards(&parts.method)
+        && let Some(hops) = max_forwards(headers)
+    {
+        headers.insert(header::MAX_FORWARDS, HeaderValue::from(hops.saturating_sub(1)));
+    }
     match ctx.snap.config.proxy.forwarded_for {
         ForwardedFor::Add => {
             let client = ctx.client.ip().to_string();
@@ -188,6 +231,7 @@ pub(crate) async fn forward(
             let refusal = match client_error.load(Ordering::Relaxed) {
                 BODY_MALFORMED => Refusal::ClientBody(true),
                 BODY_GONE => Refusal::ClientBody(false),
+                _ if response_too_large(&err) => Refusal::Upstream(Upstream::HeadTooLarge),
                 _ => connect_error(&err).map_or(Refusal::Upstream(Upstream::Protocol), Refusal::from),
             };
             tracing::debug!(%err, host = %ctx.host, "upstream request failed");
@@ -199,6 +243,14 @@ pub(crate) async fn forward(
         // to upgrade.
         Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
             tracing::debug!(host = %ctx.host, "the origin switched protocols unasked");
+            return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
+        }
+        // hyper decodes `chunked` only, and the proxy re-frames: any other
+        // transfer coding (`gzip, chunked`) would reach the client still
+        // applied but no longer named, as corrupt content. Squid refuses
+        // such a response too.
+        Ok(Ok(response)) if !chunked_at_most(response.headers()) => {
+            tracing::debug!(host = %ctx.host, "the origin used a transfer coding other than chunked");
             return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
         }
         Ok(Ok(response)) => response,
@@ -217,13 +269,37 @@ pub(crate) async fn forward(
     if parts.headers.remove(header::TRANSFER_ENCODING).is_some() {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    add_via(&mut parts.headers);
+    add_via(&mut parts.headers, parts.version);
+    // An intermediary speaks its own version (RFC 9110 2.5): an origin's
+    // HTTP/1.0 answer goes to an HTTP/1.1 client as HTTP/1.1 (re-framed by
+    // hyper, so the connection can stay open). hyper answers HTTP/1.0
+    // clients in HTTP/1.0 whatever is set here.
+    parts.version = http::Version::HTTP_11;
+    // An HTTP/1.0 client has no chunked coding: a body of unknown length
+    // can only end with the connection. Marked HTTP/1.0, the answer makes
+    // hyper close it without first promising `Connection: keep-alive`.
+    if client_version == http::Version::HTTP_10 && body.size_hint().exact().is_none() {
+        parts.version = http::Version::HTTP_10;
+    }
     let status = parts.status.as_u16();
     let watch =
         PolicyWatch { user: ctx.user.clone(), client: ctx.client.ip(), host: host.clone(), also: None, valid_until };
     let policy = Box::pin(watch.until_blocked(ctx.shared.clone()));
     let logged = Logged { inner: body, ctx: Some(ctx), status, policy, failed: None };
     Response::from_parts(parts, logged.boxed_unsync())
+}
+
+/// Whether a response's `Transfer-Encoding` is absent or exactly `chunked`.
+fn chunked_at_most(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(|coding| coding.trim_ascii());
+    match codings.next() {
+        None => true,
+        Some(first) => first.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
+    }
 }
 
 /// Whether a Host header names the same host and port as the URI.
@@ -249,6 +325,19 @@ pub(crate) fn authority(host: &Host, port: u16) -> String {
         _ => host.as_str().to_owned(),
     };
     if port == 80 { name } else { format!("{name}:{port}") }
+}
+
+/// Whether the client failed because the origin's response head was over
+/// its limits (bytes or header count).
+fn response_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse_too_large) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// The connector's error inside the client's error chain, if that was it.
@@ -407,6 +496,8 @@ mod tests {
             ("proxy-connection", "keep-alive"),
             ("keep-alive", "timeout=5"),
             ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("proxy-authenticate", "Basic realm=\"x\""),
+            ("proxy-authentication-info", "nextnonce=\"y\""),
             ("te", "trailers"),
             ("trailer", "x"),
             ("upgrade", "websocket"),

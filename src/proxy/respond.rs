@@ -62,6 +62,8 @@ pub(crate) enum Upstream {
     ResponseTimeout,
     /// The origin broke the exchange (closed early, bad response).
     Protocol,
+    /// The origin's response head is larger than the proxy reads.
+    HeadTooLarge,
 }
 
 impl From<&ConnectError> for Refusal {
@@ -101,6 +103,7 @@ impl Refusal {
             Refusal::Upstream(Upstream::ConnectTimeout) => "connection_timeout",
             Refusal::Upstream(Upstream::ResponseTimeout) => "http_response_timeout",
             Refusal::Upstream(Upstream::Protocol) => "http_protocol_error",
+            Refusal::Upstream(Upstream::HeadTooLarge) => "http_response_header_section_size",
         }
     }
 
@@ -140,6 +143,7 @@ impl Refusal {
             Refusal::Upstream(Upstream::ConnectTimeout) => "Connecting to the site timed out",
             Refusal::Upstream(Upstream::ResponseTimeout) => "The site did not answer in time",
             Refusal::Upstream(Upstream::Protocol) => "The site sent an invalid response",
+            Refusal::Upstream(Upstream::HeadTooLarge) => "The site's response headers are too large",
         }
     }
 }
@@ -261,6 +265,41 @@ pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String
     response
 }
 
+/// Answers a TRACE or OPTIONS whose `Max-Forwards` is spent, as its final
+/// recipient (RFC 9110 7.6.2): a TRACE gets the request it arrived as
+/// (`message/http`, 9.3.8) less the fields that carry credentials, an
+/// OPTIONS a bodiless 200. Logged like the answer the policy allowed.
+pub(crate) async fn final_recipient<B>(mut ctx: Ctx, req: &http::Request<B>) -> Response<ProxyBody> {
+    let (content_type, body) = if req.method() == http::Method::TRACE {
+        ("message/http", trace_echo(req))
+    } else {
+        ("text/plain; charset=utf-8", String::new())
+    };
+    let mut response = Response::new(full(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("proxy-status", HeaderValue::from_static("socialgate"));
+    ctx.reserve_log().await;
+    ctx.log_when_sent(200, ClosedBy::Proxy);
+    response
+}
+
+/// The request head as received, for a TRACE answer; credentials and
+/// cookies are left out (RFC 9110 9.3.8: the final recipient SHOULD
+/// exclude fields likely to hold sensitive data).
+fn trace_echo<B>(req: &http::Request<B>) -> String {
+    let mut echo = format!("{} {} {:?}\r\n", req.method(), req.uri(), req.version());
+    for (name, value) in req.headers() {
+        if [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE].contains(name) {
+            continue;
+        }
+        echo.push_str(&format!("{name}: {}\r\n", String::from_utf8_lossy(value.as_bytes())));
+    }
+    echo.push_str("\r\n");
+    echo
+}
+
 /// The `http://<status_host>/` page: who the proxy thinks the caller is and
 /// what their department's policy says right now, service by service.
 pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
@@ -377,7 +416,7 @@ mod tests {
     #[test]
     fn every_upstream_error_kind_is_exported_from_the_start() {
         use Upstream::*;
-        for upstream in [Dns, Refused, Unreachable, ConnectTimeout, ResponseTimeout, Protocol] {
+        for upstream in [Dns, Refused, Unreachable, ConnectTimeout, ResponseTimeout, Protocol, HeadTooLarge] {
             let kind = Refusal::Upstream(upstream).proxy_status_error();
             assert!(crate::metrics::UPSTREAM_ERROR_KINDS.contains(&kind), "{kind}");
         }

@@ -360,6 +360,8 @@ async fn handle(
     }
     if connect {
         tunneled(&state, tunnel::tunnel(ctx, req, &host, port, decision.valid_until).await)
+    } else if forward::max_forwards_spent(&req) {
+        respond::final_recipient(ctx, &req).await
     } else {
         forward::forward(ctx, req, &host, port, decision.valid_until).await
     }
