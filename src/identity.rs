@@ -155,7 +155,7 @@ impl Authenticator {
     fn admit(&self, client: IpAddr) -> bool {
         let Ok(mut failures) = self.failures.lock() else { return false };
         let now = Instant::now();
-        let entry = failures.get_or_insert_mut(failure_key(client), || Failures { count: 0, since: now });
+        let entry = failures.get_or_insert_mut(client_group(client), || Failures { count: 0, since: now });
         if entry.since.elapsed() >= FAILURE_WINDOW {
             *entry = Failures { count: 0, since: now };
         }
@@ -169,7 +169,7 @@ impl Authenticator {
     /// An admitted attempt succeeded: it was not a failure after all.
     fn forgive(&self, client: IpAddr) {
         if let Ok(mut failures) = self.failures.lock()
-            && let Some(entry) = failures.get_mut(&failure_key(client))
+            && let Some(entry) = failures.get_mut(&client_group(client))
         {
             entry.count = entry.count.saturating_sub(1);
         }
@@ -239,9 +239,10 @@ impl Authenticator {
     }
 }
 
-/// Whose failures an attempt from `client` counts against: the address,
-/// or its /64 for IPv6 (IPv4-mapped addresses count as the IPv4 address).
-fn failure_key(client: IpAddr) -> IpAddr {
+/// The group of addresses one client is taken to hold, for per-client
+/// limits: the address itself, or its /64 for IPv6 (one host usually holds
+/// a whole /64). IPv4-mapped addresses count as the IPv4 address.
+pub(crate) fn client_group(client: IpAddr) -> IpAddr {
     match client {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -392,12 +393,12 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(failure_key(a), failure_key(b));
-        assert_ne!(failure_key(a), failure_key(other));
+        assert_eq!(client_group(a), client_group(b));
+        assert_ne!(client_group(a), client_group(other));
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         let mapped_other: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
-        assert_eq!(failure_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
-        assert_ne!(failure_key(mapped), failure_key(mapped_other));
+        assert_eq!(client_group(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_ne!(client_group(mapped), client_group(mapped_other));
     }
 
     #[test]
