@@ -1,8 +1,16 @@
 //! The admin endpoint: `/healthz`, `/metrics` (Prometheus text) and
 //! `/proxy.pac`, on its own listener, never reachable through the proxy.
+//!
+//! Its connections share the process's file descriptors with the proxy, so
+//! they are capped: [`MAX_CONNECTIONS`] in all and [`MAX_PER_CLIENT`] per
+//! client address (IPv6 per /64). A connection over a cap is closed at
+//! once, so a flood of admin connections can neither take the descriptors
+//! the proxy needs nor crowd out a health check from another address.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -32,6 +40,56 @@ impl std::fmt::Debug for AdminState {
     }
 }
 
+/// Admin connections open at once, in all.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Admin connections open at once from one client address (or IPv6 /64).
+pub const MAX_PER_CLIENT: usize = 64;
+
+/// Open admin connections, in all and per client.
+#[derive(Debug, Default)]
+struct Slots {
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One admin connection's place under the caps, given back on drop.
+struct Slot {
+    slots: Arc<Slots>,
+    client: IpAddr,
+}
+
+impl Slots {
+    /// A place for a connection from `client`, if both caps allow.
+    fn take(self: &Arc<Self>, client: IpAddr) -> Option<Slot> {
+        let client = crate::identity::client_group(client);
+        let mut open = self.open.lock().ok()?;
+        let (total, per_client) = &mut *open;
+        let mine = per_client.entry(client).or_insert(0);
+        if *total >= MAX_CONNECTIONS || *mine >= MAX_PER_CLIENT {
+            if *mine == 0 {
+                per_client.remove(&client);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(Slot { slots: Arc::clone(self), client })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Ok(mut open) = self.slots.open.lock() else { return };
+        let (total, per_client) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(mine) = per_client.get_mut(&self.client) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// Content type of PAC files.
 pub const PAC_CONTENT_TYPE: &str = "application/x-ns-proxy-autoconfig";
 
@@ -44,13 +102,14 @@ pub async fn serve(
     mut retired: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(Slots::default());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stopped(&mut retired) => break,
             _ = stopped(&mut shutdown) => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(conn) => conn,
             Err(err) => {
                 tracing::warn!(%err, "admin accept failed");
@@ -59,9 +118,15 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(slot) = slots.take(peer.ip()) else {
+            tracing::debug!(%peer, "too many admin connections; closing");
+            drop(stream);
+            continue;
+        };
         let state = state.clone();
         let mut conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, &req)) }

@@ -9,14 +9,23 @@
 //! nothing), and a client with [`MAX_FAILURES`] failures within
 //! [`FAILURE_WINDOW`] gets `407` without any verification until the window
 //! passes.
+//!
+//! The bounds hold even against a client that hangs up mid-verification
+//! (hyper then drops the request's future, and with it everything after
+//! its `.await`): an attempt is counted as a failure *before* bcrypt runs
+//! and forgiven only when it succeeds, and the concurrency permit travels
+//! with the bcrypt work onto the blocking pool, where it stays until that
+//! work is done. Failures are counted per client address, IPv6 clients per
+//! /64 (one host usually holds a whole /64).
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 
 use crate::config::{AuthMode, IdentityConfig};
@@ -76,10 +85,17 @@ pub struct Authenticator {
     verified: Mutex<lru::LruCache<[u8; 32], ()>>,
     rejected: Mutex<lru::LruCache<[u8; 32], ()>>,
     failures: Mutex<lru::LruCache<IpAddr, Failures>>,
-    verifying: tokio::sync::Semaphore,
-    runs: AtomicU64,
-    running: std::sync::atomic::AtomicUsize,
-    peak: std::sync::atomic::AtomicUsize,
+    verifying: Arc<tokio::sync::Semaphore>,
+    stats: Arc<Stats>,
+}
+
+/// What the bcrypt work on the blocking pool reports back, whether or not
+/// anyone still awaits it.
+#[derive(Debug, Default)]
+struct Stats {
+    runs: Counter,
+    running: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 /// bcrypt verifications allowed to run at the same time.
@@ -116,53 +132,72 @@ impl Authenticator {
             verified: Mutex::new(lru::LruCache::new(capacity)),
             rejected: Mutex::new(lru::LruCache::new(capacity)),
             failures: Mutex::new(lru::LruCache::new(capacity)),
-            verifying: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
-            runs: AtomicU64::new(0),
-            running: std::sync::atomic::AtomicUsize::new(0),
-            peak: std::sync::atomic::AtomicUsize::new(0),
+            verifying: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts verifications in `counter` (the metrics' counter) from now on.
+    pub fn counting_in(mut self, counter: Counter) -> Authenticator {
+        self.stats = Arc::new(Stats { runs: counter, ..Stats::default() });
+        self
     }
 
     /// How many bcrypt verifications have run (for tests and metrics).
     pub fn verifications(&self) -> u64 {
-        self.runs.load(Ordering::Relaxed)
+        self.stats.runs.get()
     }
 
-    /// Whether `client` has used up its failures for now.
-    fn throttled(&self, client: IpAddr) -> bool {
+    /// Lets `client` spend one verification, counting it as a failure until
+    /// it succeeds; `false` when the client has used up its failures for
+    /// now. Check and count are one step, so concurrent attempts cannot all
+    /// slip through before the first one fails.
+    fn admit(&self, client: IpAddr) -> bool {
         let Ok(mut failures) = self.failures.lock() else { return false };
-        match failures.get(&client) {
-            Some(f) if f.since.elapsed() < FAILURE_WINDOW => f.count >= MAX_FAILURES,
-            _ => false,
+        let now = Instant::now();
+        let entry = failures.get_or_insert_mut(client_group(client), || Failures { count: 0, since: now });
+        if entry.since.elapsed() >= FAILURE_WINDOW {
+            *entry = Failures { count: 0, since: now };
+        }
+        if entry.count >= MAX_FAILURES {
+            return false;
+        }
+        entry.count = entry.count.saturating_add(1);
+        true
+    }
+
+    /// An admitted attempt succeeded: it was not a failure after all.
+    fn forgive(&self, client: IpAddr) {
+        if let Ok(mut failures) = self.failures.lock()
+            && let Some(entry) = failures.get_mut(&client_group(client))
+        {
+            entry.count = entry.count.saturating_sub(1);
         }
     }
 
-    fn failed(&self, client: IpAddr, key: [u8; 32]) {
+    fn rejected(&self, key: [u8; 32]) {
         if let Ok(mut rejected) = self.rejected.lock() {
             rejected.put(key, ());
-        }
-        if let Ok(mut failures) = self.failures.lock() {
-            let now = Instant::now();
-            let entry = failures.get_or_insert_mut(client, || Failures { count: 0, since: now });
-            if entry.since.elapsed() >= FAILURE_WINDOW {
-                *entry = Failures { count: 0, since: now };
-            }
-            entry.count = entry.count.saturating_add(1);
         }
     }
 
     /// Runs one bcrypt verification on the blocking pool, at most
-    /// [`MAX_CONCURRENT_VERIFICATIONS`] at a time.
+    /// [`MAX_CONCURRENT_VERIFICATIONS`] at a time. The permit is held by the
+    /// bcrypt work itself, so a caller that stops waiting (its client hung
+    /// up) does not free a slot while bcrypt still burns CPU.
     async fn verify(&self, password: String, hash: String) -> bool {
-        let Ok(_permit) = self.verifying.acquire().await else { return false };
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        let now_running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now_running, Ordering::SeqCst);
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        ok
+        let Ok(permit) = Arc::clone(&self.verifying).acquire_owned().await else { return false };
+        let stats = Arc::clone(&self.stats);
+        let work = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            stats.runs.inc();
+            let now_running = stats.running.fetch_add(1, Ordering::SeqCst) + 1;
+            stats.peak.fetch_max(now_running, Ordering::SeqCst);
+            let ok = bcrypt::verify(password, &hash).unwrap_or(false);
+            stats.running.fetch_sub(1, Ordering::SeqCst);
+            ok
+        });
+        work.await.unwrap_or(false)
     }
 
     /// Authenticates a request from `client` carrying `header` (the raw
@@ -180,7 +215,7 @@ impl Authenticator {
         if stored.is_some() && self.verified.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) {
             return AuthOutcome::User(creds.user);
         }
-        if self.rejected.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) || self.throttled(client) {
+        if self.rejected.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) || !self.admit(client) {
             return AuthOutcome::Invalid;
         }
         let Some(stored) = stored else {
@@ -189,17 +224,31 @@ impl Authenticator {
             if let Some(any) = config.users.values().next() {
                 let _ = self.verify(creds.password, any.0.clone()).await;
             }
-            self.failed(client, key);
+            self.rejected(key);
             return AuthOutcome::Invalid;
         };
         if !self.verify(creds.password.clone(), stored.0.clone()).await {
-            self.failed(client, key);
+            self.rejected(key);
             return AuthOutcome::Invalid;
         }
+        self.forgive(client);
         if let Ok(mut cache) = self.verified.lock() {
             cache.put(key, ());
         }
         AuthOutcome::User(creds.user)
+    }
+}
+
+/// The group of addresses one client is taken to hold, for per-client
+/// limits: the address itself, or its /64 for IPv6 (one host usually holds
+/// a whole /64). IPv4-mapped addresses count as the IPv4 address.
+pub(crate) fn client_group(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
     }
 }
 
@@ -299,8 +348,57 @@ mod tests {
             assert_eq!(task.await.unwrap(), AuthOutcome::Invalid);
         }
         assert_eq!(auth.verifications(), 8);
-        let peak = auth.peak.load(Ordering::Relaxed);
+        let peak = auth.stats.peak.load(Ordering::Relaxed);
         assert!((1..=MAX_CONCURRENT_VERIFICATIONS).contains(&peak), "peak {peak}");
+    }
+
+    /// Regression: the permit was the awaiting future's, so a client that
+    /// hung up freed its slot while its bcrypt still ran; clients from many
+    /// addresses could then run any number at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_verifications_keep_their_slot_until_bcrypt_ends() {
+        let cfg = config(bcrypt::hash("secret", 8).unwrap());
+        let auth = Authenticator::default();
+        for i in 0..8u8 {
+            let header = basic("alice", &format!("wrong-{i}"));
+            let attempt = auth.authenticate(&cfg, IpAddr::from([127, 0, 2, i]), Some(&header));
+            tokio::pin!(attempt);
+            // Poll until this attempt's bcrypt has started, then drop it.
+            let before = auth.verifications();
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while auth.verifications() == before {
+                    tokio::select! {
+                        _ = &mut attempt => panic!("the attempt finished before it could be abandoned"),
+                        () = tokio::time::sleep(Duration::from_millis(1)) => {}
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while auth.stats.running.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(auth.verifications(), 8);
+        let peak = auth.stats.peak.load(Ordering::SeqCst);
+        assert!(peak <= MAX_CONCURRENT_VERIFICATIONS, "{peak} bcrypt runs at once");
+    }
+
+    #[test]
+    fn ipv6_clients_share_failures_per_64_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_group(a), client_group(b));
+        assert_ne!(client_group(a), client_group(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let mapped_other: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        assert_eq!(client_group(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_ne!(client_group(mapped), client_group(mapped_other));
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct Metrics {
     pub upstream_errors: Family<KindLabel, Counter>,
     /// Failed proxy authentications.
     pub auth_failures: Counter,
+    /// bcrypt verifications run (each costs CPU: a steep rise is password
+    /// guessing).
+    pub auth_verifications: Counter,
     /// Config reloads by result.
     pub reloads: Family<ResultLabel, Counter>,
     /// Generation of the configuration in force (1 at start).
@@ -99,6 +102,8 @@ impl Metrics {
         registry.register("upstream_errors", "Upstream failures by kind", upstream_errors.clone());
         let auth_failures = Counter::default();
         registry.register("auth_failures", "Failed proxy authentications", auth_failures.clone());
+        let auth_verifications = Counter::default();
+        registry.register("auth_verifications", "bcrypt verifications run", auth_verifications.clone());
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register("reloads", "Configuration reloads by result", reloads.clone());
         let config_generation = Gauge::default();
@@ -127,6 +132,7 @@ impl Metrics {
             bytes,
             upstream_errors,
             auth_failures,
+            auth_verifications,
             reloads,
             config_generation,
             log_records,

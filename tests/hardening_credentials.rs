@@ -92,3 +92,52 @@ async fn credentials_are_never_forwarded_or_logged_even_when_wrong() {
     })
     .await;
 }
+
+/// `socialgate_auth_verifications_total` as the proxy exports it.
+fn verifications(proxy: &support::Proxy) -> u64 {
+    let text = proxy.metrics_text();
+    let line = text.lines().find(|l| l.starts_with("socialgate_auth_verifications_total ")).unwrap_or_else(|| {
+        panic!("no socialgate_auth_verifications_total in\n{text}");
+    });
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Regression: a client that hung up right after sending a wrong password
+/// had its request future dropped mid-verification, before the failure was
+/// counted and with the concurrency permit released while bcrypt still ran,
+/// so sending-and-closing bought unthrottled, unbounded bcrypt CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_hang_up_mid_verification_are_still_throttled() {
+    bounded(async {
+        let origin = CountingOrigin::start().await;
+        let proxy = proxy_with_costly_users().await;
+        let url = format!("http://example.test:{}/", origin.port());
+        for i in 0..3 * socialgate::identity::MAX_FAILURES {
+            let before = verifications(&proxy);
+            let mut client = proxy.client_from("127.0.0.4").await;
+            let wrong = proxy_auth("alice", &format!("guess-{i}"));
+            client.send(&format!("GET {url} HTTP/1.1\r\nHost: example.test\r\n{wrong}\r\n\r\n")).await;
+            // Hang up once bcrypt runs for this guess, or once it is refused
+            // without running.
+            let started = async {
+                while verifications(&proxy) == before {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            };
+            tokio::select! {
+                () = started => {}
+                reply = client.reply(true) => assert_eq!(reply.status, 407),
+            }
+            drop(client);
+        }
+        // bcrypt permits are handed out in order: once bob has had his turn,
+        // every abandoned attempt that was going to run has started.
+        let bob = proxy.client_from("127.0.0.5").await.get(&url, &[&proxy_auth("bob", PASSWORD)]).await;
+        assert_eq!(bob.status, 200);
+        let runs = verifications(&proxy);
+        let most = u64::from(socialgate::identity::MAX_FAILURES) + 1;
+        assert!(runs <= most, "{runs} bcrypt runs for abandoned guesses (at most {most} expected)");
+        proxy.stop().await;
+    })
+    .await;
+}

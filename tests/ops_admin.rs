@@ -140,3 +140,63 @@ async fn the_admin_port_is_never_reachable_through_the_proxy() {
     })
     .await;
 }
+
+/// Regression: the admin listener took every connection it was offered and
+/// kept each until its 10 s header timeout, so a flood of idle admin
+/// connections used up the process's file descriptors, which the proxy
+/// needs for its clients and origins. Connections over the per-client cap
+/// are now closed at once, and other addresses are still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_connection_flood_is_capped_per_client_and_others_are_answered() {
+    bounded(async {
+        let (running, _company) = start_with_admin(Company::new()).await;
+        let admin = running.admin_addr().unwrap();
+        let flood = socialgate::admin::MAX_PER_CLIENT + 40;
+        let mut idle = Vec::new();
+        for _ in 0..flood {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.9:0".parse().unwrap()).unwrap();
+            idle.push(tokio::time::timeout(WAIT, socket.connect(admin)).await.unwrap().unwrap());
+        }
+        // Well inside the 10 s header timeout, the connections over the cap
+        // are closed; those before them (accepted first) are still open.
+        let (kept, over) = idle.split_at_mut(socialgate::admin::MAX_PER_CLIENT);
+        for stream in over {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut byte)).await;
+            assert!(matches!(read, Ok(Ok(0) | Err(_))), "a connection over the cap was kept: {read:?}");
+        }
+        for stream in kept {
+            let mut byte = [0u8; 1];
+            let read = stream.try_read(&mut byte);
+            assert!(read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "{read:?}");
+        }
+        // Another address is answered meanwhile.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.10:0".parse().unwrap()).unwrap();
+        let mut other = tokio::time::timeout(WAIT, socket.connect(admin)).await.unwrap().unwrap();
+        other.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(WAIT, other.read_to_end(&mut reply)).await.unwrap().unwrap();
+        assert!(reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
+        // A slot is given back when its connection closes.
+        drop(idle);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.9:0".parse().unwrap()).unwrap();
+            let mut again = tokio::time::timeout(WAIT, socket.connect(admin)).await.unwrap().unwrap();
+            let _ = again.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").await;
+            let mut reply = Vec::new();
+            let _ = tokio::time::timeout(WAIT, again.read_to_end(&mut reply)).await;
+            if reply.starts_with(b"HTTP/1.1 200") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the flooding address was never answered again");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        running.shutdown();
+        tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+    })
+    .await;
+}

@@ -281,3 +281,25 @@ fn an_overlong_line_is_skipped_and_the_next_one_read() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["records"], 27);
 }
+
+/// Regression: the reason for an invalid line quotes the line's own text
+/// (`unknown variant ...`), and went to the terminal raw: a hostile log could
+/// send escape sequences (retitle, clear or recolour the admin's terminal)
+/// and a megabyte-long quote per line.
+#[test]
+fn invalid_line_reasons_reach_the_terminal_without_escapes_and_short() {
+    let line = expected("access.log").lines().next().unwrap().to_owned();
+    assert!(line.contains(r#""action":""#), "{line}");
+    let escape = line.replacen(r#""closed_by":""#, r#""closed_by":"\u001b]0;owned\u0007\u001b[2J"#, 1);
+    let long = line.replacen(r#""closed_by":""#, &format!(r#""closed_by":"{}"#, "x".repeat(100_000)), 1);
+    let input = format!("{escape}\n{long}\n{line}\n");
+    for format in ["text", "json"] {
+        let out = socialgate(&["report", "--format", format, "-"], Some(input.as_bytes()));
+        assert_eq!(out.status.code(), Some(0));
+        let err = stderr(&out);
+        assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "control characters on stderr: {err:?}");
+        assert!(err.contains("-:1:"), "{err}");
+        assert!(err.contains("2 lines skipped"), "{err}");
+        assert!(err.len() < 2_000, "{} bytes of warnings", err.len());
+    }
+}

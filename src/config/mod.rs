@@ -294,14 +294,9 @@ impl Default for Limits {
 /// reported at that key's value.
 pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
     let mut out = Vec::new();
-    let main_src = match std::fs::read_to_string(main_file) {
+    let main_src = match walk::read_text(main_file) {
         Ok(text) => Source::new(main_file.to_path_buf(), text),
-        Err(err) => {
-            return Err(Diagnostics(vec![whole_file(
-                main_file,
-                format!("cannot read config file: {}", io_reason(&err)),
-            )]));
-        }
+        Err(err) => return Err(Diagnostics(vec![unreadable(main_file, "config file", &err)])),
     };
     let mut files = vec![main_file.to_path_buf()];
     let main = main_file::parse(&main_src, &mut out);
@@ -339,14 +334,12 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
                     ));
                     continue;
                 }
-                match std::fs::read_to_string(&file) {
+                match walk::read_text(&file) {
                     Ok(text) => {
                         files.push(file.clone());
                         dept_sources.push((name, Source::new(file, text)));
                     }
-                    Err(err) => {
-                        out.push(whole_file(&file, format!("cannot read department file: {}", io_reason(&err))))
-                    }
+                    Err(err) => out.push(unreadable(&file, "department file", &err)),
                 }
             }
         }
@@ -422,13 +415,23 @@ fn whole_file(file: &Path, message: String) -> Diagnostic {
     Diagnostic { file: file.to_path_buf(), line: 0, col: 0, message, hint: None }
 }
 
+/// A file that cannot be read: `FILE:0:0`, or the position of the first
+/// byte that is not UTF-8.
+fn unreadable(file: &Path, what: &str, err: &walk::ReadError) -> Diagnostic {
+    let (line, col) = match err {
+        walk::ReadError::NotUtf8 { line, col, .. } => (*line, *col),
+        _ => (0, 0),
+    };
+    Diagnostic { line, col, hint: err.hint(), ..whole_file(file, format!("cannot read {what}: {}", err.reason())) }
+}
+
 /// Reads a file that may be absent.
 fn read_optional(path: &Path, out: &mut Vec<Diagnostic>) -> Option<Source> {
-    match std::fs::read_to_string(path) {
+    match walk::read_text(path) {
         Ok(text) => Some(Source::new(path.to_path_buf(), text)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(walk::ReadError::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => None,
         Err(err) => {
-            out.push(whole_file(path, format!("cannot read file: {}", io_reason(&err))));
+            out.push(unreadable(path, "file", &err));
             None
         }
     }

@@ -13,15 +13,26 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::Secret;
-use super::walk::{Sink, Source, io_reason};
+use super::walk::{ReadError, Sink, Source, read_text};
 use crate::policy::Host;
 
-/// Reads a file as text, reporting failure at `at` (in the main file).
+/// Reads a file as text, reporting failure at `at` (in the main file), or,
+/// for text that is not UTF-8, at the first bad byte in the file itself.
 fn read(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>, what: &str, hint: Option<String>) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match read_text(path) {
         Ok(text) => Some(text),
+        Err(err @ ReadError::NotUtf8 { line, col, .. }) => {
+            sink.out.push(super::Diagnostic {
+                file: path.to_path_buf(),
+                line,
+                col,
+                message: format!("cannot read {what}: {}", err.reason()),
+                hint: err.hint(),
+            });
+            None
+        }
         Err(err) => {
-            sink.error_hint(at, format!("cannot read {what} `{}`: {}", path.display(), io_reason(&err)), hint);
+            sink.error_hint(at, format!("cannot read {what} `{}`: {}", path.display(), err.reason()), hint);
             None
         }
     }
@@ -45,6 +56,10 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         (!trimmed.is_empty() && !trimmed.starts_with('#')).then_some((start, line))
     })
 }
+
+/// The bcrypt costs (log2 rounds) bcrypt itself accepts.
+const BCRYPT_MIN_COST: u32 = 4;
+const BCRYPT_MAX_COST: u32 = 31;
 
 /// Parses an Apache htpasswd file: `user:hash`, bcrypt only.
 pub(crate) fn htpasswd(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> Option<HashMap<String, Secret>> {
@@ -78,14 +93,30 @@ pub(crate) fn htpasswd(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> O
             ok = false;
             continue;
         }
-        if hash.len() != 60 {
-            file.error_hint(
-                &span_in(start, line, hash),
-                format!("malformed bcrypt hash for user `{user}`"),
-                Some("use `htpasswd -B`".to_owned()),
-            );
-            ok = false;
-            continue;
+        // A hash bcrypt cannot use would lock its user out for good: the
+        // shape, the salt and hash encoding, and the cost are all checked.
+        match hash.parse::<bcrypt::HashParts>().map(|parts| parts.get_cost()) {
+            Ok(cost) if (BCRYPT_MIN_COST..=BCRYPT_MAX_COST).contains(&cost) => {}
+            Ok(cost) => {
+                file.error_hint(
+                    &span_in(start, line, hash),
+                    format!(
+                        "bcrypt cost `{cost}` for user `{user}` is out of range, expected {BCRYPT_MIN_COST} to {BCRYPT_MAX_COST}"
+                    ),
+                    Some("use `htpasswd -B -C 10`".to_owned()),
+                );
+                ok = false;
+                continue;
+            }
+            Err(_) => {
+                file.error_hint(
+                    &span_in(start, line, hash),
+                    format!("malformed bcrypt hash for user `{user}`"),
+                    Some("use `htpasswd -B`".to_owned()),
+                );
+                ok = false;
+                continue;
+            }
         }
         match users.entry(user.to_owned()) {
             Entry::Occupied(_) => {

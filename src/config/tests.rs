@@ -158,7 +158,7 @@ sni_peek_timeout = "5s"
 max_connections = 100
 shutdown_grace = "0s"
 "#;
-    let hash = "$2y$05$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234";
+    let hash = "$2y$05$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01232";
     let htpasswd = format!("# users\n\nalice:{hash}\ncarol:{hash}\n");
     let sales = r#"
 description = "Sales and PR"
@@ -526,7 +526,7 @@ fn invalid_department_file_names() {
 
 #[test]
 fn htpasswd_needs_bcrypt() {
-    let hash = "$2b$05$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234";
+    let hash = "$2b$05$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01232";
     let file = format!(
         "# staff\n\nalice:{hash}\nbob:$apr1$xyz$abcdefgh\ncarol:{{SHA}}abc=\nnocolon\ndave:$2y$short\nalice:{hash}\n"
     );
@@ -768,4 +768,87 @@ fn broken_declarations_are_not_also_unknown_references() {
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(errs[0].starts_with("socialgate.toml:2:8: invalid time `8`"), "{}", errs[0]);
     assert!(errs[1].starts_with("services.toml:1:"), "{}", errs[1]);
+}
+
+/// Regression: a byte-order mark (Windows editors) became part of the first
+/// user's name, so `alice` could never log in although `check` passed; a
+/// CRLF line ending is not part of the hash either.
+#[test]
+fn htpasswd_with_a_byte_order_mark_and_crlf_loads_its_first_user() {
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let file = format!("\u{feff}alice:{hash}\r\nbob:{hash}\r\n");
+    let (_dir, config) = loads(&with_main("[identity]\nauth = \"basic\"\n", &[("users.htpasswd", &file)]));
+    let mut users: Vec<&str> = config.identity.users.keys().map(String::as_str).collect();
+    users.sort_unstable();
+    assert_eq!(users, ["alice", "bob"]);
+}
+
+/// Regression: hashes that look like bcrypt but that bcrypt cannot use (a
+/// cost out of range, characters outside its alphabet) passed `check` and
+/// then refused their user forever.
+#[test]
+fn htpasswd_hashes_bcrypt_cannot_use_are_errors() {
+    let tail = "abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01232";
+    let bad_chars = "!".repeat(53);
+    let file = format!("alice:$2y$99${tail}\nbob:$2y$03${tail}\ncarol:$2b$05${bad_chars}\ndave:$2a$05${tail}\n");
+    let errs = errors(&with_main("[identity]\nauth = \"basic\"\n", &[("users.htpasswd", &file)]));
+    assert_eq!(
+        errs,
+        [
+            "users.htpasswd:1:7: bcrypt cost `99` for user `alice` is out of range, expected 4 to 31 [hint: use `htpasswd -B -C 10`]",
+            "users.htpasswd:2:5: bcrypt cost `3` for user `bob` is out of range, expected 4 to 31 [hint: use `htpasswd -B -C 10`]",
+            "users.htpasswd:3:7: malformed bcrypt hash for user `carol` [hint: use `htpasswd -B`]",
+        ]
+    );
+}
+
+/// Regression: a file that is not UTF-8 was reported at `FILE:0:0` (or at
+/// the key naming it) without saying where the bad byte is.
+#[test]
+fn text_that_is_not_utf8_is_located_at_its_first_bad_byte() {
+    let dir = tree(&with_main("[proxy]\nlisten = [\"127.0.0.1:0\"]\nhosts_file = \"hosts\"\n", &[]));
+    std::fs::write(dir.path().join("hosts"), b"127.0.0.1 a.test\n10.0.0.1 caf\xe9.test\n").unwrap();
+    assert_eq!(
+        errors_in(dir.path()),
+        ["hosts:2:13: cannot read hosts file: not valid UTF-8 (byte `0xe9`) [hint: save the file as UTF-8]"]
+    );
+    std::fs::write(dir.path().join("socialgate.toml"), b"[proxy]\n# Ol\xe1 caf\xe9\n").unwrap();
+    assert_eq!(
+        errors_in(dir.path()),
+        ["socialgate.toml:2:5: cannot read config file: not valid UTF-8 (byte `0xe1`) [hint: save the file as UTF-8]"]
+    );
+    std::fs::write(dir.path().join("socialgate.toml"), MAIN).unwrap();
+    std::fs::write(dir.path().join("departments/sales.toml"), b"default = \"allow\"\ndescription = \"\xff\"\n")
+        .unwrap();
+    assert_eq!(
+        errors_in(dir.path()),
+        [
+            "departments/sales.toml:2:16: cannot read department file: not valid UTF-8 (byte `0xff`) [hint: save the file as UTF-8]"
+        ]
+    );
+}
+
+/// A hosts file saved with a byte-order mark is read like any other.
+#[test]
+fn a_hosts_file_with_a_byte_order_mark_loads() {
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\nhosts_file = \"hosts\"\n";
+    let (_dir, config) = loads(&with_main(main, &[("hosts", "\u{feff}10.0.0.1 a.test\r\n")]));
+    assert_eq!(config.proxy.hosts.len(), 1);
+}
+
+/// Regression: a FIFO (or a device) named as a config file blocked the
+/// load, and with it `check` or a reload, forever.
+#[test]
+fn a_fifo_named_as_a_file_is_an_error_not_a_hang() {
+    let dir = tree(&with_main("[proxy]\nlisten = [\"127.0.0.1:0\"]\nhosts_file = \"hosts\"\n", &[]));
+    let fifo = dir.path().join("hosts");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success(), "mkfifo failed");
+    let path = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(errors_in(&path));
+    });
+    let errs = rx.recv_timeout(Duration::from_secs(10)).expect("loading a config naming a FIFO hung");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].ends_with("cannot read hosts file `hosts`: not a regular file"), "{errs:?}");
 }

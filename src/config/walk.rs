@@ -295,12 +295,84 @@ pub(crate) fn resolve(file: &Path, written: &str) -> PathBuf {
     }
 }
 
+/// The largest config file read (a big hosts file is a few MB).
+pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a config file could not be read as text.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// Opening or reading failed (not found, permission denied, a folder...).
+    Io(std::io::Error),
+    /// Not a regular file: a FIFO or a device would block or never end.
+    NotAFile,
+    /// Larger than [`MAX_FILE_BYTES`].
+    TooLarge,
+    /// Not UTF-8: where the first bad byte is (1-based line, column in
+    /// characters) and its value.
+    NotUtf8 { line: u32, col: u32, byte: u8 },
+}
+
+impl ReadError {
+    /// A short, lowercase reason (the position of a UTF-8 error is the
+    /// diagnostic's, not part of the reason).
+    pub fn reason(&self) -> String {
+        match self {
+            ReadError::Io(err) => io_reason(err),
+            ReadError::NotAFile => "not a regular file".to_owned(),
+            ReadError::TooLarge => format!("larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)),
+            ReadError::NotUtf8 { byte, .. } => format!("not valid UTF-8 (byte `0x{byte:02x}`)"),
+        }
+    }
+
+    /// The hint for a UTF-8 error.
+    pub fn hint(&self) -> Option<String> {
+        matches!(self, ReadError::NotUtf8 { .. }).then(|| "save the file as UTF-8".to_owned())
+    }
+}
+
+/// Reads a config file as UTF-8 text, without the byte-order mark some
+/// Windows editors put first. Only regular files (or symlinks to them) of
+/// at most [`MAX_FILE_BYTES`] are read.
+pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read;
+    // Looked at before opening: opening a FIFO blocks until a writer comes.
+    let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
+    if meta.is_dir() {
+        return Err(ReadError::Io(std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+    }
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    let bytes = match bytes.strip_prefix(b"\xef\xbb\xbf") {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
+    String::from_utf8(bytes).map_err(|err| {
+        let valid = err.utf8_error().valid_up_to();
+        let bytes = err.as_bytes();
+        let byte = bytes.get(valid).copied().unwrap_or(0);
+        // The prefix is valid UTF-8 by definition.
+        let before = std::str::from_utf8(bytes.get(..valid).unwrap_or_default()).unwrap_or_default();
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = before.matches('\n').count() + 1;
+        let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        ReadError::NotUtf8 { line: to_u32(line), col: to_u32(col), byte }
+    })
+}
+
 /// A short, lowercase description of an I/O error.
 pub(crate) fn io_reason(err: &std::io::Error) -> String {
     match err.kind() {
         std::io::ErrorKind::NotFound => "file not found".to_owned(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
         std::io::ErrorKind::InvalidData => "not valid UTF-8".to_owned(),
+        std::io::ErrorKind::IsADirectory => "is a directory".to_owned(),
         _ => {
             let text = err.to_string();
             let text = text.split(" (os error").next().unwrap_or(&text).to_owned();

@@ -344,7 +344,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     let shared = Arc::new(Shared {
         snapshot,
         sink,
-        auth: Authenticator::default(),
+        auth: Authenticator::default().counting_in(metrics.auth_verifications.clone()),
         tracker: Tracker::default(),
         phase,
         generation: watch::channel(0).0,

@@ -131,6 +131,20 @@ fn write_stdout(s: &str) -> CmdResult {
     }
 }
 
+/// The longest reason shown for an invalid line, in characters.
+const MAX_REASON: usize = 200;
+
+/// A reason as shown on a terminal: parser messages quote the line's own
+/// text (`unknown variant ...`), so control characters (escape sequences)
+/// are replaced and an overlong quote is cut.
+fn shown(message: &str) -> String {
+    let mut out = text::clean(&message.chars().take(MAX_REASON).collect::<String>());
+    if message.chars().nth(MAX_REASON).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Writes the invalid-line summary to stderr: the first few with
 /// `file:line`, then the total.
 fn report_bad_lines(bad: &input::BadLines) {
@@ -140,7 +154,7 @@ fn report_bad_lines(bad: &input::BadLines) {
     let mut err = std::io::stderr().lock();
     for b in &bad.first {
         let column = b.column.map(|c| format!(":{c}")).unwrap_or_default();
-        let _ = writeln!(err, "{}:{}{column}: warning: not a valid record: {}", b.path, b.line, b.message);
+        let _ = writeln!(err, "{}:{}{column}: warning: not a valid record: {}", b.path, b.line, shown(&b.message));
     }
     if bad.count > bad.first.len() as u64 {
         let _ = writeln!(err, "... and {} more", bad.count - bad.first.len() as u64);
