@@ -13,11 +13,17 @@
 //! The bounds hold even against a client that hangs up mid-verification
 //! (hyper then drops the request's future, and with it everything after
 //! its `.await`): an attempt is counted as a failure *before* bcrypt runs
-//! and forgiven only when it succeeds, and the concurrency permit travels
-//! with the bcrypt work onto the blocking pool, where it stays until that
-//! work is done. Failures are counted per client address, IPv6 clients per
-//! /64 (one host usually holds a whole /64).
+//! and forgiven only when it succeeds, and the concurrency permit and the
+//! recording of the outcome travel with the bcrypt work onto the blocking
+//! pool, where they stay until that work is done. Requests carrying the
+//! same credentials while they are being verified (a browser retrying on
+//! several connections at once with the password just typed) join that
+//! one attempt: they are not counted as failures of their own, and take
+//! its outcome rather than running bcrypt again. Failures are counted per
+//! client address, IPv6 clients per /64 (one host usually holds a whole
+//! /64).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,11 +88,23 @@ pub enum AuthOutcome {
 /// the cache key includes the stored hash, so a changed password or a
 /// reloaded htpasswd invalidates old entries.
 pub struct Authenticator {
+    books: Arc<Books>,
+    verifying: Arc<tokio::sync::Semaphore>,
+    stats: Arc<Stats>,
+}
+
+/// What the authenticator remembers. Shared with the bcrypt work on the
+/// blocking pool, which records its own outcome: a verification whose
+/// client hung up still counts, and still answers the same credentials
+/// waiting behind it.
+struct Books {
     verified: Mutex<lru::LruCache<[u8; 32], ()>>,
     rejected: Mutex<lru::LruCache<[u8; 32], ()>>,
     failures: Mutex<lru::LruCache<IpAddr, Failures>>,
-    verifying: Arc<tokio::sync::Semaphore>,
-    stats: Arc<Stats>,
+    /// Credentials being verified now, and by how many requests: a browser
+    /// sends the credentials it was just given on several connections at
+    /// once, and those are one attempt, not several failures.
+    pending: Mutex<HashMap<[u8; 32], usize>>,
 }
 
 /// What the bcrypt work on the blocking pool reports back, whether or not
@@ -112,6 +130,30 @@ struct Failures {
     since: Instant,
 }
 
+/// One admitted request's claim on a verification of its credentials.
+/// The first request with a key counts as a failure of its client until
+/// the verification succeeds; requests with the same key while it is
+/// pending are not counted again. Dropped (answered, or its client gone),
+/// it leaves `pending`.
+struct Admission {
+    books: Arc<Books>,
+    key: [u8; 32],
+    /// The client whose failure count this attempt raised, if it did.
+    counted: Option<IpAddr>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let Ok(mut pending) = self.books.pending.lock() else { return };
+        if let Some(waiting) = pending.get_mut(&self.key) {
+            *waiting = waiting.saturating_sub(1);
+            if *waiting == 0 {
+                pending.remove(&self.key);
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Authenticator(..)")
@@ -124,14 +166,51 @@ impl Default for Authenticator {
     }
 }
 
+impl Books {
+    fn known(cache: &Mutex<lru::LruCache<[u8; 32], ()>>, key: &[u8; 32]) -> bool {
+        cache.lock().map(|mut cache| cache.get(key).is_some()).unwrap_or(false)
+    }
+
+    /// What is already known of `key`: `Some(true)` verified, `Some(false)`
+    /// rejected.
+    fn outcome(&self, key: &[u8; 32]) -> Option<bool> {
+        if Books::known(&self.verified, key) {
+            Some(true)
+        } else if Books::known(&self.rejected, key) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Records a verification's outcome; a success also takes back the
+    /// failure its attempt was counted as.
+    fn record(&self, key: [u8; 32], ok: bool, counted: Option<IpAddr>) {
+        let cache = if ok { &self.verified } else { &self.rejected };
+        if let Ok(mut cache) = cache.lock() {
+            cache.put(key, ());
+        }
+        if ok
+            && let Some(client) = counted
+            && let Ok(mut failures) = self.failures.lock()
+            && let Some(entry) = failures.get_mut(&client_group(client))
+        {
+            entry.count = entry.count.saturating_sub(1);
+        }
+    }
+}
+
 impl Authenticator {
     /// An authenticator remembering up to `capacity` verified credentials.
     pub fn new(capacity: usize) -> Authenticator {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Authenticator {
-            verified: Mutex::new(lru::LruCache::new(capacity)),
-            rejected: Mutex::new(lru::LruCache::new(capacity)),
-            failures: Mutex::new(lru::LruCache::new(capacity)),
+            books: Arc::new(Books {
+                verified: Mutex::new(lru::LruCache::new(capacity)),
+                rejected: Mutex::new(lru::LruCache::new(capacity)),
+                failures: Mutex::new(lru::LruCache::new(capacity)),
+                pending: Mutex::new(HashMap::new()),
+            }),
             verifying: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
             stats: Arc::default(),
         }
@@ -148,53 +227,56 @@ impl Authenticator {
         self.stats.runs.get()
     }
 
-    /// Lets `client` spend one verification, counting it as a failure until
-    /// it succeeds; `false` when the client has used up its failures for
-    /// now. Check and count are one step, so concurrent attempts cannot all
-    /// slip through before the first one fails.
-    fn admit(&self, client: IpAddr) -> bool {
-        let Ok(mut failures) = self.failures.lock() else { return false };
+    /// Lets a request from `client` have `key` verified; `None` when the
+    /// client has used up its failures for now. A key already pending
+    /// joins that attempt uncounted; otherwise check and count are one
+    /// step, so concurrent attempts cannot all slip through before the
+    /// first one fails.
+    fn admit(&self, client: IpAddr, key: [u8; 32]) -> Option<Admission> {
+        let books = &self.books;
+        let mut pending = books.pending.lock().ok()?;
+        if let Some(waiting) = pending.get_mut(&key) {
+            *waiting += 1;
+            return Some(Admission { books: Arc::clone(books), key, counted: None });
+        }
+        let mut failures = books.failures.lock().ok()?;
         let now = Instant::now();
         let entry = failures.get_or_insert_mut(client_group(client), || Failures { count: 0, since: now });
         if entry.since.elapsed() >= FAILURE_WINDOW {
             *entry = Failures { count: 0, since: now };
         }
         if entry.count >= MAX_FAILURES {
-            return false;
+            return None;
         }
         entry.count = entry.count.saturating_add(1);
-        true
+        pending.insert(key, 1);
+        Some(Admission { books: Arc::clone(books), key, counted: Some(client) })
     }
 
-    /// An admitted attempt succeeded: it was not a failure after all.
-    fn forgive(&self, client: IpAddr) {
-        if let Ok(mut failures) = self.failures.lock()
-            && let Some(entry) = failures.get_mut(&client_group(client))
-        {
-            entry.count = entry.count.saturating_sub(1);
-        }
-    }
-
-    fn rejected(&self, key: [u8; 32]) {
-        if let Ok(mut rejected) = self.rejected.lock() {
-            rejected.put(key, ());
-        }
-    }
-
-    /// Runs one bcrypt verification on the blocking pool, at most
-    /// [`MAX_CONCURRENT_VERIFICATIONS`] at a time. The permit is held by the
-    /// bcrypt work itself, so a caller that stops waiting (its client hung
-    /// up) does not free a slot while bcrypt still burns CPU.
-    async fn verify(&self, password: String, hash: String) -> bool {
+    /// Verifies an admitted request's credentials: `password` against
+    /// `hash`, true only if the user is `known` (an unknown user is checked
+    /// against another user's hash, so the answer takes as long). bcrypt
+    /// runs on the blocking pool, at most [`MAX_CONCURRENT_VERIFICATIONS`]
+    /// at a time, unless an attempt with the same key answered while this
+    /// one queued. The permit and the bookkeeping are the bcrypt work's
+    /// own, so a caller that stops waiting (its client hung up) neither
+    /// frees a slot while bcrypt still burns CPU nor loses the outcome.
+    async fn verify(&self, admission: &Admission, password: String, hash: String, known: bool) -> bool {
         let Ok(permit) = Arc::clone(&self.verifying).acquire_owned().await else { return false };
+        if let Some(ok) = self.books.outcome(&admission.key) {
+            return ok;
+        }
         let stats = Arc::clone(&self.stats);
+        let books = Arc::clone(&self.books);
+        let (key, counted) = (admission.key, admission.counted);
         let work = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             stats.runs.inc();
             let now_running = stats.running.fetch_add(1, Ordering::SeqCst) + 1;
             stats.peak.fetch_max(now_running, Ordering::SeqCst);
-            let ok = bcrypt::verify(password, &hash).unwrap_or(false);
+            let ok = bcrypt::verify(password, &hash).unwrap_or(false) && known;
             stats.running.fetch_sub(1, Ordering::SeqCst);
+            books.record(key, ok, counted);
             ok
         });
         work.await.unwrap_or(false)
@@ -212,30 +294,25 @@ impl Authenticator {
         };
         let stored = config.users.get(&creds.user);
         let key = cache_key(&creds, stored.map_or("", |s| s.0.as_str()));
-        if stored.is_some() && self.verified.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) {
-            return AuthOutcome::User(creds.user);
+        match self.books.outcome(&key) {
+            Some(true) if stored.is_some() => return AuthOutcome::User(creds.user),
+            Some(false) => return AuthOutcome::Invalid,
+            _ => {}
         }
-        if self.rejected.lock().map(|mut cache| cache.get(&key).is_some()).unwrap_or(false) || !self.admit(client) {
-            return AuthOutcome::Invalid;
-        }
-        let Some(stored) = stored else {
-            // Spend the time a real check would, against some user's hash,
-            // so response timing does not tell which users exist.
-            if let Some(any) = config.users.values().next() {
-                let _ = self.verify(creds.password, any.0.clone()).await;
-            }
-            self.rejected(key);
+        let Some(admission) = self.admit(client, key) else {
             return AuthOutcome::Invalid;
         };
-        if !self.verify(creds.password.clone(), stored.0.clone()).await {
-            self.rejected(key);
+        // Spend the time a real check would, against some user's hash, so
+        // response timing does not tell which users exist.
+        let Some(hash) = stored.or_else(|| config.users.values().next()) else {
+            self.books.record(key, false, None);
             return AuthOutcome::Invalid;
+        };
+        if self.verify(&admission, creds.password, hash.0.clone(), stored.is_some()).await {
+            AuthOutcome::User(creds.user)
+        } else {
+            AuthOutcome::Invalid
         }
-        self.forgive(client);
-        if let Ok(mut cache) = self.verified.lock() {
-            cache.put(key, ());
-        }
-        AuthOutcome::User(creds.user)
     }
 }
 
@@ -350,6 +427,46 @@ mod tests {
         assert_eq!(auth.verifications(), 8);
         let peak = auth.stats.peak.load(Ordering::Relaxed);
         assert!((1..=MAX_CONCURRENT_VERIFICATIONS).contains(&peak), "peak {peak}");
+    }
+
+    /// A browser given a password sends it on many connections at once.
+    /// Those are one attempt: none of them is refused as over the failure
+    /// limit, and bcrypt runs for at most the ones that got a slot before
+    /// the first answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_password_on_many_connections_at_once_is_one_attempt() {
+        let cfg = Arc::new(config(bcrypt::hash("secret", 6).unwrap()));
+        let auth = Arc::new(Authenticator::default());
+        let client = IpAddr::from([127, 0, 3, 1]);
+        let tasks: Vec<_> = (0..3 * MAX_FAILURES)
+            .map(|_| {
+                let (auth, cfg) = (Arc::clone(&auth), Arc::clone(&cfg));
+                tokio::spawn(async move { auth.authenticate(&cfg, client, Some(&basic("alice", "secret"))).await })
+            })
+            .collect();
+        for task in tasks {
+            let outcome = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+            assert_eq!(outcome, AuthOutcome::User("alice".into()));
+        }
+        assert!((1..=MAX_CONCURRENT_VERIFICATIONS as u64).contains(&auth.verifications()), "{}", auth.verifications());
+        // Nothing was left counted against the client, and nothing pending.
+        let failures = auth.books.failures.lock().unwrap().peek(&client).map_or(0, |f| f.count);
+        assert_eq!(failures, 0);
+        assert!(auth.books.pending.lock().unwrap().is_empty());
+
+        // The same for a wrong password: one failure, not thirty.
+        let tasks: Vec<_> = (0..3 * MAX_FAILURES)
+            .map(|_| {
+                let (auth, cfg) = (Arc::clone(&auth), Arc::clone(&cfg));
+                tokio::spawn(async move { auth.authenticate(&cfg, client, Some(&basic("alice", "guess"))).await })
+            })
+            .collect();
+        for task in tasks {
+            let outcome = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+            assert_eq!(outcome, AuthOutcome::Invalid);
+        }
+        let failures = auth.books.failures.lock().unwrap().peek(&client).map_or(0, |f| f.count);
+        assert_eq!(failures, 1);
     }
 
     /// Regression: the permit was the awaiting future's, so a client that
