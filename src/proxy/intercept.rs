@@ -27,6 +27,8 @@ pub(crate) enum InterceptError {
     Handshake(std::io::Error),
     #[error("the client sent no request in time")]
     Timeout,
+    #[error("no certificate could be minted in time")]
+    MintTimeout,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -36,7 +38,7 @@ pub(crate) enum InterceptError {
 /// answers one request with the block page. Byte counts go into `ctx`.
 pub(crate) async fn serve_block_page<C>(
     ctx: &mut Ctx,
-    minter: &crate::tls::mint::Minter,
+    minter: &Arc<crate::tls::mint::Minter>,
     client: C,
     first: Vec<u8>,
     name: &str,
@@ -44,13 +46,24 @@ pub(crate) async fn serve_block_page<C>(
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
+    let wait = ctx.snap.config.limits.header_timeout;
+    // What the client sent counts even when no TLS follows.
+    ctx.set_up(first.len() as u64);
     // The system clock, not the proxy's `Clock`: the certificate must be
     // valid by the browser's clock.
-    let config = minter.server_config(name, jiff::Timestamp::now())?;
+    let minted = tokio::time::timeout(wait, minter.server_config_off_runtime(name, jiff::Timestamp::now()));
+    let config = match minted.await {
+        Ok(Ok(config)) => config,
+        Err(_) => return Err(InterceptError::MintTimeout),
+        Ok(Err(err)) => {
+            // The admin's problem (e.g. the CA expired), not the client's.
+            tracing::warn!(%err, host = name, "no block page over TLS");
+            return Err(err.into());
+        }
+    };
     let up = Arc::new(AtomicU64::new(first.len() as u64));
     let down = Arc::new(AtomicU64::new(0));
     let io = Rewind { first, pos: 0, inner: client, up: up.clone(), down: down.clone() };
-    let wait = ctx.snap.config.limits.header_timeout;
     let result = serve(io, config, wait, respond::block_page_bytes(ctx)).await;
     ctx.set_up(up.load(Ordering::Relaxed));
     ctx.bytes_down = down.load(Ordering::Relaxed);
