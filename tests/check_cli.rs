@@ -80,3 +80,53 @@ fn missing_config_is_one_error() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A config folder with an `[intercept]` CA made by `ca init`, whose key
+/// file `edit` may rewrite; `check` run on it.
+fn check_intercept(edit: impl FnOnce(&std::path::Path)) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("departments")).unwrap();
+    std::fs::write(dir.path().join("departments/default.toml"), "").unwrap();
+    std::fs::write(
+        dir.path().join("socialgate.toml"),
+        "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n[intercept]\nca_cert = \"tls/ca.pem\"\nca_key = \"tls/ca.key\"\n",
+    )
+    .unwrap();
+    let init = Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .args(["ca", "init", "--out", dir.path().join("tls").to_str().unwrap(), "--days", "30"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    edit(&dir.path().join("tls/ca.key"));
+    Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "off")
+        .args(["--config", "socialgate.toml", "check"])
+        .output()
+        .unwrap()
+}
+
+/// Regression: the CA key in SEC1 form (`BEGIN EC PRIVATE KEY`, what
+/// `openssl ecparam -genkey` writes) passed `check`, but the proxy cannot
+/// sign with it: at run time `[intercept]` was silently off (plain 403s).
+#[test]
+fn an_intercept_ca_key_the_proxy_cannot_sign_with_fails_check_at_ca_key() {
+    assert_eq!(check_intercept(|_| {}).status.code(), Some(0), "a CA from `ca init` passes");
+    let out = check_intercept(|key| {
+        use base64::Engine;
+        use rustls_pki_types::pem::PemObject;
+        let pem = std::fs::read(key).unwrap();
+        let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(&pem).unwrap();
+        // A P-256 PKCS#8 key wraps the SEC1 `ECPrivateKey` (0x30 0x6b ...,
+        // 109 bytes) as its last field: the same key, in SEC1 form.
+        let der = pkcs8.secret_pkcs8_der();
+        let sec1 = &der[der.len() - 109..];
+        assert_eq!(sec1[..2], [0x30, 0x6b]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(sec1);
+        std::fs::write(key, format!("-----BEGIN EC PRIVATE KEY-----\n{b64}\n-----END EC PRIVATE KEY-----\n")).unwrap();
+    });
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("socialgate.toml:5:10: error: cannot sign with the CA key `tls/ca.key`: "), "{stderr}");
+    assert!(stderr.contains("hint: the key must be PKCS#8"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1));
+}

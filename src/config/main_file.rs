@@ -337,12 +337,12 @@ fn intercept(sink: &mut Sink<'_>, table: &DeTable<'_>, span: &Range<usize>, part
     let cert_pem = cert.as_ref().and_then(|(path, span)| named_files::certificates(sink, path, span));
     let key_pem = key.as_ref().and_then(|(path, span)| named_files::private_key(sink, path, span));
     parts.files.extend(cert.iter().chain(key.iter()).map(|(p, _)| p.clone()));
-    let (Some((ca_cert_path, cert_span)), Some((ca_key_path, _)), Some(ca_cert_pem), Some(ca_key_pem)) =
+    let (Some((ca_cert_path, cert_span)), Some((ca_key_path, key_span)), Some(ca_cert_pem), Some(ca_key_pem)) =
         (cert, key, cert_pem, key_pem)
     else {
         return;
     };
-    named_files::check_key_matches(
+    if named_files::check_key_matches(
         sink,
         &ca_cert_pem,
         &ca_key_pem,
@@ -350,7 +350,17 @@ fn intercept(sink: &mut Sink<'_>, table: &DeTable<'_>, span: &Range<usize>, part
         &ca_key_path,
         &cert_span,
         "CA certificate",
-    );
+    ) {
+        named_files::check_intercept_ca(
+            sink,
+            &ca_cert_pem,
+            &ca_key_pem,
+            &ca_cert_path,
+            &ca_key_path,
+            &cert_span,
+            &key_span,
+        );
+    }
     parts.intercept =
         Some(InterceptConfig { ca_cert_path, ca_key_path, ca_cert_pem, ca_key_pem: super::Secret(ca_key_pem) });
 }

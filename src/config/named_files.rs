@@ -224,6 +224,7 @@ fn pem_reason(err: &rustls_pki_types::pem::Error) -> String {
 
 /// Checks that the key belongs to the (first) certificate: the key's public
 /// key must appear in the certificate. Keys rcgen cannot load are skipped.
+/// Returns whether no mismatch was reported.
 pub(crate) fn check_key_matches(
     sink: &mut Sink<'_>,
     cert_pem: &str,
@@ -232,11 +233,62 @@ pub(crate) fn check_key_matches(
     key_path: &Path,
     at: &Range<usize>,
     what: &str,
-) {
-    let Ok(key) = rcgen::KeyPair::from_pem(key_pem) else { return };
-    let Some(Ok(cert)) = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).next() else { return };
+) -> bool {
+    let Ok(key) = rcgen::KeyPair::from_pem(key_pem) else { return true };
+    let Some(Ok(cert)) = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).next() else { return true };
     let public = key.public_key_raw();
     if public.is_empty() || !cert.as_ref().windows(public.len()).any(|w| w == public) {
         sink.error(at, format!("the key `{}` does not match the {what} `{}`", key_path.display(), cert_path.display()));
+        return false;
     }
+    true
+}
+
+/// Checks that `[intercept]`'s CA can sign block-page certificates browsers
+/// accept (a CA certificate, allowed to sign certificates, valid now, with a
+/// key the proxy can sign with), reporting why not at the key naming the
+/// file at fault.
+pub(crate) fn check_intercept_ca(
+    sink: &mut Sink<'_>,
+    cert_pem: &str,
+    key_pem: &str,
+    cert_path: &Path,
+    key_path: &Path,
+    cert_at: &Range<usize>,
+    key_at: &Range<usize>,
+) {
+    use crate::tls::mint::{MintError, Minter};
+    let Err(err) = Minter::new(cert_pem, key_pem, 1) else { return };
+    let cert = cert_path.display();
+    let ca_init = "`socialgate ca init` creates a CA that fits";
+    let (at, message, hint) = match &err {
+        MintError::CaKey(reason) => (
+            key_at,
+            format!("cannot sign with the CA key `{}`: {}", key_path.display(), super::walk::lowercase_first(reason)),
+            "the key must be PKCS#8 (`BEGIN PRIVATE KEY`): convert it with `openssl pkcs8 -topk8 -nocrypt -in OLD -out NEW`",
+        ),
+        MintError::KeyMismatch => {
+            (cert_at, format!("the key `{}` does not match the CA certificate `{cert}`", key_path.display()), ca_init)
+        }
+        MintError::NotCa => {
+            (cert_at, format!("`{cert}` is not a CA certificate (it has no `CA:TRUE` basic constraint)"), ca_init)
+        }
+        MintError::NotCertSigner => (
+            cert_at,
+            format!("the CA certificate `{cert}` may not sign certificates (its key usage lacks `keyCertSign`)"),
+            ca_init,
+        ),
+        MintError::Expired { not_after } => {
+            (cert_at, format!("the CA certificate `{cert}` expired at {not_after}"), ca_init)
+        }
+        MintError::NotYetValid { not_before } => (
+            cert_at,
+            format!("the CA certificate `{cert}` is not valid before {not_before}"),
+            "check this machine's clock",
+        ),
+        MintError::CaCert(reason) | MintError::Mint { reason, .. } => {
+            (cert_at, format!("cannot use the CA certificate `{cert}`: {reason}"), ca_init)
+        }
+    };
+    sink.error_hint(at, message, Some(hint.to_owned()));
 }

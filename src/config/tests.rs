@@ -589,7 +589,7 @@ fn cert_and_key(name: &str) -> (String, String) {
 #[test]
 fn tls_and_intercept_files_are_read_and_matched() {
     let (cert, key) = cert_and_key("proxy.test");
-    let (ca, ca_key) = cert_and_key("ca.test");
+    let (ca, ca_key) = crate::tls::mint::new_ca("Test CA", 30, jiff::Timestamp::now()).unwrap();
     let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"tls/c.pem\"\nkey = \"tls/k.pem\"\n[intercept]\nca_cert = \"tls/ca.pem\"\nca_key = \"tls/ca.key\"\n";
     let (_dir, config) = loads(&with_main(
         main,
@@ -622,6 +622,32 @@ fn tls_and_intercept_files_are_read_and_matched() {
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(errs[0].starts_with("socialgate.toml:1:2: `[intercept]` needs `ca_key`"), "{}", errs[0]);
     assert!(errs[1].starts_with("socialgate.toml:2:11: cannot read certificate `"), "{}", errs[1]);
+}
+
+/// Regression: `check` (and so reload) accepted any certificate as the
+/// intercept CA; one browsers refuse as an issuer, or a key the proxy cannot
+/// sign with, only showed at run time, as a plain 403 instead of block pages.
+#[test]
+fn an_intercept_ca_that_cannot_sign_block_pages_is_a_check_error() {
+    let now = jiff::Timestamp::now();
+    let main = "[intercept]\nca_cert = \"tls/ca.pem\"\nca_key = \"tls/ca.key\"\n";
+    let one = |cert: &str, key: &str| {
+        let errs = errors(&with_main(main, &[("tls/ca.pem", cert), ("tls/ca.key", key)]));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        errs.into_iter().next().unwrap()
+    };
+
+    let (cert, key) = cert_and_key("ca.test");
+    let e = one(&cert, &key);
+    assert!(e.starts_with("socialgate.toml:2:11: `"), "{e}");
+    assert!(e.contains("tls/ca.pem` is not a CA certificate (it has no `CA:TRUE` basic constraint)"), "{e}");
+    assert!(e.contains("`socialgate ca init`"), "a hint says how to make one: {e}");
+
+    let expired_at = now.checked_sub(jiff::SignedDuration::from_hours(24 * 40)).unwrap();
+    let (cert, key) = crate::tls::mint::new_ca("Old CA", 30, expired_at).unwrap();
+    let e = one(&cert, &key);
+    assert!(e.starts_with("socialgate.toml:2:11: the CA certificate `"), "{e}");
+    assert!(e.contains("tls/ca.pem` expired at "), "{e}");
 }
 
 #[test]
