@@ -137,3 +137,139 @@ async fn a_garbage_client_hello_closes_the_tunnel_and_is_logged() {
     })
     .await;
 }
+
+/// A TLS client trusting `ca_pem` and offering `alpn`.
+fn client_trusting(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(client)
+}
+
+/// The block page is HTTP/1.1 only: a client that offers only `h2` gets a
+/// `no_application_protocol` alert (not a page in a protocol it did not
+/// ask for), nothing else, and the attempt is logged once as the block.
+#[tokio::test]
+async fn a_client_offering_only_h2_gets_an_alert_and_one_block_record() {
+    bounded(async {
+        let (running, company, ca) = start_intercepting(Company::new(), &[443]).await;
+        let ca_pem = std::fs::read_to_string(company.dir().join("ca.pem")).unwrap();
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
+        assert_eq!(client.connect_to("www.facebook.com:443", &[]).await.status, 200);
+        let connector = tokio_rustls::TlsConnector::from(client_trusting(&ca_pem, &[b"h2"]));
+        let name = rustls_pki_types::ServerName::try_from("www.facebook.com").unwrap();
+        let err = tokio::time::timeout(WAIT, connector.connect(name, client.stream))
+            .await
+            .unwrap()
+            .expect_err("no protocol in common");
+        assert!(err.to_string().contains("NoApplicationProtocol"), "{err}");
+
+        // Browsers offer both and get HTTP/1.1.
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
+        assert_eq!(client.connect_to("www.facebook.com:443", &[]).await.status, 200);
+        let both = Ca { client: client_trusting(&ca_pem, &[b"h2", b"http/1.1"]) };
+        let page = https_get_through(client, &both, "www.facebook.com").await;
+        assert!(page.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{page}");
+        drop(ca);
+
+        stop(running).await;
+        let records = support::records_in(&company.dir().join("access.log"));
+        assert_eq!(records.len(), 2, "one record per CONNECT: {records:#?}");
+        for r in &records {
+            assert_eq!((r["status"].as_u64(), r["action"].as_str()), (Some(403), Some("block")), "{r}");
+            assert_eq!(r["rule"], "services.facebook");
+            assert_eq!(r["sni"], "www.facebook.com");
+        }
+    })
+    .await;
+}
+
+/// A client that opens the intercepted tunnel and then stalls (no
+/// ClientHello, or a ClientHello and no more of the handshake) is cut after
+/// `sni_peek_timeout` / `header_timeout`, and logged once.
+#[tokio::test]
+async fn stalled_handshakes_on_an_intercepted_tunnel_are_cut_and_logged() {
+    bounded(async {
+        let company = Company::new().limit("sni_peek_timeout = \"1s\"").limit("header_timeout = \"1s\"");
+        let (running, company, _ca) = start_intercepting(company, &[443]).await;
+        let started = std::time::Instant::now();
+
+        let mut silent = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
+        assert_eq!(silent.connect_to("www.facebook.com:443", &[]).await.status, 200);
+        let mut stalled = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
+        assert_eq!(stalled.connect_to("www.facebook.com:443", &[]).await.status, 200);
+        stalled.stream.write_all(&support::client_hello("www.facebook.com")).await.unwrap();
+
+        assert!(silent.closed().await, "a tunnel with no ClientHello is closed");
+        assert!(stalled.closed().await, "a handshake that never finishes is cut");
+        assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
+
+        let records = support::wait_for_records(&company.dir().join("access.log"), 2).await;
+        stop(running).await;
+        assert_eq!(support::records_in(&company.dir().join("access.log")).len(), 2);
+        for r in &records {
+            assert_eq!((r["status"].as_u64(), r["action"].as_str()), (Some(403), Some("block")), "{r}");
+        }
+        assert!(records.iter().any(|r| r["bytes_up"].as_u64() > Some(0)), "the ClientHello is counted: {records:#?}");
+    })
+    .await;
+}
+
+/// Reload with a new CA in the same files: the next block page is signed
+/// by it (and no longer by the old one).
+#[tokio::test]
+async fn a_rotated_ca_signs_the_next_block_page() {
+    bounded(async {
+        let (running, company, old) = start_intercepting(Company::new(), &[443]).await;
+        let (cert, key) = socialgate::tls::mint::new_ca("Rotated CA", 30, jiff::Timestamp::now()).unwrap();
+        std::fs::write(company.dir().join("ca.pem"), &cert).unwrap();
+        std::fs::write(company.dir().join("ca.key"), &key).unwrap();
+        let config = socialgate::config::load(&company.dir().join("socialgate.toml")).unwrap_or_else(|d| panic!("{d}"));
+        running.reload(config).unwrap();
+
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
+        assert_eq!(client.connect_to("www.facebook.com:443", &[]).await.status, 200);
+        let new = Ca { client: client_trusting(&cert, &[b"http/1.1"]) };
+        assert!(https_get_through(client, &new, "www.facebook.com").await.starts_with("HTTP/1.1 403"));
+
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
+        assert_eq!(client.connect_to("www.facebook.com:443", &[]).await.status, 200);
+        let connector = tokio_rustls::TlsConnector::from(old.client.clone());
+        let name = rustls_pki_types::ServerName::try_from("www.facebook.com").unwrap();
+        let old_trust = tokio::time::timeout(WAIT, connector.connect(name, client.stream)).await.unwrap();
+        assert!(old_trust.is_err(), "the old CA no longer signs");
+        stop(running).await;
+    })
+    .await;
+}
+
+/// Regression: reloading to a CA that cannot sign block pages (here a
+/// server certificate, not a CA) was applied, and blocked HTTPS silently
+/// fell back to a plain 403; it is now refused and the old CA keeps
+/// serving.
+#[tokio::test]
+async fn a_reload_to_an_unusable_ca_keeps_the_old_one() {
+    bounded(async {
+        let (running, company, ca) = start_intercepting(Company::new(), &[443]).await;
+        let not_a_ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()]).unwrap();
+        std::fs::write(company.dir().join("ca.pem"), not_a_ca.cert.pem()).unwrap();
+        std::fs::write(company.dir().join("ca.key"), not_a_ca.signing_key.serialize_pem()).unwrap();
+        // What a reload does: load, and apply only what loads.
+        match socialgate::config::load(&company.dir().join("socialgate.toml")) {
+            Ok(config) => running.reload(config).unwrap(),
+            Err(errors) => assert!(errors.to_string().contains("is not a CA certificate"), "{errors}"),
+        }
+
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
+        assert_eq!(client.connect_to("www.facebook.com:443", &[]).await.status, 200);
+        assert!(https_get_through(client, &ca, "www.facebook.com").await.starts_with("HTTP/1.1 403"));
+        stop(running).await;
+    })
+    .await;
+}

@@ -143,6 +143,26 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Rewind<C> {
         poll
     }
 
+    /// Passed through, not left to the default (first buffer only): when
+    /// a handshake fails after the ServerHello is queued (TLS 1.3, e.g. no
+    /// ALPN protocol in common), tokio-rustls makes one last write, and
+    /// only a vectored one carries the alert after the ServerHello.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.down.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
