@@ -326,3 +326,43 @@ async fn served_cert(
     let tls = tokio::time::timeout(support::WAIT, connector.connect(name, tcp)).await.unwrap().unwrap();
     tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
 }
+
+/// A start-up failure is one line naming what failed and the OS error once
+/// (it used to read "... (os error 2): No such file or directory (os error 2)").
+#[test]
+fn a_start_failure_names_the_os_error_once_and_exits_one() {
+    let company = Company::new();
+    let main = company.write(&[443]);
+    let text = std::fs::read_to_string(&main).unwrap();
+    let broken = text.replace("access_log = \"access.log\"", "access_log = \"no-such-folder/access.log\"");
+    assert_ne!(text, broken, "the test company's access_log line changed");
+    std::fs::write(&main, broken).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .arg("--config")
+        .arg(&main)
+        .arg("run")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the proxy started although its access log cannot be opened");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let line =
+        stderr.lines().find(|l| l.starts_with("error: cannot open access log")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("no-such-folder/access.log"), "{line}");
+    assert_eq!(line.matches("os error").count(), 1, "{line}");
+}

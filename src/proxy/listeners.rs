@@ -146,7 +146,7 @@ impl Listeners {
                 Some(kept) => kept,
                 None => {
                     let socket = bind(addr).map_err(|source| self.bind_error(addr, source, &taken))?;
-                    let local = socket.local_addr().map_err(|source| ReloadError::Bind { addr, source })?;
+                    let local = socket.local_addr().map_err(|error| ReloadError::Bind { addr, error })?;
                     Slot::Bound { role, configured: addr, local, socket }
                 }
             };
@@ -168,8 +168,8 @@ impl Listeners {
             })
             .flatten();
         match overlap {
-            Some(overlaps) => ReloadError::Overlap { addr, overlaps, source },
-            None => ReloadError::Bind { addr, source },
+            Some(overlaps) => ReloadError::Overlap { addr, overlaps, error: source },
+            None => ReloadError::Bind { addr, error: source },
         }
     }
 

@@ -44,20 +44,22 @@ use crate::resolve::{Guard, Resolver};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (not a `source`: the message already includes it, and
+        /// `{:#}` would print it twice).
+        error: std::io::Error,
     },
     /// The access log could not be opened.
-    #[error("cannot open access log {path}: {source}")]
+    #[error("cannot open access log {path}: {error}")]
     AccessLog {
         /// The path.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (not a `source`: the message already includes it, and
+        /// `{:#}` would print it twice).
+        error: std::io::Error,
     },
     /// Anything else needed at start-up (TLS material, resolver).
     #[error("{0}")]
@@ -67,8 +69,8 @@ pub enum StartError {
 impl From<ReloadError> for StartError {
     fn from(err: ReloadError) -> StartError {
         match err {
-            ReloadError::Bind { addr, source } | ReloadError::Overlap { addr, source, .. } => {
-                StartError::Bind { addr, source }
+            ReloadError::Bind { addr, error } | ReloadError::Overlap { addr, error, .. } => {
+                StartError::Bind { addr, error }
             }
             ReloadError::Tls(message) => StartError::Other(message),
         }
@@ -80,17 +82,18 @@ impl From<ReloadError> for StartError {
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     /// A new listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (not a `source`: the message already includes it, and
+        /// `{:#}` would print it twice).
+        error: std::io::Error,
     },
     /// A new listen address overlaps one the reload would stop listening
     /// on: new addresses are bound before old ones close.
     #[error(
-        "cannot listen on {addr}: {source} (it overlaps {overlaps}, which this reload would stop listening on; \
+        "cannot listen on {addr}: {error} (it overlaps {overlaps}, which this reload would stop listening on; \
          new addresses are bound before old ones are closed, so moving between overlapping addresses needs a restart)"
     )]
     Overlap {
@@ -98,8 +101,9 @@ pub enum ReloadError {
         addr: SocketAddr,
         /// The address in force that holds its port.
         overlaps: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (not a `source`: the message already includes it, and
+        /// `{:#}` would print it twice).
+        error: std::io::Error,
     },
     /// `[proxy.tls]` certificate and key cannot make a TLS configuration.
     #[error("{0}")]
@@ -330,13 +334,13 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     let plan = listeners.plan(&listeners::wanted(&config))?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (sink, writer) =
-        LogWriter::start(&config.log, config.limits.max_connections, metrics.clone()).map_err(|source| {
+        LogWriter::start(&config.log, config.limits.max_connections, metrics.clone()).map_err(|error| {
             StartError::AccessLog {
                 path: match &config.log.access_log {
                     crate::config::LogTarget::Stdout => "-".into(),
                     crate::config::LogTarget::File(path) => path.display().to_string(),
                 },
-                source,
+                error,
             }
         })?;
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::new(config), &plan.addrs(), tls)));

@@ -14,9 +14,10 @@ use crate::policy::{Action, Decision, DepartmentSource, DeptId, Host, Identity, 
 /// Examples kept per change.
 pub const EXAMPLES: usize = 3;
 
-/// Rules that are not policy decisions (the proxy answered on its own);
-/// replay leaves those records out.
-pub const NON_POLICY_RULES: [&str; 5] = ["auth", "request", "limits", "connect_ports", "private_destination"];
+/// Rules that are not policy decisions (the proxy answered on its own:
+/// refusals, the PAC file, the status page); replay leaves those records out.
+pub const NON_POLICY_RULES: [&str; 7] =
+    ["auth", "request", "limits", "connect_ports", "private_destination", "pac", "status"];
 
 /// Pseudonymised user names start with this; they cannot be placed by name,
 /// so they keep their logged department.
@@ -412,7 +413,16 @@ mod tests {
             .collect();
         lines.push(rec("10.20.0.1", None, "sales", "bad host!", None, "default", "allow"));
         let o = replay(&lines);
-        assert_eq!((o.records, o.skipped, o.undecidable, o.decided, o.changed), (6, 5, 1, 0, 0));
+        assert_eq!((o.records, o.skipped, o.undecidable, o.decided, o.changed), (8, 7, 1, 0, 0));
         assert!(render_text(&o).contains("no request would change"));
+    }
+
+    #[test]
+    fn pac_fetches_and_status_pages_are_proxy_answers_not_bad_hosts() {
+        // As the proxy logs them: a PAC fetch has no host, the status page its own.
+        let pac = rec("10.20.0.1", None, "sales", "", None, "pac", "allow");
+        let status = rec("10.20.0.1", None, "sales", "socialgate.status", None, "status", "allow");
+        let o = replay(&[pac, status]);
+        assert_eq!((o.records, o.skipped, o.undecidable, o.decided, o.changed), (2, 2, 0, 0, 0));
     }
 }
