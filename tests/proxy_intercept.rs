@@ -80,6 +80,49 @@ async fn a_blocked_connect_gets_the_block_page_over_tls() {
     .await;
 }
 
+/// After the block page the proxy lingers rather than closing under the
+/// client: bytes the client still sends (a body the page made moot) are
+/// read and dropped, and the connection ends with a clean close, not a
+/// reset that can destroy the page before the browser shows it.
+#[tokio::test]
+async fn the_block_page_lingers_so_unread_client_bytes_do_not_reset_it() {
+    bounded(async {
+        let (running, company, ca) = start_intercepting(Company::new(), &[443]).await;
+        let mut client = Client::connect(running.listen_addrs()[0], "127.0.0.1").await;
+        assert_eq!(client.connect_to("www.facebook.com:443", &[]).await.status, 200);
+        let connector = tokio_rustls::TlsConnector::from(ca.client.clone());
+        let name = rustls_pki_types::ServerName::try_from("www.facebook.com").unwrap();
+        let mut tls = tokio::time::timeout(WAIT, connector.connect(name, client.stream)).await.unwrap().unwrap();
+        tls.write_all(b"POST /upload HTTP/1.1\r\nHost: www.facebook.com\r\nContent-Length: 1000000\r\n\r\n")
+            .await
+            .unwrap();
+        let mut page = Vec::new();
+        tokio::time::timeout(WAIT, tls.read_to_end(&mut page)).await.unwrap().unwrap();
+        assert!(page.starts_with(b"HTTP/1.1 403 Forbidden\r\n"), "{}", String::from_utf8_lossy(&page));
+
+        // The body, sent after the answer (as a browser still uploading does).
+        let (mut tcp, _) = tls.into_inner();
+        // Two writes: a closed socket answers the first with a reset, and
+        // the second then fails.
+        let mut sent = tcp.write_all(&[0x17; 32 * 1024]).await;
+        if sent.is_ok() {
+            tokio::task::yield_now().await;
+            sent = tcp.write_all(&[0x17; 32 * 1024]).await;
+        }
+        let _ = tcp.shutdown().await;
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await.unwrap();
+        assert!(sent.is_ok() && end.is_ok(), "the connection was reset: {sent:?} {end:?}");
+        assert!(rest.is_empty(), "nothing follows the TLS close");
+
+        let records = support::wait_for_records(&company.dir().join("access.log"), 1).await;
+        assert_eq!((records[0]["status"].as_u64(), records[0]["closed_by"].as_str()), (Some(403), Some("proxy")));
+        assert!(records[0]["bytes_up"].as_u64().unwrap() > 64 * 1024, "the dropped body counts as sent up");
+        stop(running).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_sni_block_inside_an_allowed_tunnel_is_intercepted_too() {
     bounded(async {

@@ -103,10 +103,28 @@ async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
         Ok(Err(err)) => return Err(err.into()),
         Err(_) => return Err(InterceptError::Timeout),
     }
-    tls.write_all(&page).await?;
-    tls.shutdown().await?;
+    let answer = async {
+        tls.write_all(&page).await?;
+        tls.shutdown().await
+    };
+    match tokio::time::timeout(wait, answer).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => return Err(err.into()),
+        Err(_) => return Err(InterceptError::Timeout),
+    }
+    // Closing with bytes of the client's still unread (a request body, or
+    // anything sent before it saw the page) would reset the connection, and
+    // some clients then drop the page unread: read and discard what comes,
+    // below TLS, until the client closes or for a little while (as the
+    // proxy's other refusals and Squid's lingering close do).
+    let (mut io, _) = tls.into_inner();
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async { while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {} }).await;
     Ok(())
 }
+
+/// How long the block page's connection waits for the client to close.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The client connection with the bytes already read from it put back in
 /// front, counting what crosses in each direction.
