@@ -150,7 +150,13 @@ fn share_chart(out: &mut String, s: &Summary) {
     for (g, service) in services.iter().enumerate() {
         let gx = left + gap / 2.0 + group_w * g as f64;
         for (i, d) in s.departments.iter().enumerate() {
-            let share = d.services.iter().find(|svc| svc.name == *service).map_or(0.0, |svc| svc.share);
+            // Only departments that used the service get a bar: a bar for
+            // every (service, department) pair would make the page grow with
+            // their product, and a zero-height bar shows nothing anyway.
+            let Ok(found) = d.services.binary_search_by(|svc| svc.name.as_str().cmp(service)) else {
+                continue;
+            };
+            let share = d.services[found].share;
             let h = plot_h * share.clamp(0.0, 1.0);
             let _ = writeln!(
                 out,
@@ -304,6 +310,28 @@ mod tests {
         assert!(html.contains("Requests per 5 hours (UTC)"));
         // 1 share bar + 144 hour buckets.
         assert_eq!(html.matches("<rect").count(), 1 + 144);
+    }
+
+    /// Regression: the share chart drew a bar for every (service,
+    /// department) pair, used or not, so a log with a few thousand distinct
+    /// departments and services (20 000 lines) made a page of gigabytes.
+    #[test]
+    fn the_share_chart_grows_with_the_pairs_seen_not_their_product() {
+        let mut agg = Aggregator::new(Filter::default());
+        for i in 0..300 {
+            let line = serde_json::json!({
+                "ts": "2026-11-26T09:00:00Z", "client": "10.0.0.1", "user": null, "department": format!("d{i}"),
+                "method": "GET", "host": "h.example", "port": 80, "url": null, "sni": null,
+                "service": format!("s{i}"), "rule": "default", "action": "allow", "status": 200,
+                "bytes_up": 1, "bytes_down": 1, "duration_ms": 1, "closed_by": "client"
+            })
+            .to_string();
+            agg.add(&parse_line(line.as_bytes()).unwrap());
+        }
+        let html = render_summary(&agg.finish());
+        // 300 share bars and 300 department slices of the one hour bar.
+        assert_eq!(html.matches("<rect").count(), 600);
+        assert!(html.contains("<title>d7 / s7: 100.0%</title>"));
     }
 
     #[test]

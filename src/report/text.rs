@@ -138,9 +138,17 @@ pub fn percent(share: f64) -> String {
 }
 
 /// Replaces control characters so a hostile name cannot rewrite the
-/// terminal.
+/// terminal, and bidirectional-text controls so it cannot reorder what
+/// follows it on the line (a right-to-left override turns `moc.koobecaf`
+/// into what reads as `facebook.com`).
 pub fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars().map(|c| if c.is_control() || is_bidi_control(c) { '?' } else { c }).collect()
+}
+
+/// The Unicode bidirectional formatting characters (UAX #9): marks,
+/// embeddings, overrides and isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -157,11 +165,21 @@ mod tests {
         assert_eq!(out, "  service   users\n  ---------------\n  facebook      3\n  x            12\n");
     }
 
+    /// Regression: `clean` let bidi overrides through, so a department or
+    /// host from the log could reverse the rest of its table row.
+    #[test]
+    fn clean_replaces_bidi_overrides_and_isolates() {
+        assert_eq!(clean("x\u{202E}moc.koobecaf"), "x?moc.koobecaf");
+        assert_eq!(clean("\u{2066}a\u{2069}\u{200F}"), "?a??");
+        assert_eq!(clean("bücher é 日本"), "bücher é 日本", "ordinary text is kept");
+    }
+
     #[test]
     fn formats_bytes_and_cleans() {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_234_567), "1.2 MB");
         assert_eq!(clean("a\x1b[2Jb"), "a?[2Jb");
+        assert_eq!(clean("a\u{9b}31mb"), "a?31mb", "C1 CSI");
         assert_eq!(percent(2.0 / 3.0), "66.7%");
     }
 }
