@@ -87,3 +87,15 @@ fn html_is_not_a_replay_format() {
     let out = replay(&fixture("socialgate.toml"), &["--format", "html", &log()]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Regression: the first unreadable log stopped replay with no results. Now
+/// every log is read, each failure named, the results printed, exit 1.
+#[test]
+fn a_missing_log_among_several_is_named_and_the_others_still_replayed() {
+    let missing = fixture("no-such.log");
+    let out = replay(&fixture("socialgate.toml"), &["--format", "json", missing.to_str().unwrap(), &log()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("error: cannot read ") && err.contains("no-such.log: "), "{err}");
+    assert_eq!(text(&out.stdout), std::fs::read_to_string(fixture("expected.json")).unwrap());
+}

@@ -75,6 +75,10 @@ pub fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -86,6 +90,9 @@ pub enum Failure {
     Reported,
     /// Print this and exit 1.
     Other(anyhow::Error),
+    /// Arguments that parse one by one but not together (clap checks each
+    /// alone): print this and exit 2, like clap's own usage errors.
+    Usage(String),
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {

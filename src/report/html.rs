@@ -56,6 +56,14 @@ pub fn render_summary(s: &Summary) -> String {
         }
         _ => out.push_str("<p class=\"meta\">No matching records.</p>\n"),
     }
+    if !s.unreadable.is_empty() {
+        let names: Vec<String> = s.unreadable.iter().map(|p| escape(p)).collect();
+        let _ = writeln!(
+            out,
+            "<p class=\"meta\"><strong>Incomplete:</strong> could not read all of {}; the figures leave out what could not be read.</p>",
+            names.join(", ")
+        );
+    }
     share_chart(&mut out, s);
     hourly_chart(&mut out, s);
     for d in &s.departments {

@@ -126,15 +126,23 @@ pub fn parse_line(bytes: &[u8]) -> Result<Parsed<'_>, LineError> {
     Ok(Parsed { line, ts })
 }
 
-/// An input that could not be opened or read.
+/// An input that could not be opened, or whose reading stopped part-way
+/// (a truncated or corrupt gzip, an I/O error). Records before the failure
+/// have been counted.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {path}")]
+#[error("cannot read {path}{}", past_line(*.lines))]
 pub struct InputError {
     /// The file (`-` for stdin).
     pub path: String,
+    /// Lines read before the failure (0: nothing could be read).
+    pub lines: u64,
     /// What went wrong.
     #[source]
     pub source: io::Error,
+}
+
+fn past_line(lines: u64) -> String {
+    if lines == 0 { String::new() } else { format!(" past line {lines}") }
 }
 
 /// An invalid line, located.
@@ -172,15 +180,11 @@ fn display_path(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn open(path: &Path) -> Result<Box<dyn BufRead>, InputError> {
-    let name = display_path(path);
-    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
-        Box::new(io::stdin().lock())
-    } else {
-        Box::new(File::open(path).map_err(|source| InputError { path: name.clone(), source })?)
-    };
+fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
+    let raw: Box<dyn Read> =
+        if path.as_os_str() == "-" { Box::new(io::stdin().lock()) } else { Box::new(File::open(path)?) };
     let mut buffered = BufReader::with_capacity(BUF_SIZE, raw);
-    let head = buffered.fill_buf().map_err(|source| InputError { path: name, source })?;
+    let head = buffered.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(BufReader::with_capacity(BUF_SIZE, MultiGzDecoder::new(buffered))))
     } else {
@@ -188,41 +192,67 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>, InputError> {
     }
 }
 
+/// What reading the inputs found besides records.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// Lines that were not valid records.
+    pub bad: BadLines,
+    /// Inputs that could not be opened or read to the end, in argument order.
+    pub failed: Vec<InputError>,
+}
+
 /// Streams every valid record of every log in `paths`, in order, to `visit`.
-/// Blank lines are skipped; invalid lines are counted in the returned
-/// [`BadLines`]. Fails on the first input that cannot be opened or read.
-pub fn for_each_record(paths: &[PathBuf], mut visit: impl FnMut(&Parsed<'_>)) -> Result<BadLines, InputError> {
-    let mut bad = BadLines::default();
+/// Blank lines are skipped; invalid lines are counted. An input that cannot
+/// be opened, or fails part-way, is recorded in [`ReadOutcome::failed`] and
+/// the next one is read: as with `cat` or `grep`, one bad file among many
+/// neither hides the others nor stops at the first problem.
+pub fn for_each_record(paths: &[PathBuf], mut visit: impl FnMut(&Parsed<'_>)) -> ReadOutcome {
+    let mut outcome = ReadOutcome::default();
     let mut buf = Vec::with_capacity(4096);
     for path in paths {
         let name = display_path(path);
-        let mut reader = open(path)?;
         let mut line_no: u64 = 0;
-        loop {
-            buf.clear();
-            let io_err = |source| InputError { path: name.clone(), source };
-            let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut buf).map_err(io_err)?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            if buf.len() as u64 > MAX_LINE && buf.last() != Some(&b'\n') {
-                // Keep memory bounded: drop the rest of the line unread.
-                reader.skip_until(b'\n').map_err(|source| InputError { path: name.clone(), source })?;
-                bad.note(&name, line_no, None, || format!("line longer than {MAX_LINE} bytes"));
-                continue;
-            }
-            let line = trim_ascii(&buf);
-            if line.is_empty() {
-                continue;
-            }
-            match parse_line(line) {
-                Ok(parsed) => visit(&parsed),
-                Err(err) => bad.note(&name, line_no, err.column(), || err.message()),
-            }
+        if let Err(source) = read_one(path, &name, &mut line_no, &mut buf, &mut outcome.bad, &mut visit) {
+            outcome.failed.push(InputError { path: name, lines: line_no, source });
         }
     }
-    Ok(bad)
+    outcome
+}
+
+fn read_one(
+    path: &Path,
+    name: &str,
+    line_no: &mut u64,
+    buf: &mut Vec<u8>,
+    bad: &mut BadLines,
+    visit: &mut impl FnMut(&Parsed<'_>),
+) -> io::Result<()> {
+    let mut reader = open(path)?;
+    loop {
+        buf.clear();
+        let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        *line_no += 1;
+        if buf.len() as u64 > MAX_LINE && buf.last() != Some(&b'\n') {
+            // Keep memory bounded: drop the rest of the line unread.
+            reader.skip_until(b'\n')?;
+            bad.note(name, *line_no, None, || format!("line longer than {MAX_LINE} bytes"));
+            continue;
+        }
+        let line = trim_ascii(buf);
+        // A byte-order mark (Windows editors, PowerShell) at the start of a
+        // file, or of each file concatenated into one, is not part of the JSON.
+        let line = trim_ascii(line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line));
+        if line.is_empty() {
+            continue;
+        }
+        match parse_line(line) {
+            Ok(parsed) => visit(&parsed),
+            Err(err) => bad.note(name, *line_no, err.column(), || err.message()),
+        }
+    }
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {

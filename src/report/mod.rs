@@ -89,30 +89,80 @@ pub fn filter_from_args(args: &ReportArgs) -> Result<summary::Filter, input::Bad
 /// Runs `socialgate report`.
 pub fn report_command(args: &ReportArgs) -> CmdResult {
     let filter = filter_from_args(args)?;
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since >= until
+    {
+        return Err(Failure::Usage(format!(
+            "`--since {}` is not before `--until {}`: no record could match (`--since` is inclusive, `--until` exclusive)",
+            args.since.as_deref().unwrap_or_default(),
+            args.until.as_deref().unwrap_or_default()
+        )));
+    }
     let mut agg = summary::Aggregator::new(filter);
-    let bad = input::for_each_record(&args.logs, |rec| agg.add(rec))?;
-    report_bad_lines(&bad);
-    let summary = agg.finish();
+    let read = input::for_each_record(&args.logs, |rec| agg.add(rec));
+    report_bad_lines(&read.bad);
+    let mut summary = agg.finish();
+    if let Some(department) = args.department.as_deref() {
+        report_unknown_department(department, &summary);
+    }
+    summary.unreadable = read.failed.iter().map(|f| f.path.clone()).collect();
     let rendered = match args.format {
         Format::Json => json_line(&summary)?,
         Format::Text => text::render_summary(&summary),
         Format::Html => html::render_summary(&summary),
     };
-    write_stdout(&rendered)
+    write_stdout(&rendered)?;
+    report_failed_inputs(&read.failed)
 }
 
 /// Runs `socialgate replay` with the config at `config`.
 pub fn replay_command(config: &Path, args: &ReplayArgs) -> CmdResult {
     let config = crate::cli::load_config(config)?;
     let mut replayer = replay::Replayer::new(&config.policy);
-    let bad = input::for_each_record(&args.logs, |rec| replayer.add(rec))?;
-    report_bad_lines(&bad);
+    let read = input::for_each_record(&args.logs, |rec| replayer.add(rec));
+    report_bad_lines(&read.bad);
     let outcome = replayer.finish();
     let rendered = match args.format {
         ReplayFormat::Json => json_line(&outcome)?,
         ReplayFormat::Text => replay::render_text(&outcome),
     };
-    write_stdout(&rendered)
+    write_stdout(&rendered)?;
+    report_failed_inputs(&read.failed)
+}
+
+/// Names each input that could not be read (after the results, where a
+/// person at a terminal sees it last); any such input makes the exit code 1.
+fn report_failed_inputs(failed: &[input::InputError]) -> CmdResult {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    for f in failed {
+        let _ = writeln!(err, "error: {}: {}", text::clean(&f.to_string()), f.source);
+    }
+    if failed.len() > 1 {
+        let _ = writeln!(err, "error: {} inputs could not be read; the results cover the rest", failed.len());
+    } else {
+        let _ = writeln!(err, "error: the results cover only what could be read");
+    }
+    Err(Failure::Reported)
+}
+
+/// A `--department` that matched nothing is usually a typo: say so, and
+/// which departments the logs do have.
+fn report_unknown_department(department: &str, summary: &summary::Summary) {
+    if summary.records > 0 || summary.seen_departments.iter().any(|d| d == department) {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "warning: no record of department `{}` in the logs", text::clean(department));
+    if summary.seen_departments.is_empty() {
+        let _ = writeln!(err);
+    } else {
+        let names: Vec<String> = summary.seen_departments.iter().map(|d| format!("`{}`", text::clean(d))).collect();
+        let more = if summary.seen_departments.len() >= summary::MAX_SEEN_DEPARTMENTS { ", ..." } else { "" };
+        let _ = writeln!(err, "; departments seen: {}{more}", names.join(", "));
+    }
 }
 
 fn json_line<T: serde::Serialize>(value: &T) -> Result<String, Failure> {

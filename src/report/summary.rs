@@ -2,6 +2,7 @@
 //! time (memory grows only with distinct departments, users, services and
 //! hours), turned at the end into the SPEC 6 [`Summary`].
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
@@ -13,6 +14,10 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 /// How many busiest hours a department lists.
 pub const BUSIEST_HOURS: usize = 5;
+
+/// How many department names are remembered, with `--department`, to hint
+/// at the right one when the filter matches nothing.
+pub const MAX_SEEN_DEPARTMENTS: usize = 20;
 
 /// Which records count.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +88,9 @@ pub struct Aggregator {
     from: Option<Timestamp>,
     to: Option<Timestamp>,
     departments: FxHashMap<Box<str>, DeptAgg>,
+    /// With a department filter: the first few department names seen (and
+    /// the filter's own whenever it is seen).
+    seen_departments: BTreeSet<Box<str>>,
 }
 
 impl Aggregator {
@@ -93,6 +101,12 @@ impl Aggregator {
 
     /// Counts one record (if the filter lets it through).
     pub fn add(&mut self, rec: &Parsed<'_>) {
+        if let Some(wanted) = self.filter.department.as_deref()
+            && (self.seen_departments.len() < MAX_SEEN_DEPARTMENTS || wanted == rec.line.department)
+            && !self.seen_departments.contains(&*rec.line.department)
+        {
+            self.seen_departments.insert(rec.line.department.as_ref().into());
+        }
         if !self.filter.matches(rec) {
             return;
         }
@@ -166,7 +180,14 @@ impl Aggregator {
             })
             .collect();
         departments.sort_by(|a, b| a.name.cmp(&b.name));
-        Summary { from: self.from, to: self.to, records: self.records, departments }
+        Summary {
+            from: self.from,
+            to: self.to,
+            records: self.records,
+            departments,
+            seen_departments: self.seen_departments.into_iter().map(String::from).collect(),
+            unreadable: Vec::new(),
+        }
     }
 }
 
@@ -186,6 +207,15 @@ pub struct Summary {
     pub records: u64,
     /// Per department, sorted by name.
     pub departments: Vec<DepartmentSummary>,
+    /// With a department filter: the first [`MAX_SEEN_DEPARTMENTS`]
+    /// department names in the logs, and the filter's own if seen later,
+    /// sorted (not in the JSON).
+    #[serde(skip)]
+    pub seen_departments: Vec<String>,
+    /// Inputs that could not be read to the end: the figures leave out what
+    /// they hold (not in the JSON; the exit code says it).
+    #[serde(skip)]
+    pub unreadable: Vec<String>,
 }
 
 /// One department's figures.
@@ -272,6 +302,24 @@ mod tests {
         assert_eq!((d.services[0].allowed, d.services[0].blocked, d.services[0].bytes), (1, 1, 30));
         assert_eq!(d.busiest_hours[0].requests, 2);
         assert_eq!(d.busiest_hours[0].hour.to_string(), "2026-11-26T09:00:00Z");
+    }
+
+    #[test]
+    fn the_filtered_department_is_remembered_beyond_the_first_few_seen() {
+        let filter = Filter {
+            department: Some("d25".into()),
+            since: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            ..Filter::default()
+        };
+        let mut agg = Aggregator::new(filter);
+        for i in 0..30 {
+            let l = line("2026-11-26T09:00:00Z", "10.0.0.1", None, &format!("d{i}"), None, "allow");
+            agg.add(&parse_line(l.as_bytes()).unwrap());
+        }
+        let s = agg.finish();
+        assert_eq!(s.records, 0);
+        assert_eq!(s.seen_departments.len(), MAX_SEEN_DEPARTMENTS + 1);
+        assert!(s.seen_departments.iter().any(|d| d == "d25"), "{:?}", s.seen_departments);
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub fn render_summary(s: &Summary) -> String {
             let _ = writeln!(out, "socialgate report: no matching records");
         }
     }
+    if !s.unreadable.is_empty() {
+        let names: Vec<String> = s.unreadable.iter().map(|p| clean(p)).collect();
+        let _ = writeln!(out, "incomplete: could not read all of {} (see stderr)", names.join(", "));
+    }
     for d in &s.departments {
         let _ = writeln!(out);
         let _ = writeln!(
