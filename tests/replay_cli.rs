@@ -99,3 +99,25 @@ fn a_missing_log_among_several_is_named_and_the_others_still_replayed() {
     assert!(err.contains("error: cannot read ") && err.contains("no-such.log: "), "{err}");
     assert_eq!(text(&out.stdout), std::fs::read_to_string(fixture("expected.json")).unwrap());
 }
+
+/// Regression: `replay --format json` passed C1 and bidi controls in logged
+/// names (here a host and a user) to the terminal raw.
+#[test]
+fn json_output_escapes_c1_and_bidi_controls_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hostile.log");
+    let line = serde_json::json!({
+        "ts": "2026-11-26T13:00:00Z", "client": "10.20.0.11", "user": "alice\u{9b}2J", "department": "sales",
+        "method": "CONNECT", "host": "www.facebook.com", "port": 443, "url": null,
+        "sni": "www.facebook.com\u{202e}", "service": null, "rule": "default", "action": "allow",
+        "status": 200, "bytes_up": 1, "bytes_down": 1, "duration_ms": 1, "closed_by": "client"
+    });
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let out = replay(&fixture("socialgate.toml"), &["--format", "json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json = text(&out.stdout);
+    assert!(!json.chars().any(|c| c == '\u{9b}' || c == '\u{202e}'), "{json:?}");
+    assert!(json.contains(r#""user":"alice\u009b2J""#), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["changes"][0]["examples"][0]["sni"], "www.facebook.com\u{202e}");
+}

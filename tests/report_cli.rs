@@ -465,3 +465,33 @@ fn invalid_line_reasons_reach_the_terminal_without_escapes_and_short() {
         assert!(err.len() < 2_000, "{} bytes of warnings", err.len());
     }
 }
+
+/// Regression: serde_json escapes only C0 controls, so `--format json` at a
+/// terminal passed C1 controls from the log (U+009B is CSI, which xterm acts
+/// on) and bidi overrides through raw. They are now `\u` escapes that decode
+/// to the same name; text output shows them as `?`.
+#[test]
+fn json_output_escapes_c1_and_bidi_controls_from_the_log() {
+    let department = "d\u{9b}31m\u{202e}x\u{7f}";
+    let line = serde_json::json!({
+        "ts": "2026-11-26T08:05:00Z", "client": "10.20.0.11", "user": "u\u{9b}2J", "department": department,
+        "method": "GET", "host": "a.example", "port": 80, "url": null, "sni": null, "service": "s\u{2066}",
+        "rule": "default", "action": "allow", "status": 200, "bytes_up": 1, "bytes_down": 1, "duration_ms": 1,
+        "closed_by": "client"
+    })
+    .to_string();
+    let raw = |s: &str| s.chars().any(|c| c.is_control() && c != '\n' || matches!(c, '\u{202e}' | '\u{2066}'));
+    let out = socialgate(&["report", "--format", "json", "-"], Some(line.as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = stdout(&out);
+    assert!(!raw(&json), "{json:?}");
+    assert!(json.contains(r#""name":"d\u009b31m\u202ex\u007f""#), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["departments"][0]["name"], department);
+    assert_eq!(v["departments"][0]["services"][0]["name"], "s\u{2066}");
+
+    let out = socialgate(&["report", "-"], Some(line.as_bytes()));
+    let text = stdout(&out);
+    assert!(!raw(&text), "{text:?}");
+    assert!(text.contains("department d?31m?x?:"), "{text}");
+}

@@ -166,9 +166,32 @@ fn report_unknown_department(department: &str, summary: &summary::Summary) {
 }
 
 fn json_line<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
-    let mut s = serde_json::to_string(value).map_err(|e| anyhow!("cannot encode the result: {e}"))?;
-    s.push('\n');
-    Ok(s)
+    let mut out = Vec::with_capacity(4096);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
+    value.serialize(&mut ser).map_err(|e| anyhow!("cannot encode the result: {e}"))?;
+    out.push(b'\n');
+    String::from_utf8(out).map_err(|e| anyhow!("cannot encode the result: {e}").into())
+}
+
+/// serde_json's compact output, except that it also writes DEL, the C1
+/// controls and bidirectional-text controls as `\uXXXX` escapes. serde_json
+/// escapes only C0 controls, so a department name carrying U+009B (CSI, which
+/// terminals such as xterm act on) reached a terminal raw. The JSON decodes
+/// to the same strings.
+struct TerminalSafe;
+
+impl serde_json::ser::Formatter for TerminalSafe {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if c.is_control() || text::is_bidi_control(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
 }
 
 fn write_stdout(s: &str) -> CmdResult {

@@ -151,7 +151,7 @@ pub fn clean(s: &str) -> String {
 
 /// The Unicode bidirectional formatting characters (UAX #9): marks,
 /// embeddings, overrides and isolates.
-fn is_bidi_control(c: char) -> bool {
+pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
