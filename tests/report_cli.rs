@@ -214,10 +214,27 @@ fn unreadable_log_exits_1_naming_it() {
     // The cause once, not twice.
     assert_eq!(stderr(&out).matches("No such file or directory").count(), 1, "{}", stderr(&out));
 
-    // A directory opens but cannot be read.
-    let out = socialgate(&["report", dir.path().to_str().unwrap()], None);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(dir.path().to_str().unwrap()));
+    // A directory opens but cannot be read; with nothing read at all there
+    // is no report, only the error.
+    for format in ["text", "json", "html"] {
+        let out = socialgate(&["report", "--format", format, dir.path().to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(dir.path().to_str().unwrap()));
+        assert!(stdout(&out).is_empty(), "{format}: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn empty_logs_give_an_empty_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    let empty_gz = dir.path().join("empty.log.gz");
+    std::fs::write(&empty_gz, gzip(b"")).unwrap();
+    let out = socialgate(&["report", "--format", "json", empty.to_str().unwrap(), empty_gz.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "{\"from\":null,\"to\":null,\"records\":0,\"departments\":[]}\n");
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
 
 /// Regression: the first unreadable log stopped the command, so a typo in

@@ -106,6 +106,9 @@ pub fn report_command(args: &ReportArgs) -> CmdResult {
         report_unknown_department(department, &summary);
     }
     summary.unreadable = read.failed.iter().map(|f| f.path.clone()).collect();
+    if nothing_read(args.logs.len(), &read.failed) {
+        return report_failed_inputs(&read.failed);
+    }
     let rendered = match args.format {
         Format::Json => json_line(&summary)?,
         Format::Text => text::render_summary(&summary),
@@ -122,12 +125,21 @@ pub fn replay_command(config: &Path, args: &ReplayArgs) -> CmdResult {
     let read = input::for_each_record(&args.logs, |rec| replayer.add(rec));
     report_bad_lines(&read.bad);
     let outcome = replayer.finish();
+    if nothing_read(args.logs.len(), &read.failed) {
+        return report_failed_inputs(&read.failed);
+    }
     let rendered = match args.format {
         ReplayFormat::Json => json_line(&outcome)?,
         ReplayFormat::Text => replay::render_text(&outcome),
     };
     write_stdout(&rendered)?;
     report_failed_inputs(&read.failed)
+}
+
+/// Whether no input could be read at all: then there are no results to
+/// print (an empty report would only hide the error), just the errors.
+fn nothing_read(inputs: usize, failed: &[input::InputError]) -> bool {
+    failed.len() == inputs && failed.iter().all(|f| f.lines == 0)
 }
 
 /// Names each input that could not be read (after the results, where a
