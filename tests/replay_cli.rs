@@ -121,3 +121,43 @@ fn json_output_escapes_c1_and_bidi_controls_from_the_log() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["changes"][0]["examples"][0]["sni"], "www.facebook.com\u{202e}");
 }
+
+/// Hosts as a log may hold them: case and a trailing dot, an IDN in Unicode
+/// or punycode, IP literals with and without brackets, an SNI with a
+/// trailing dot. All are re-decided as the proxy would decide them.
+#[test]
+fn hosts_with_trailing_dots_idn_and_ip_literals_are_re_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hosts.log");
+    let rec = |host: &str, sni: Option<&str>| {
+        serde_json::json!({
+            "ts": "2026-11-26T13:00:00Z", "client": "10.20.0.11", "user": "alice", "department": "sales",
+            "method": "CONNECT", "host": host, "port": 443, "url": null, "sni": sni, "service": null,
+            "rule": "default", "action": "allow", "status": 200, "bytes_up": 1, "bytes_down": 1,
+            "duration_ms": 1, "closed_by": "client"
+        })
+        .to_string()
+    };
+    let lines = [
+        rec("WWW.FACEBOOK.COM.", None),
+        rec("bücher.facebook.com", None),
+        rec("xn--bcher-kva.facebook.com", None),
+        rec("203.0.113.7", Some("www.facebook.com.")),
+        rec("203.0.113.7", None),
+        rec("2001:db8::1", None),
+        rec("[2001:db8::1]", None),
+        rec("facebook.com..", None),
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let out = replay(&fixture("socialgate.toml"), &["--format", "json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v["records"], &v["decided"], &v["undecidable"]), (&8.into(), &7.into(), &1.into()), "{v}");
+    assert_eq!(v["changed"], 4, "the four facebook requests flip; the IP literals stay allowed: {v}");
+    let change = &v["changes"][0];
+    assert_eq!(
+        (&change["department"], &change["service"], &change["to"]),
+        (&"sales".into(), &"facebook".into(), &"block".into())
+    );
+    assert_eq!(change["examples"][0]["host"], "WWW.FACEBOOK.COM.", "examples show the host as logged");
+}
