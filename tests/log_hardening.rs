@@ -1,10 +1,11 @@
 //! The access log under unusual conditions: a log that cannot be written
-//! (a full disk) neither stops the proxy nor loses the records it holds.
+//! (a full disk) neither stops the proxy nor loses the records it holds,
+//! and `[log] allowed = false` still writes what the policy cut.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use support::{Company, EchoOrigin, bounded};
+use support::{Company, EchoOrigin, SilentOrigin, TricklingOrigin, bounded};
 
 /// The value of the metric series `name` (exactly), if exported.
 fn metric(text: &str, name: &str) -> Option<f64> {
@@ -40,6 +41,46 @@ async fn a_full_disk_does_not_stop_the_proxy_and_its_records_are_written_once_th
         assert_eq!(metric(&proxy.metrics_text(), "socialgate_access_log_held_records"), Some(0.0));
         let company = proxy.stop().await;
         assert_eq!(support::records_in(&company.dir().join("access.log")).len(), 20);
+    })
+    .await;
+}
+
+const SALES_BLOCKS_TWITTER: &str =
+    "networks = [\"127.0.0.2/32\"]\nusers = [\"alice\"]\ndefault = \"allow\"\n[services]\ntwitter = \"block\"\n";
+
+#[tokio::test]
+async fn with_allowed_false_a_tunnel_and_a_response_the_policy_cuts_are_written() {
+    bounded(async {
+        let silent = SilentOrigin::start().await;
+        let trickling = TricklingOrigin::start().await;
+        let mut proxy = Company::new().log("allowed = false").start(&[silent.addr.port()]).await;
+        let mut tunnel = proxy.client_from("127.0.0.2").await;
+        assert_eq!(tunnel.connect_to(&format!("twitter.com:{}", silent.addr.port()), &[]).await.status, 200);
+        let mut stream = proxy.client_from("127.0.0.2").await;
+        let reply = stream.get_head(&format!("http://twitter.com:{}/stream", trickling.addr.port())).await;
+        assert_eq!(reply.status, 200);
+        // An allowed request that ends normally stays out of the log.
+        let mut plain = proxy.client_from("127.0.0.2").await;
+        assert_eq!(plain.get("http://socialgate.status/", &[]).await.status, 200);
+
+        proxy.reload(|company| company.department("sales", SALES_BLOCKS_TWITTER));
+
+        assert!(tunnel.closed().await, "the tunnel outlived its policy");
+        assert!(stream.closed().await, "the response outlived its policy");
+        let records = proxy.records(2).await;
+        let company = proxy.stop().await;
+        let all = support::records_in(&company.dir().join("access.log"));
+        assert_eq!(all.len(), 2, "{all:?}");
+        let methods: Vec<&str> = {
+            let mut m: Vec<&str> = records.iter().map(|r| r["method"].as_str().unwrap()).collect();
+            m.sort_unstable();
+            m
+        };
+        assert_eq!(methods, ["CONNECT", "GET"]);
+        for r in &all {
+            assert_eq!(r["closed_by"], "policy", "{r}");
+            assert_eq!(r["action"], "allow", "logged with its original action: {r}");
+        }
     })
     .await;
 }
