@@ -1,6 +1,7 @@
 //! The access log under unusual conditions: a log that cannot be written
 //! (a full disk) neither stops the proxy nor loses the records it holds,
-//! and `[log] allowed = false` still writes what the policy cut.
+//! `[log] allowed = false` still writes what the policy cut, and the Squid
+//! format keeps one request per line with ten fields whatever the values.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -81,6 +82,69 @@ async fn with_allowed_false_a_tunnel_and_a_response_the_policy_cuts_are_written(
             assert_eq!(r["closed_by"], "policy", "{r}");
             assert_eq!(r["action"], "allow", "logged with its original action: {r}");
         }
+    })
+    .await;
+}
+
+/// `time.ms elapsed client code/status bytes method URL user hierarchy type`.
+fn squid_fields(line: &str) -> Vec<&str> {
+    let fields: Vec<&str> = line.split(' ').filter(|f| !f.is_empty()).collect();
+    assert_eq!(fields.len(), 10, "{line:?}");
+    let (secs, millis) = fields[0].split_once('.').unwrap();
+    assert!(secs.parse::<u64>().is_ok() && millis.len() == 3 && millis.parse::<u16>().is_ok(), "{line:?}");
+    assert!(fields[1].parse::<u64>().is_ok(), "{line:?}");
+    assert!(fields[2].parse::<std::net::IpAddr>().is_ok(), "{line:?}");
+    let (_, status) = fields[3].split_once('/').unwrap();
+    assert_eq!(status.len(), 3, "{line:?}");
+    assert!(fields[4].parse::<u64>().is_ok(), "{line:?}");
+    fields
+}
+
+#[tokio::test]
+async fn squid_lines_for_a_tunnel_a_get_a_block_and_a_407_have_squids_ten_fields() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let p = origin.port();
+        // A user whose name has a space, which must not add a field.
+        let proxy = Company::new()
+            .with_basic_auth()
+            .log("format = \"squid\"")
+            .start_edited(&[p], |dir| {
+                let hash = bcrypt::hash(support::PASSWORD, 4).unwrap();
+                std::fs::write(dir.join("users.htpasswd"), format!("bob:{hash}\nJohn Smith:{hash}\n")).unwrap();
+            })
+            .await;
+        let auth = support::proxy_auth("John Smith", support::PASSWORD);
+        let mut client = proxy.client().await;
+        assert_eq!(client.get(&format!("http://example.test:{p}/a"), &[&auth]).await.status, 200);
+        assert_eq!(client.get("http://www.facebook.com/", &[&auth]).await.status, 403);
+        assert_eq!(proxy.client().await.get(&format!("http://example.test:{p}/b"), &[]).await.status, 407);
+        let mut tunnel = proxy.client().await;
+        assert_eq!(tunnel.connect_to(&format!("example.test:{p}"), &[&auth]).await.status, 200);
+        drop(tunnel);
+
+        let path = proxy.log_path();
+        support::eventually("four squid lines", || {
+            std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() >= 4)
+        })
+        .await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Vec<&str>> = text.lines().map(squid_fields).collect();
+        let find = |method: &str, code: &str| {
+            lines
+                .iter()
+                .find(|f| f[5] == method && f[3] == code)
+                .unwrap_or_else(|| panic!("no {method} {code}:\n{text}"))
+        };
+        let get = find("GET", "TCP_MISS/200");
+        assert_eq!(get[6..], [&format!("http://example.test:{p}/a"), "John%20Smith", "HIER_DIRECT/127.0.0.1", "-"]);
+        let blocked = find("GET", "TCP_DENIED/403");
+        assert_eq!(blocked[6..], ["http://www.facebook.com/", "John%20Smith", "HIER_NONE/-", "-"]);
+        let challenged = find("GET", "TCP_DENIED/407");
+        assert_eq!(challenged[6..], [&format!("http://example.test:{p}/b"), "-", "HIER_NONE/-", "-"]);
+        let connect = find("CONNECT", "TCP_TUNNEL/200");
+        assert_eq!(connect[6..], [&format!("example.test:{p}"), "John%20Smith", "HIER_DIRECT/127.0.0.1", "-"]);
+        proxy.stop().await;
     })
     .await;
 }
