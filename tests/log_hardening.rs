@@ -1,7 +1,8 @@
 //! The access log under unusual conditions: a log that cannot be written
 //! (a full disk) neither stops the proxy nor loses the records it holds,
-//! `[log] allowed = false` still writes what the policy cut, and the Squid
-//! format keeps one request per line with ten fields whatever the values.
+//! `[log] allowed = false` still writes what the policy cut, a trickle of
+//! records reaches the file within a second, and neither format lets a value
+//! break or add a line (the Squid format keeps its ten fields).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -144,6 +145,84 @@ async fn squid_lines_for_a_tunnel_a_get_a_block_and_a_407_have_squids_ten_fields
         assert_eq!(challenged[6..], [&format!("http://example.test:{p}/b"), "-", "HIER_NONE/-", "-"]);
         let connect = find("CONNECT", "TCP_TUNNEL/200");
         assert_eq!(connect[6..], [&format!("example.test:{p}"), "John%20Smith", "HIER_DIRECT/127.0.0.1", "-"]);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// Requests whose target or credentials carry control characters, raw
+/// non-UTF-8 bytes or line ends: each is refused and logged as exactly one
+/// whole line (a record `report` reads back), in both formats.
+#[tokio::test]
+async fn hostile_bytes_in_a_request_never_break_or_add_a_log_line() {
+    bounded(async {
+        use base64::Engine;
+        let origin = EchoOrigin::start().await;
+        let p = origin.port();
+        let basic = |user: &[u8]| {
+            let mut raw = user.to_vec();
+            raw.extend_from_slice(b":pw");
+            format!("Proxy-Authorization: Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        };
+        let requests: Vec<Vec<u8>> = vec![
+            [format!("GET http://example.test:{p}/a").as_bytes(), b"\xffb HTTP/1.1\r\nHost: example.test\r\n\r\n"]
+                .concat(),
+            [&b"GET http://example.test/\xff\xfe\x01 HTTP/1.1\r\nHost: example.test\r\n\r\n"[..]].concat(),
+            format!("GET http://example.test:{p}/a\x01b HTTP/1.1\r\nHost: example.test\r\n\r\n").into_bytes(),
+            format!("GET http://exa\x0bmple.test:{p}/ HTTP/1.1\r\nHost: example.test\r\n\r\n").into_bytes(),
+            format!("GET http://example.test:{p}/ HTTP/1.1\r\nHost: example.test\r\n{}\r\n\r\n", basic(b"ev\nil\xff"))
+                .into_bytes(),
+            format!("GET http://example.test:{p}/ HTTP/1.1\r\nHost: example.test\r\n{}\r\n\r\n", basic(b"a\"}\n{\"x"))
+                .into_bytes(),
+        ];
+        for format in ["json", "squid"] {
+            let proxy = Company::new().with_basic_auth().log(&format!("format = \"{format}\"")).start(&[p]).await;
+            for raw in &requests {
+                let mut client = proxy.client().await;
+                client.send_bytes(raw).await;
+                let status = client.reply(true).await.status;
+                assert!(matches!(status, 400 | 407), "{format} {:?}: {status}", String::from_utf8_lossy(raw));
+            }
+            let company = proxy.stop().await;
+            let text = std::fs::read(company.dir().join("access.log")).unwrap();
+            let text = String::from_utf8(text).expect("the log is UTF-8");
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), requests.len(), "{format}:\n{text}");
+            for line in lines {
+                assert!(!line.chars().any(|c| c.is_control()), "{format}: {line:?}");
+                match format {
+                    "json" => {
+                        let _: socialgate::access_log::Record = serde_json::from_str(line).unwrap();
+                    }
+                    _ => {
+                        let _ = squid_fields(line);
+                    }
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// A trickle of requests (one every 300 ms, never enough to fill a buffer):
+/// each record is in the file within the second SPEC section 4 allows.
+#[tokio::test]
+async fn with_a_trickle_of_requests_each_record_is_in_the_file_within_a_second() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client().await;
+        for n in 1..=5 {
+            assert_eq!(client.get(&format!("http://example.test:{}/{n}", origin.port()), &[]).await.status, 200);
+            let answered = std::time::Instant::now();
+            let deadline = answered + std::time::Duration::from_secs(1);
+            while support::records_in(&proxy.log_path()).len() < n {
+                assert!(std::time::Instant::now() < deadline, "record {n} not in the file a second after the answer");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            // The next request comes later than the writer's linger.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
         proxy.stop().await;
     })
     .await;
