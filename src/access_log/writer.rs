@@ -229,6 +229,7 @@ impl LogWriter {
             held_limit,
             failure: None,
             reopen_due: None,
+            mid_line: false,
         };
         let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || state.run(rx))?;
         Ok((LogSink { tx: tx.clone() }, LogWriter { thread, tx }))
@@ -321,6 +322,8 @@ struct WriterState {
     held_limit: usize,
     failure: Option<Failure>,
     reopen_due: Option<ReopenDue>,
+    /// The last write ended inside a line (a short write on a full disk).
+    mid_line: bool,
 }
 
 impl WriterState {
@@ -435,7 +438,9 @@ impl WriterState {
             Ok(()) => return self.written(),
             Err(err) => err,
         };
+        // Not half-way through a line: its rest belongs in the same file.
         if matches!(self.target, LogTarget::File(_))
+            && !self.mid_line
             && let Ok(out) = open(&self.target)
         {
             self.out = out;
@@ -466,6 +471,9 @@ impl WriterState {
         } else {
             self.pending[..written].iter().filter(|&&b| b == b'\n').count() as u64
         };
+        if written > 0 {
+            self.mid_line = self.pending[written - 1] != b'\n';
+        }
         self.pending.drain(..written);
         self.pending_records = self.pending_records.saturating_sub(records);
         self.metrics.log_records.inc_by(records);
@@ -860,5 +868,64 @@ mod tests {
         let new = std::fs::read_to_string(&path).unwrap();
         let first: Record = serde_json::from_str(new.lines().next().unwrap()).unwrap();
         assert_eq!((new.lines().count(), first.bytes_up), (10, 20));
+    }
+
+    /// A disk that takes `room` more bytes, then fails with ENOSPC.
+    struct FillingDisk(Arc<std::sync::Mutex<(usize, Vec<u8>)>>);
+
+    impl Write for FillingDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut disk = self.0.lock().unwrap();
+            let n = disk.0.min(buf.len());
+            if n == 0 {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            disk.0 -= n;
+            disk.1.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_cut_by_a_full_disk_is_finished_in_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let config = log(LogTarget::File(path.clone()));
+        let disk = Arc::new(std::sync::Mutex::new((0, Vec::new())));
+        let mut state = WriterState {
+            out: Box::new(FillingDisk(disk.clone())),
+            target: config.access_log.clone(),
+            encoding: Encoding::from_config(&config).unwrap(),
+            metrics: Arc::default(),
+            line: Vec::new(),
+            pending: Vec::new(),
+            pending_records: 0,
+            held_limit: HELD_LIMIT,
+            failure: None,
+            reopen_due: None,
+            mid_line: false,
+        };
+        state.write(&record(0));
+        let first_len = state.pending.len();
+        state.write(&record(1));
+        // Room for the first line and ten bytes of the second.
+        disk.lock().unwrap().0 = first_len + 10;
+        state.write_out();
+        assert!(state.failure.is_some());
+        assert_eq!(state.pending_records, 1);
+        // The path was not opened for the rest of the line (it would start
+        // the new file with half a record).
+        assert!(!path.exists(), "the cut line went on in another file");
+        disk.lock().unwrap().0 = usize::MAX;
+        state.write_out();
+        assert!(state.failure.is_none());
+        let written = String::from_utf8(disk.lock().unwrap().1.clone()).unwrap();
+        let order: Vec<u64> =
+            written.lines().map(|l| serde_json::from_str::<Record>(l).map(|r| r.bytes_up).unwrap()).collect();
+        assert_eq!(order, [0, 1]);
     }
 }
