@@ -236,7 +236,10 @@ impl LogWriter {
     }
 
     /// Reopens the log file (for logrotate: rename the file, then SIGUSR1).
-    /// Records queued before the call go to the old file.
+    /// Records queued before the call go to the old file (unless it cannot
+    /// be written: then what it could not take goes to the new one). If the
+    /// path cannot be opened, the old file stays in use and the reopen is
+    /// retried every second.
     pub async fn reopen(&self) {
         let _ = self.tx.send(Msg::Reopen).await;
     }
