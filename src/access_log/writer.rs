@@ -15,7 +15,9 @@
 //! The failure is reported at once, then once a minute while it lasts, and
 //! the recovery is reported too; `/metrics` has the counts. A reopen
 //! (SIGUSR1) that cannot open the path keeps writing to the old file and is
-//! retried once a second until it can.
+//! retried once a second until it can. A file deleted while in use is never
+//! written to again (no one could read it): its path is opened anew, or the
+//! records are held as for a failing write.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -216,10 +218,12 @@ impl LogWriter {
         held_limit: usize,
     ) -> std::io::Result<(LogSink, LogWriter)> {
         let encoding = Encoding::from_config(log)?;
-        let out = open(&log.access_log)?;
+        let opened = open(&log.access_log)?;
         let (tx, rx) = mpsc::channel(max_in_flight.saturating_add(CHANNEL_SLACK));
         let mut state = WriterState {
-            out,
+            out: opened.out,
+            file: opened.file,
+            deleted: false,
             target: log.access_log.clone(),
             encoding,
             metrics,
@@ -229,7 +233,7 @@ impl LogWriter {
             held_limit,
             failure: None,
             reopen_due: None,
-            mid_line: false,
+            head_sent: 0,
         };
         let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || state.run(rx))?;
         Ok((LogSink { tx: tx.clone() }, LogWriter { thread, tx }))
@@ -284,13 +288,31 @@ impl LogWriter {
     }
 }
 
+/// Where lines go, opened.
+struct Opened {
+    out: Box<dyn Write + Send>,
+    /// A second handle on the file, to see whether it was deleted and
+    /// whether a path opened again is the same file; `None` for stdout.
+    file: Option<std::fs::File>,
+}
+
 /// Opens where lines go: the file (appended to, created if missing) or
 /// stdout.
-fn open(target: &LogTarget) -> std::io::Result<Box<dyn Write + Send>> {
+fn open(target: &LogTarget) -> std::io::Result<Opened> {
     Ok(match target {
-        LogTarget::Stdout => Box::new(std::io::stdout()),
-        LogTarget::File(path) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+        LogTarget::Stdout => Opened { out: Box::new(std::io::stdout()), file: None },
+        LogTarget::File(path) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            Opened { file: file.try_clone().ok(), out: Box::new(file) }
+        }
     })
+}
+
+/// The device and inode of `file`.
+fn file_id(file: Option<&std::fs::File>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file?.metadata().ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 /// The log cannot be written: since when, and what to do about it.
@@ -312,6 +334,11 @@ struct ReopenDue {
 
 struct WriterState {
     out: Box<dyn Write + Send>,
+    /// The file `out` writes to (see [`Opened::file`]).
+    file: Option<std::fs::File>,
+    /// The file was deleted and its path could not be opened again: what
+    /// would be written to it is held instead (it could never be read).
+    deleted: bool,
     target: LogTarget,
     encoding: Encoding,
     metrics: std::sync::Arc<Metrics>,
@@ -325,8 +352,10 @@ struct WriterState {
     held_limit: usize,
     failure: Option<Failure>,
     reopen_due: Option<ReopenDue>,
-    /// The last write ended inside a line (a short write on a full disk).
-    mid_line: bool,
+    /// How much of the first pending line the current file already has (a
+    /// short write on a full disk cut it): the rest goes to the same file;
+    /// a different file gets the whole line.
+    head_sent: usize,
 }
 
 impl WriterState {
@@ -437,16 +466,25 @@ impl WriterState {
     /// the target opened again (a replaced file, a remounted filesystem).
     /// Whatever could not be written stays pending.
     fn write_out(&mut self) {
+        if !self.pending.is_empty() {
+            // One fstat per write: records must not go where no one can
+            // read them.
+            self.check_deleted();
+        }
+        if self.deleted {
+            match open(&self.target) {
+                Ok(opened) => self.install(opened),
+                Err(err) => return self.failed(&err),
+            }
+        }
         let err = match self.drain() {
             Ok(()) => return self.written(),
             Err(err) => err,
         };
-        // Not half-way through a line: its rest belongs in the same file.
         if matches!(self.target, LogTarget::File(_))
-            && !self.mid_line
-            && let Ok(out) = open(&self.target)
+            && let Ok(opened) = open(&self.target)
         {
-            self.out = out;
+            self.install(opened);
             if self.drain().is_ok() {
                 return self.written();
             }
@@ -454,30 +492,72 @@ impl WriterState {
         self.failed(&err);
     }
 
+    /// Writes to `opened` from now on. A different file than the current
+    /// one gets whole lines only.
+    fn install(&mut self, opened: Opened) {
+        let same = file_id(self.file.as_ref()).is_some_and(|id| file_id(opened.file.as_ref()) == Some(id));
+        if !same {
+            self.head_sent = 0;
+        }
+        self.out = opened.out;
+        self.file = opened.file;
+        self.deleted = false;
+    }
+
+    /// A log file deleted while in use (`rm`, or its folder removed) takes
+    /// writes that nobody can ever read: open the path again, or hold the
+    /// records until it can be.
+    fn check_deleted(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let unlinked = self.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() == 0);
+        if self.deleted || !unlinked {
+            return;
+        }
+        match open(&self.target) {
+            Ok(opened) => {
+                tracing::warn!(target = ?self.target, "the access log file was deleted; writing to a new one at its path");
+                self.install(opened);
+            }
+            Err(err) => {
+                tracing::error!(
+                    %err,
+                    target = ?self.target,
+                    "the access log file was deleted and its path cannot be opened"
+                );
+                self.deleted = true;
+            }
+        }
+    }
+
     /// Writes the pending lines to the current file; what was written
     /// leaves `pending` (and is counted) even if the rest fails.
     fn drain(&mut self) -> std::io::Result<()> {
-        let mut written = 0;
+        let mut sent = self.head_sent.min(self.pending.len());
         let result = loop {
-            if written == self.pending.len() {
+            if sent == self.pending.len() {
                 break self.out.flush();
             }
-            match self.out.write(&self.pending[written..]) {
+            match self.out.write(&self.pending[sent..]) {
                 Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
+                Ok(n) => sent += n,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(err) => break Err(err),
             }
         };
-        let records = if written == self.pending.len() {
+        // Whole lines leave; a line the write stopped in stays, with how
+        // much of it this file has.
+        let done = if sent == self.pending.len() {
+            sent
+        } else {
+            self.pending[..sent].iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
+        };
+        self.head_sent = sent - done;
+        let records = if done == self.pending.len() {
             self.pending_records
         } else {
-            self.pending[..written].iter().filter(|&&b| b == b'\n').count() as u64
+            self.pending[..done].iter().filter(|&&b| b == b'\n').count() as u64
         };
-        if written > 0 {
-            self.mid_line = self.pending[written - 1] != b'\n';
-        }
-        self.pending.drain(..written);
+        self.pending.drain(..done);
         self.pending_records = self.pending_records.saturating_sub(records);
         self.metrics.log_records.inc_by(records);
         result
@@ -553,8 +633,8 @@ impl WriterState {
 
     fn open_target(&mut self, target: LogTarget, due: Option<ReopenDue>) {
         match open(&target) {
-            Ok(out) => {
-                self.out = out;
+            Ok(opened) => {
+                self.install(opened);
                 match due {
                     None => tracing::info!(target = ?target, "access log reopened"),
                     Some(due) => tracing::warn!(
@@ -873,8 +953,11 @@ mod tests {
         assert_eq!((new.lines().count(), first.bytes_up), (10, 20));
     }
 
+    /// Room left and bytes written.
+    type Disk = Arc<std::sync::Mutex<(usize, Vec<u8>)>>;
+
     /// A disk that takes `room` more bytes, then fails with ENOSPC.
-    struct FillingDisk(Arc<std::sync::Mutex<(usize, Vec<u8>)>>);
+    struct FillingDisk(Disk);
 
     impl Write for FillingDisk {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -893,14 +976,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_line_cut_by_a_full_disk_is_finished_in_the_same_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
-        let config = log(LogTarget::File(path.clone()));
-        let disk = Arc::new(std::sync::Mutex::new((0, Vec::new())));
-        let mut state = WriterState {
+    fn filling_disk_state(path: &std::path::Path) -> (WriterState, Disk) {
+        let config = log(LogTarget::File(path.to_owned()));
+        let disk = Arc::new(std::sync::Mutex::new((usize::MAX, Vec::new())));
+        let state = WriterState {
             out: Box::new(FillingDisk(disk.clone())),
+            file: None,
+            deleted: false,
             target: config.access_log.clone(),
             encoding: Encoding::from_config(&config).unwrap(),
             metrics: Arc::default(),
@@ -910,25 +992,88 @@ mod tests {
             held_limit: HELD_LIMIT,
             failure: None,
             reopen_due: None,
-            mid_line: false,
+            head_sent: 0,
         };
+        (state, disk)
+    }
+
+    fn order(text: &[u8]) -> Vec<u64> {
+        let text = std::str::from_utf8(text).unwrap();
+        text.lines().map(|l| serde_json::from_str::<Record>(l).map(|r| r.bytes_up).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_line_cut_by_a_full_disk_is_finished_in_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut state, disk) = filling_disk_state(&dir.path().join("access.log"));
         state.write(&record(0));
         let first_len = state.pending.len();
         state.write(&record(1));
         // Room for the first line and ten bytes of the second.
         disk.lock().unwrap().0 = first_len + 10;
-        state.write_out();
-        assert!(state.failure.is_some());
-        assert_eq!(state.pending_records, 1);
-        // The path was not opened for the rest of the line (it would start
-        // the new file with half a record).
-        assert!(!path.exists(), "the cut line went on in another file");
+        assert!(state.drain().is_err());
+        assert_eq!((state.pending_records, state.head_sent), (1, 10));
         disk.lock().unwrap().0 = usize::MAX;
+        assert!(state.drain().is_ok());
+        assert_eq!(order(&disk.lock().unwrap().1), [0, 1], "the rest of the line, not the line again");
+    }
+
+    #[test]
+    fn a_line_cut_by_a_full_disk_goes_whole_to_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let (mut state, disk) = filling_disk_state(&path);
+        state.write(&record(0));
+        let first_len = state.pending.len();
+        state.write(&record(1));
+        disk.lock().unwrap().0 = first_len + 10;
+        // The disk stays full; the path opens another file, which gets the
+        // cut record whole (not the second half of a line).
         state.write_out();
         assert!(state.failure.is_none());
-        let written = String::from_utf8(disk.lock().unwrap().1.clone()).unwrap();
-        let order: Vec<u64> =
-            written.lines().map(|l| serde_json::from_str::<Record>(l).map(|r| r.bytes_up).unwrap()).collect();
-        assert_eq!(order, [0, 1]);
+        assert_eq!(order(&std::fs::read(&path).unwrap()), [1]);
+        assert_eq!(disk.lock().unwrap().1.len(), first_len + 10);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_log_file_is_replaced_and_a_removed_folder_holds_records_until_it_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("logs");
+        std::fs::create_dir(&folder).unwrap();
+        let path = folder.join("access.log");
+        let metrics = Arc::new(Metrics::new());
+        let (sink, writer) = LogWriter::start(&log(LogTarget::File(path.clone())), 0, metrics.clone()).unwrap();
+        sink.send(record(0)).await;
+        wait_for_lines(&path, 1).await;
+        // `rm access.log`, no SIGUSR1: the next records find a new file.
+        std::fs::remove_file(&path).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut n = 1;
+        while !path.exists() {
+            assert!(tokio::time::Instant::now() < deadline, "records still go to the deleted file");
+            sink.send(record(n)).await;
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let first: Record = serde_json::from_str(&wait_for_lines(&path, 1).await[0]).unwrap();
+        assert_eq!(first.bytes_up, 1, "the first record after the deletion starts the new file");
+
+        // The whole folder goes: records are held until it is back.
+        std::fs::remove_dir_all(&folder).unwrap();
+        let held_from = n;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while metric(&metrics, "socialgate_access_log_held_records").is_none_or(|v| v < 1.0) {
+            assert!(tokio::time::Instant::now() < deadline, "records still go to the deleted file");
+            sink.send(record(n)).await;
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::fs::create_dir(&folder).unwrap();
+        writer.close().await;
+        let text = std::fs::read(&path).unwrap();
+        let written = order(&text);
+        assert_eq!(written.first(), Some(&held_from), "nothing went to the deleted file: {written:?}");
+        assert_eq!(written.last(), Some(&(n - 1)), "{written:?}");
+        assert!(written.windows(2).all(|w| w[1] == w[0] + 1), "{written:?}");
     }
 }
