@@ -76,8 +76,15 @@ pub struct Metrics {
     pub config_generation: Gauge,
     /// Access-log records written.
     pub log_records: Counter,
-    /// Access-log write failures.
+    /// Access-log write failures (a failing log counts once per retry, once
+    /// a second).
     pub log_write_errors: Counter,
+    /// Access-log records held in memory, not yet written (only ever more
+    /// than a buffer's worth while the log cannot be written).
+    pub log_held: Gauge,
+    /// Access-log records dropped because the log could not be written for
+    /// so long that the records held in memory reached their bound.
+    pub log_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -112,6 +119,18 @@ impl Metrics {
         registry.register("access_log_records", "Access-log records written", log_records.clone());
         let log_write_errors = Counter::default();
         registry.register("access_log_write_errors", "Access-log write failures", log_write_errors.clone());
+        let log_held = Gauge::default();
+        registry.register(
+            "access_log_held_records",
+            "Access-log records held in memory, not yet written",
+            log_held.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped_records",
+            "Access-log records dropped: the log could not be written and the records held reached their bound",
+            log_dropped.clone(),
+        );
         config_generation.set(1);
         // Every labelled series that alerts and dashboards name is there
         // from the start, at 0.
@@ -137,6 +156,8 @@ impl Metrics {
             config_generation,
             log_records,
             log_write_errors,
+            log_held,
+            log_dropped,
         }
     }
 

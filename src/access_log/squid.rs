@@ -19,7 +19,7 @@ pub fn write_line(out: &mut String, rec: &Record) {
     // Squid names the server's address (`%<a`); the host if it is unknown.
     let hierarchy = match (forwarded(rec), rec.server) {
         (true, Some(ip)) => format!("HIER_DIRECT/{ip}"),
-        (true, None) => format!("HIER_DIRECT/{}", rec.host),
+        (true, None) => format!("HIER_DIRECT/{}", token(&rec.host, true)),
         (false, _) => "HIER_NONE/-".to_owned(),
     };
     let _ = writeln!(
@@ -30,9 +30,9 @@ pub fn write_line(out: &mut String, rec: &Record) {
         result_code(rec),
         rec.status,
         rec.bytes_down,
-        token(&rec.method),
-        token(&url),
-        token(user),
+        token(&rec.method, true),
+        token(&url, false),
+        token(user, true),
         hierarchy,
     );
 }
@@ -59,19 +59,29 @@ fn result_code(rec: &Record) -> &'static str {
     }
 }
 
-/// Squid fields are space separated: never let a value add a field.
-fn token(s: &str) -> std::borrow::Cow<'_, str> {
+/// Squid fields are space separated: never let a value add a field or a
+/// line. Spaces, control characters and every non-ASCII byte (NBSP, NEL and
+/// U+2028 are whitespace or line ends to many analysers) are
+/// percent-encoded, as Squid encodes what it logs; with `escape_percent`
+/// (values that are not URLs, such as user names) `%` is too, so the value
+/// decodes back to exactly what it was.
+fn token(s: &str, escape_percent: bool) -> std::borrow::Cow<'_, str> {
     if s.is_empty() {
         return "-".into();
     }
-    if s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-        s.chars()
-            .map(|c| if c.is_ascii_whitespace() || c.is_ascii_control() { '_' } else { c })
-            .collect::<String>()
-            .into()
-    } else {
-        s.into()
+    let escaped = |b: u8| b <= b' ' || b >= 0x7f || (escape_percent && b == b'%');
+    if !s.bytes().any(escaped) {
+        return s.into();
     }
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if escaped(b) {
+            let _ = write!(out, "%{b:02X}");
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out.into()
 }
 
 #[cfg(test)]
@@ -150,5 +160,35 @@ mod tests {
         rec.method = "GET".into();
         rec.url = Some("http://x/ y".into());
         assert_eq!(line(&rec).split_whitespace().count(), 10);
+    }
+
+    #[test]
+    fn user_names_are_percent_encoded_so_nothing_splits_the_line_and_they_decode_back() {
+        let mut rec = record();
+        // NBSP, NEL and U+2028 are whitespace (or line ends) to many
+        // analysers; `_` would make `a b` and `a_b` the same user.
+        for (user, logged) in [
+            ("John Smith", "John%20Smith"),
+            ("a_b", "a_b"),
+            ("50%", "50%25"),
+            ("x\u{a0}y", "x%C2%A0y"),
+            ("x\u{85}y\u{2028}z", "x%C2%85y%E2%80%A8z"),
+            ("m\u{fc}ller", "m%C3%BCller"),
+            ("a\r\nb", "a%0D%0Ab"),
+        ] {
+            rec.user = Some(user.into());
+            let l = line(&rec);
+            assert!(l.contains(&format!(" {logged} HIER_")), "{user:?}: {l}");
+            assert_eq!(l.split_whitespace().count(), 10, "{user:?}: {l}");
+            assert_eq!(l.lines().count(), 1, "{user:?}: {l}");
+        }
+    }
+
+    #[test]
+    fn urls_keep_their_own_escapes() {
+        let mut rec = record();
+        rec.method = "GET".into();
+        rec.url = Some("http://x/a%20b c\u{a0}".into());
+        assert!(line(&rec).contains(" GET http://x/a%20b%20c%C2%A0 alice "), "{}", line(&rec));
     }
 }

@@ -1,10 +1,23 @@
 //! The access-log writer: one thread fed by a bounded channel. When it falls
-//! behind, senders wait (backpressure); no record is ever dropped. Records
-//! are written as JSON Lines to a file (appended) or stdout, flushed whenever
-//! the queue runs empty (then the writer waits a few milliseconds for more
-//! before it sleeps), at least twice a second under load, and on close.
-//! The writing happens on its own thread so file I/O never blocks the
-//! runtime.
+//! behind, senders wait (backpressure); no record is ever dropped while the
+//! log can be written. Records are written as JSON Lines (or Squid's format)
+//! to a file (appended) or stdout, flushed whenever the queue runs empty
+//! (then the writer waits a few milliseconds for more before it sleeps), at
+//! least twice a second under load, and on close. The writing happens on its
+//! own thread so file I/O never blocks the runtime.
+//!
+//! A log that cannot be written (a full disk, a failing device) does not stop
+//! the proxy and does not make requests wait: the writer keeps taking records
+//! in, holds them in memory (up to [`HELD_LIMIT`] bytes), and retries once a
+//! second, reopening the path each time (so a replaced file or a remounted
+//! filesystem is picked up); once a write succeeds, everything held is
+//! written in order. Only records beyond the bound are dropped, and counted.
+//! The failure is reported at once, then once a minute while it lasts, and
+//! the recovery is reported too; `/metrics` has the counts. A reopen
+//! (SIGUSR1) that cannot open the path keeps writing to the old file and is
+//! retried once a second until it can. A file deleted while in use is never
+//! written to again (no one could read it): its path is opened anew, or the
+//! records are held as for a failing write.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -28,6 +41,24 @@ const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// make every record wake the thread: two thread switches per request on
 /// the proxy's core (a sixth of its time under load, measured with `perf`).
 const LINGER: Duration = Duration::from_millis(5);
+
+/// Lines are gathered up to this size before they are written.
+const BUFFER: usize = 64 * 1024;
+
+/// How many bytes of records are held in memory while the log cannot be
+/// written (some 200,000 records); records beyond it are dropped.
+pub const HELD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// A failing write, or a reopen that failed, is tried again this often.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// While the log is failing (or a reopen is due), the writer wakes this
+/// often to take records in and to retry, instead of sleeping on the
+/// channel until the next record.
+const TROUBLED_POLL: Duration = Duration::from_millis(50);
+
+/// A failure that lasts is reported again this often.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 enum Msg {
     Record(Box<Record>),
@@ -175,16 +206,44 @@ impl LogWriter {
         max_in_flight: usize,
         metrics: std::sync::Arc<Metrics>,
     ) -> std::io::Result<(LogSink, LogWriter)> {
+        LogWriter::start_holding(log, max_in_flight, metrics, HELD_LIMIT)
+    }
+
+    /// [`LogWriter::start`], holding at most `held_limit` bytes of records
+    /// while the log cannot be written.
+    fn start_holding(
+        log: &LogConfig,
+        max_in_flight: usize,
+        metrics: std::sync::Arc<Metrics>,
+        held_limit: usize,
+    ) -> std::io::Result<(LogSink, LogWriter)> {
         let encoding = Encoding::from_config(log)?;
-        let out = Output::open(&log.access_log)?;
+        let opened = open(&log.access_log)?;
         let (tx, rx) = mpsc::channel(max_in_flight.saturating_add(CHANNEL_SLACK));
-        let mut state = WriterState { out, target: log.access_log.clone(), encoding, metrics, line: Vec::new() };
+        let mut state = WriterState {
+            out: opened.out,
+            file: opened.file,
+            deleted: false,
+            target: log.access_log.clone(),
+            encoding,
+            metrics,
+            line: Vec::new(),
+            pending: Vec::with_capacity(BUFFER),
+            pending_records: 0,
+            held_limit,
+            failure: None,
+            reopen_due: None,
+            head_sent: 0,
+        };
         let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || state.run(rx))?;
         Ok((LogSink { tx: tx.clone() }, LogWriter { thread, tx }))
     }
 
     /// Reopens the log file (for logrotate: rename the file, then SIGUSR1).
-    /// Records queued before the call go to the old file.
+    /// Records queued before the call go to the old file (unless it cannot
+    /// be written: then what it could not take goes to the new one). If the
+    /// path cannot be opened, the old file stays in use and the reopen is
+    /// retried every second.
     pub async fn reopen(&self) {
         let _ = self.tx.send(Msg::Reopen).await;
     }
@@ -229,27 +288,74 @@ impl LogWriter {
     }
 }
 
-/// Where lines go.
-struct Output {
-    inner: std::io::BufWriter<Box<dyn Write + Send>>,
+/// Where lines go, opened.
+struct Opened {
+    out: Box<dyn Write + Send>,
+    /// A second handle on the file, to see whether it was deleted and
+    /// whether a path opened again is the same file; `None` for stdout.
+    file: Option<std::fs::File>,
 }
 
-impl Output {
-    fn open(target: &LogTarget) -> std::io::Result<Output> {
-        let out: Box<dyn Write + Send> = match target {
-            LogTarget::Stdout => Box::new(std::io::stdout()),
-            LogTarget::File(path) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
-        };
-        Ok(Output { inner: std::io::BufWriter::with_capacity(64 * 1024, out) })
-    }
+/// Opens where lines go: the file (appended to, created if missing) or
+/// stdout.
+fn open(target: &LogTarget) -> std::io::Result<Opened> {
+    Ok(match target {
+        LogTarget::Stdout => Opened { out: Box::new(std::io::stdout()), file: None },
+        LogTarget::File(path) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            Opened { file: file.try_clone().ok(), out: Box::new(file) }
+        }
+    })
+}
+
+/// The device and inode of `file`.
+fn file_id(file: Option<&std::fs::File>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file?.metadata().ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// The log cannot be written: since when, and what to do about it.
+struct Failure {
+    since: Instant,
+    retry_at: Instant,
+    reported_at: Instant,
+    /// Records dropped since it began (the held records reached their bound).
+    dropped: u64,
+}
+
+/// A reopen that could not open its target, tried again every second.
+struct ReopenDue {
+    target: LogTarget,
+    since: Instant,
+    retry_at: Instant,
+    reported_at: Instant,
 }
 
 struct WriterState {
-    out: Output,
+    out: Box<dyn Write + Send>,
+    /// The file `out` writes to (see [`Opened::file`]).
+    file: Option<std::fs::File>,
+    /// The file was deleted and its path could not be opened again: what
+    /// would be written to it is held instead (it could never be read).
+    deleted: bool,
     target: LogTarget,
     encoding: Encoding,
     metrics: std::sync::Arc<Metrics>,
     line: Vec<u8>,
+    /// Lines not written yet: the write buffer and, while the log cannot be
+    /// written, the records held.
+    pending: Vec<u8>,
+    /// How many whole records `pending` holds.
+    pending_records: u64,
+    /// The most bytes `pending` may hold.
+    held_limit: usize,
+    failure: Option<Failure>,
+    reopen_due: Option<ReopenDue>,
+    /// How much of the first pending line the current file already has (a
+    /// short write on a full disk cut it): the rest goes to the same file;
+    /// a different file gets the whole line.
+    head_sent: usize,
 }
 
 impl WriterState {
@@ -268,6 +374,12 @@ impl WriterState {
                     if !lingered {
                         lingered = true;
                         std::thread::sleep(LINGER);
+                        continue;
+                    }
+                    if self.failure.is_some() || self.reopen_due.is_some() {
+                        // Something to retry: wake for it even if no record
+                        // comes.
+                        std::thread::sleep(TROUBLED_POLL);
                         continue;
                     }
                     match rx.blocking_recv() {
@@ -289,52 +401,295 @@ impl WriterState {
                 Msg::Reopen => self.reopen(None),
                 Msg::Configure(encoding, target) => {
                     self.encoding = *encoding;
-                    if target != self.target {
+                    let wanted = self.reopen_due.as_ref().map_or(&self.target, |due| &due.target);
+                    if target != *wanted {
                         self.reopen(Some(target));
                     }
                 }
                 Msg::Close => break,
             }
         }
-        self.flush();
+        self.finish();
     }
 
+    /// Encodes the record into the pending lines; writes them out once
+    /// there is a buffer's worth. While the log cannot be written the lines
+    /// are held, up to the bound; a record beyond it is dropped and counted.
     fn write(&mut self, record: &Record) {
         self.line.clear();
         self.encoding.encode(record, &mut self.line);
-        match self.out.inner.write_all(&self.line) {
-            Ok(()) => {
-                self.metrics.log_records.inc();
+        if self.line.is_empty() {
+            return;
+        }
+        if self.pending.len() + self.line.len() > self.held_limit && self.failure.is_none() {
+            self.write_out();
+        }
+        if self.pending.len() + self.line.len() > self.held_limit {
+            self.metrics.log_dropped.inc();
+            if let Some(failure) = &mut self.failure {
+                if failure.dropped == 0 {
+                    tracing::error!(
+                        held = self.pending_records,
+                        limit_bytes = self.held_limit,
+                        target = ?self.target,
+                        "access log still cannot be written and the records held in memory reached their bound: \
+                         further records are dropped (counted in socialgate_access_log_dropped_records_total)"
+                    );
+                }
+                failure.dropped += 1;
             }
-            Err(err) => {
-                self.metrics.log_write_errors.inc();
-                tracing::error!(%err, target = ?self.target, "cannot write access-log record");
-            }
-        };
-    }
-
-    fn flush(&mut self) {
-        if let Err(err) = self.out.inner.flush() {
-            self.metrics.log_write_errors.inc();
-            tracing::error!(%err, target = ?self.target, "cannot flush access log");
+            return;
+        }
+        self.pending.extend_from_slice(&self.line);
+        self.pending_records += 1;
+        if self.failure.is_some() {
+            self.metrics.log_held.set(i64::try_from(self.pending_records).unwrap_or(i64::MAX));
+        } else if self.pending.len() >= BUFFER {
+            self.write_out();
         }
     }
 
-    /// Flushes what is buffered into the old file, then opens the (new)
-    /// target. If opening fails the old file stays in use.
+    /// Writes the pending lines out, unless the log is failing and its next
+    /// retry is not due yet; retries a due reopen first.
+    fn flush(&mut self) {
+        let now = Instant::now();
+        if self.reopen_due.as_ref().is_some_and(|due| now >= due.retry_at) {
+            self.retry_reopen();
+        }
+        if self.failure.as_ref().is_some_and(|failure| now < failure.retry_at) {
+            return;
+        }
+        self.write_out();
+    }
+
+    /// Writes the pending lines to the current file, or, if that fails, to
+    /// the target opened again (a replaced file, a remounted filesystem).
+    /// Whatever could not be written stays pending.
+    fn write_out(&mut self) {
+        if !self.pending.is_empty() {
+            // One fstat per write: records must not go where no one can
+            // read them.
+            self.check_deleted();
+        }
+        if self.deleted {
+            match open(&self.target) {
+                Ok(opened) => self.install(opened),
+                Err(err) => return self.failed(&err),
+            }
+        }
+        let err = match self.drain() {
+            Ok(()) => return self.written(),
+            Err(err) => err,
+        };
+        if matches!(self.target, LogTarget::File(_))
+            && let Ok(opened) = open(&self.target)
+        {
+            self.install(opened);
+            if self.drain().is_ok() {
+                return self.written();
+            }
+        }
+        self.failed(&err);
+    }
+
+    /// Writes to `opened` from now on. A different file than the current
+    /// one gets whole lines only.
+    fn install(&mut self, opened: Opened) {
+        let same = file_id(self.file.as_ref()).is_some_and(|id| file_id(opened.file.as_ref()) == Some(id));
+        if !same {
+            self.head_sent = 0;
+        }
+        self.out = opened.out;
+        self.file = opened.file;
+        self.deleted = false;
+    }
+
+    /// A log file deleted while in use (`rm`, or its folder removed) takes
+    /// writes that nobody can ever read: open the path again, or hold the
+    /// records until it can be.
+    fn check_deleted(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let unlinked = self.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() == 0);
+        if self.deleted || !unlinked {
+            return;
+        }
+        match open(&self.target) {
+            Ok(opened) => {
+                tracing::warn!(target = ?self.target, "the access log file was deleted; writing to a new one at its path");
+                self.install(opened);
+            }
+            Err(err) => {
+                tracing::error!(
+                    %err,
+                    target = ?self.target,
+                    "the access log file was deleted and its path cannot be opened"
+                );
+                self.deleted = true;
+            }
+        }
+    }
+
+    /// Writes the pending lines to the current file; what was written
+    /// leaves `pending` (and is counted) even if the rest fails.
+    fn drain(&mut self) -> std::io::Result<()> {
+        let mut sent = self.head_sent.min(self.pending.len());
+        let result = loop {
+            if sent == self.pending.len() {
+                break self.out.flush();
+            }
+            match self.out.write(&self.pending[sent..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => break Err(err),
+            }
+        };
+        // Whole lines leave; a line the write stopped in stays, with how
+        // much of it this file has.
+        let done = if sent == self.pending.len() {
+            sent
+        } else {
+            self.pending[..sent].iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
+        };
+        self.head_sent = sent - done;
+        let records = if done == self.pending.len() {
+            self.pending_records
+        } else {
+            self.pending[..done].iter().filter(|&&b| b == b'\n').count() as u64
+        };
+        self.pending.drain(..done);
+        self.pending_records = self.pending_records.saturating_sub(records);
+        self.metrics.log_records.inc_by(records);
+        result
+    }
+
+    /// Everything pending was written: ends a failure, if there was one.
+    fn written(&mut self) {
+        if let Some(failure) = self.failure.take() {
+            self.metrics.log_held.set(0);
+            // Give back the memory the held records took.
+            if self.pending.capacity() > 2 * BUFFER {
+                self.pending = Vec::with_capacity(BUFFER);
+            }
+            tracing::warn!(
+                target = ?self.target,
+                failed_for = ?failure.since.elapsed(),
+                dropped = failure.dropped,
+                "access log can be written again; the records held were written"
+            );
+        }
+    }
+
+    fn failed(&mut self, err: &std::io::Error) {
+        self.metrics.log_write_errors.inc();
+        self.metrics.log_held.set(i64::try_from(self.pending_records).unwrap_or(i64::MAX));
+        let now = Instant::now();
+        match &mut self.failure {
+            None => {
+                tracing::error!(
+                    %err,
+                    target = ?self.target,
+                    held = self.pending_records,
+                    "cannot write the access log; the proxy carries on, holding records in memory \
+                     (up to {} MiB) and retrying every second",
+                    self.held_limit / (1024 * 1024)
+                );
+                self.failure = Some(Failure { since: now, retry_at: now + RETRY_EVERY, reported_at: now, dropped: 0 });
+            }
+            Some(failure) => {
+                failure.retry_at = now + RETRY_EVERY;
+                if now.duration_since(failure.reported_at) >= REPORT_EVERY {
+                    failure.reported_at = now;
+                    tracing::error!(
+                        %err,
+                        target = ?self.target,
+                        failing_for = ?failure.since.elapsed(),
+                        held = self.pending_records,
+                        dropped = failure.dropped,
+                        "access log still cannot be written"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes what is pending into the old file, then opens the (new)
+    /// target. If opening fails the old file stays in use and the reopen is
+    /// tried again every second.
     fn reopen(&mut self, target: Option<LogTarget>) {
-        self.flush();
-        let target = target.unwrap_or_else(|| self.target.clone());
-        match Output::open(&target) {
-            Ok(out) => {
-                self.out = out;
-                tracing::info!(target = ?target, "access log reopened");
+        self.write_out();
+        // A new request replaces one still due.
+        let due = self.reopen_due.take();
+        let target = target.or(due.map(|due| due.target)).unwrap_or_else(|| self.target.clone());
+        self.open_target(target, None);
+    }
+
+    fn retry_reopen(&mut self) {
+        if let Some(due) = self.reopen_due.take() {
+            let target = due.target.clone();
+            self.open_target(target, Some(due));
+        }
+    }
+
+    fn open_target(&mut self, target: LogTarget, due: Option<ReopenDue>) {
+        match open(&target) {
+            Ok(opened) => {
+                self.install(opened);
+                match due {
+                    None => tracing::info!(target = ?target, "access log reopened"),
+                    Some(due) => tracing::warn!(
+                        target = ?target,
+                        after = ?due.since.elapsed(),
+                        "access log reopened at last"
+                    ),
+                }
                 self.target = target;
+                if self.failure.is_some() {
+                    // What the old file could not take goes to the new one.
+                    self.write_out();
+                }
             }
             Err(err) => {
                 self.metrics.log_write_errors.inc();
-                tracing::error!(%err, target = ?target, "cannot reopen access log; still writing to the old file");
+                let now = Instant::now();
+                let due = match due {
+                    None => {
+                        tracing::error!(
+                            %err,
+                            target = ?target,
+                            "cannot reopen the access log; still writing to the old file, retrying every second"
+                        );
+                        ReopenDue { target, since: now, retry_at: now, reported_at: now }
+                    }
+                    Some(mut due) => {
+                        if now.duration_since(due.reported_at) >= REPORT_EVERY {
+                            due.reported_at = now;
+                            tracing::error!(
+                                %err,
+                                target = ?due.target,
+                                failing_for = ?due.since.elapsed(),
+                                "access log still cannot be reopened; still writing to the old file"
+                            );
+                        }
+                        due
+                    }
+                };
+                self.reopen_due = Some(ReopenDue { retry_at: now + RETRY_EVERY, ..due });
             }
+        }
+    }
+
+    /// The last write, at close: what cannot be written now is lost, and
+    /// said so.
+    fn finish(&mut self) {
+        self.write_out();
+        if self.pending_records > 0 {
+            self.metrics.log_dropped.inc_by(self.pending_records);
+            tracing::error!(
+                lost = self.pending_records,
+                target = ?self.target,
+                "access log cannot be written at shutdown: records held in memory are lost"
+            );
         }
     }
 }
@@ -492,5 +847,233 @@ mod tests {
         writer.close().await;
         let text = metrics.encode();
         assert!(!text.contains("socialgate_access_log_write_errors_total 0"), "{text}");
+    }
+
+    /// The value of the metric series `name` (exactly), if exported.
+    fn metric(metrics: &Metrics, name: &str) -> Option<f64> {
+        metrics.encode().lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    async fn wait_for_metric(metrics: &Metrics, name: &str, cond: impl Fn(f64) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !metric(metrics, name).is_some_and(&cond) {
+            assert!(tokio::time::Instant::now() < deadline, "{name} never as expected:\n{}", metrics.encode());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn records_held_while_the_log_cannot_be_written_are_written_once_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        // A full disk: /dev/full fails every write with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (sink, writer) = LogWriter::start(&log(LogTarget::File(path.clone())), 0, metrics.clone()).unwrap();
+        for n in 0..100 {
+            sink.send(record(n)).await;
+        }
+        wait_for_metric(&metrics, "socialgate_access_log_held_records", |v| v == 100.0).await;
+        assert!(metric(&metrics, "socialgate_access_log_write_errors_total").is_some_and(|v| v >= 1.0));
+
+        // Room again (the path is a plain file now): the next retry writes
+        // what was held, in order, with nothing else needed.
+        std::fs::remove_file(&path).unwrap();
+        wait_for_lines(&path, 100).await;
+        for n in 100..110 {
+            sink.send(record(n)).await;
+        }
+        writer.close().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let order: Vec<u64> =
+            text.lines().map(|l| serde_json::from_str::<Record>(l).map(|r| r.bytes_up).unwrap()).collect();
+        assert_eq!(order, (0..110).collect::<Vec<_>>());
+        assert_eq!(metric(&metrics, "socialgate_access_log_records_total"), Some(110.0));
+        assert_eq!(metric(&metrics, "socialgate_access_log_held_records"), Some(0.0));
+        assert_eq!(metric(&metrics, "socialgate_access_log_dropped_records_total"), Some(0.0));
+    }
+
+    #[tokio::test]
+    async fn a_log_that_stays_unwritable_holds_a_bounded_number_of_records_and_never_makes_senders_wait() {
+        let metrics = Arc::new(Metrics::new());
+        let line_len = {
+            let mut line = Vec::new();
+            Encoding::from_config(&log(LogTarget::Stdout)).unwrap().encode(&record(10_000), &mut line);
+            line.len()
+        };
+        let target = LogTarget::File("/dev/full".into());
+        let (sink, writer) = LogWriter::start_holding(&log(target), 0, metrics.clone(), 50 * line_len).unwrap();
+        // Far more than the channel holds: the writer keeps taking them in.
+        let sending = async {
+            for n in 10_000..30_000 {
+                sink.send(record(n)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), sending).await.expect("senders waited on a failing log");
+        wait_for_metric(&metrics, "socialgate_access_log_dropped_records_total", |v| v == 19_950.0).await;
+        assert_eq!(metric(&metrics, "socialgate_access_log_held_records"), Some(50.0));
+        tokio::time::timeout(Duration::from_secs(5), writer.close()).await.expect("close waited on a failing log");
+        // What was held could not be written at close either: counted too.
+        assert_eq!(metric(&metrics, "socialgate_access_log_dropped_records_total"), Some(20_000.0));
+        assert_eq!(metric(&metrics, "socialgate_access_log_records_total"), Some(0.0));
+    }
+
+    #[tokio::test]
+    async fn a_reopen_that_cannot_open_the_path_is_retried_until_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let (sink, writer) = LogWriter::start(&log(LogTarget::File(path.clone())), 0, Arc::default()).unwrap();
+        for n in 0..10 {
+            sink.send(record(n)).await;
+        }
+        wait_for_lines(&path, 10).await;
+        let rotated = dir.path().join("access.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        // Something took the name: the reopen fails, the old file carries on.
+        std::fs::create_dir(&path).unwrap();
+        writer.reopen().await;
+        for n in 10..20 {
+            sink.send(record(n)).await;
+        }
+        wait_for_lines(&rotated, 20).await;
+        // The name is free again: a retry opens it, without another SIGUSR1.
+        std::fs::remove_dir(&path).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !path.is_file() {
+            assert!(tokio::time::Instant::now() < deadline, "the reopen was never retried");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for n in 20..30 {
+            sink.send(record(n)).await;
+        }
+        writer.close().await;
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap().lines().count(), 20);
+        let new = std::fs::read_to_string(&path).unwrap();
+        let first: Record = serde_json::from_str(new.lines().next().unwrap()).unwrap();
+        assert_eq!((new.lines().count(), first.bytes_up), (10, 20));
+    }
+
+    /// Room left and bytes written.
+    type Disk = Arc<std::sync::Mutex<(usize, Vec<u8>)>>;
+
+    /// A disk that takes `room` more bytes, then fails with ENOSPC.
+    struct FillingDisk(Disk);
+
+    impl Write for FillingDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut disk = self.0.lock().unwrap();
+            let n = disk.0.min(buf.len());
+            if n == 0 {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            disk.0 -= n;
+            disk.1.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn filling_disk_state(path: &std::path::Path) -> (WriterState, Disk) {
+        let config = log(LogTarget::File(path.to_owned()));
+        let disk = Arc::new(std::sync::Mutex::new((usize::MAX, Vec::new())));
+        let state = WriterState {
+            out: Box::new(FillingDisk(disk.clone())),
+            file: None,
+            deleted: false,
+            target: config.access_log.clone(),
+            encoding: Encoding::from_config(&config).unwrap(),
+            metrics: Arc::default(),
+            line: Vec::new(),
+            pending: Vec::new(),
+            pending_records: 0,
+            held_limit: HELD_LIMIT,
+            failure: None,
+            reopen_due: None,
+            head_sent: 0,
+        };
+        (state, disk)
+    }
+
+    fn order(text: &[u8]) -> Vec<u64> {
+        let text = std::str::from_utf8(text).unwrap();
+        text.lines().map(|l| serde_json::from_str::<Record>(l).map(|r| r.bytes_up).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_line_cut_by_a_full_disk_is_finished_in_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut state, disk) = filling_disk_state(&dir.path().join("access.log"));
+        state.write(&record(0));
+        let first_len = state.pending.len();
+        state.write(&record(1));
+        // Room for the first line and ten bytes of the second.
+        disk.lock().unwrap().0 = first_len + 10;
+        assert!(state.drain().is_err());
+        assert_eq!((state.pending_records, state.head_sent), (1, 10));
+        disk.lock().unwrap().0 = usize::MAX;
+        assert!(state.drain().is_ok());
+        assert_eq!(order(&disk.lock().unwrap().1), [0, 1], "the rest of the line, not the line again");
+    }
+
+    #[test]
+    fn a_line_cut_by_a_full_disk_goes_whole_to_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let (mut state, disk) = filling_disk_state(&path);
+        state.write(&record(0));
+        let first_len = state.pending.len();
+        state.write(&record(1));
+        disk.lock().unwrap().0 = first_len + 10;
+        // The disk stays full; the path opens another file, which gets the
+        // cut record whole (not the second half of a line).
+        state.write_out();
+        assert!(state.failure.is_none());
+        assert_eq!(order(&std::fs::read(&path).unwrap()), [1]);
+        assert_eq!(disk.lock().unwrap().1.len(), first_len + 10);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_log_file_is_replaced_and_a_removed_folder_holds_records_until_it_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("logs");
+        std::fs::create_dir(&folder).unwrap();
+        let path = folder.join("access.log");
+        let metrics = Arc::new(Metrics::new());
+        let (sink, writer) = LogWriter::start(&log(LogTarget::File(path.clone())), 0, metrics.clone()).unwrap();
+        sink.send(record(0)).await;
+        wait_for_lines(&path, 1).await;
+        // `rm access.log`, no SIGUSR1: the next records find a new file.
+        std::fs::remove_file(&path).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut n = 1;
+        while !path.exists() {
+            assert!(tokio::time::Instant::now() < deadline, "records still go to the deleted file");
+            sink.send(record(n)).await;
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let first: Record = serde_json::from_str(&wait_for_lines(&path, 1).await[0]).unwrap();
+        assert_eq!(first.bytes_up, 1, "the first record after the deletion starts the new file");
+
+        // The whole folder goes: records are held until it is back.
+        std::fs::remove_dir_all(&folder).unwrap();
+        let held_from = n;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while metric(&metrics, "socialgate_access_log_held_records").is_none_or(|v| v < 1.0) {
+            assert!(tokio::time::Instant::now() < deadline, "records still go to the deleted file");
+            sink.send(record(n)).await;
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::fs::create_dir(&folder).unwrap();
+        writer.close().await;
+        let text = std::fs::read(&path).unwrap();
+        let written = order(&text);
+        assert_eq!(written.first(), Some(&held_from), "nothing went to the deleted file: {written:?}");
+        assert_eq!(written.last(), Some(&(n - 1)), "{written:?}");
+        assert!(written.windows(2).all(|w| w[1] == w[0] + 1), "{written:?}");
     }
 }

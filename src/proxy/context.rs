@@ -135,6 +135,14 @@ impl Ctx {
         self.snap.config.log.allowed || self.action != Action::Allow || self.failed
     }
 
+    /// Whether the record that ends this request is written: as
+    /// [`Ctx::wanted`], and always when the policy cut it (an allowed tunnel
+    /// or response that a reload or a schedule boundary now blocks: a block
+    /// decision, logged with its original action).
+    fn keeps(&self, closed_by: ClosedBy) -> bool {
+        self.wanted() || closed_by == ClosedBy::Policy
+    }
+
     /// Writes the record, waiting while the writer is behind.
     pub(crate) async fn log(mut self, status: u16, closed_by: ClosedBy) {
         self.done = true;
@@ -142,7 +150,7 @@ impl Ctx {
         if let Some(conn) = &self.conn {
             conn.idle();
         }
-        if self.wanted() {
+        if self.keeps(closed_by) {
             let record = self.record(status, closed_by);
             match self.permit.take() {
                 Some(permit) => permit.send(record),
@@ -172,7 +180,7 @@ impl Ctx {
         if let Some(conn) = &self.conn {
             conn.idle();
         }
-        if self.wanted() {
+        if self.keeps(closed_by) {
             let closed_by = if self.shared.current_phase() == Phase::Cut { ClosedBy::Shutdown } else { closed_by };
             let record = self.record(status, closed_by);
             match self.permit.take() {
