@@ -5,7 +5,11 @@
 //! Changes are seen through inotify on the config folders (editors that
 //! rename over a file and Kubernetes ConfigMap symlink swaps included) and,
 //! as a backstop for filesystems without inotify, by polling the files'
-//! size and modification time every second.
+//! identity, size and times twice a second. Either way a change is applied
+//! only once the files have been quiet for a moment, so a file still being
+//! written (truncated, half-written) is not what gets loaded, and an event
+//! that comes in while a reload runs reloads again afterwards: the last
+//! write always wins.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -111,23 +115,35 @@ impl Signals {
     async fn wait(mut self, running: &crate::proxy::Running, path: &Path, mut files: Fingerprint) {
         let mut tick = tokio::time::interval(WATCH_EVERY);
         let mut watch = Watch::new(&files.files);
+        // The poll saw a change at its last tick: it reloads at the first
+        // tick that sees none (the writer is done).
+        let mut settling = false;
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
-                _ = self.hup.recv() => reload(running, path, &mut files, &mut watch).await,
+                _ = self.hup.recv() => {
+                    settling = false;
+                    reload(running, path, &mut files, &mut watch).await;
+                }
                 _ = self.usr1.recv() => {
                     tracing::info!("SIGUSR1: reopening the access log");
                     running.reopen_log().await;
                 }
                 Some(changed) = watch.next_change() => {
-                    if files.changed().await {
-                        tracing::info!(file = %changed.display(), "a config file changed");
-                        reload(running, path, &mut files, &mut watch).await;
-                    }
+                    // Not gated on the fingerprint: a file new to the config
+                    // (`services.toml` created, a department fixed after a
+                    // failed reload) is not in it, and two writes in the
+                    // same clock tick with the same size look alike.
+                    tracing::info!(file = %changed.display(), "a config file changed");
+                    settling = false;
+                    reload(running, path, &mut files, &mut watch).await;
                 }
                 _ = tick.tick() => {
                     if files.changed().await {
+                        settling = true;
+                    } else if settling {
+                        settling = false;
                         tracing::info!("a config file changed");
                         reload(running, path, &mut files, &mut watch).await;
                     }
@@ -137,14 +153,18 @@ impl Signals {
     }
 }
 
-/// How often config files are checked for changes (a change takes effect
-/// within 2 seconds).
-const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How often config files are checked for changes: a change is applied
+/// at the first check that sees it settled, within about two of these
+/// (the contract is 2 seconds).
+const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// Loads the config again and swaps it in (listeners and TLS certificate
 /// included) if it is valid and its new addresses can be bound; otherwise
 /// the running one stays and the problems are logged as `check` prints them.
 async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Fingerprint, watch: &mut Watch) {
+    // What the watcher saw so far is read now; what it sees from here on
+    // reloads again.
+    watch.pending = None;
     let path = path.to_owned();
     let watched = files.files.clone();
     let loaded = tokio::task::spawn_blocking(move || {
@@ -170,6 +190,8 @@ async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Finger
         Ok((before, Err(diags))) => {
             // Not reloaded again until something changes again.
             files.seen = before;
+            // A replaced config folder is watched again, so fixing it reloads.
+            watch.update(&files.files);
             running.reload_failed();
             tracing::error!("reload failed, keeping the running configuration:\n{diags}");
         }
@@ -180,15 +202,17 @@ async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Finger
 /// inotify on the config folders, when the platform offers it.
 struct Watch {
     inner: Option<(crate::reload::ConfigWatcher, tokio::sync::mpsc::Receiver<PathBuf>)>,
+    /// A change seen by a wait that another `select!` branch cut short.
+    pending: Option<PathBuf>,
 }
 
 impl Watch {
     fn new(files: &[PathBuf]) -> Watch {
         match crate::reload::ConfigWatcher::new(files) {
-            Ok(watch) => Watch { inner: Some(watch) },
+            Ok(watch) => Watch { inner: Some(watch), pending: None },
             Err(err) => {
-                tracing::warn!(%err, "cannot watch the config folders; polling every second instead");
-                Watch { inner: None }
+                tracing::warn!(%err, "cannot watch the config folders; polling instead");
+                Watch { inner: None, pending: None }
             }
         }
     }
@@ -202,7 +226,7 @@ impl Watch {
     /// The next change after a burst settles; never resolves without a watcher.
     async fn next_change(&mut self) -> Option<PathBuf> {
         match &mut self.inner {
-            Some((_, rx)) => crate::reload::next_change(rx, DEBOUNCE).await,
+            Some((_, rx)) => crate::reload::next_change(rx, &mut self.pending, DEBOUNCE).await,
             None => std::future::pending().await,
         }
     }
@@ -212,12 +236,12 @@ impl Watch {
 /// ConfigMap swap) before reloading once.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// The modification time and size of every config file and folder, to
-/// notice a change by polling (portable, and immune to editors that
-/// replace files instead of writing them).
+/// The identity, size and times of every config file, and of every entry
+/// of every config folder, to notice a change by polling (portable, and
+/// immune to editors that replace files instead of writing them).
 struct Fingerprint {
     files: Vec<PathBuf>,
-    seen: Vec<Option<(SystemTime, u64)>>,
+    seen: Vec<Option<Stamp>>,
 }
 
 impl Fingerprint {
@@ -230,7 +254,7 @@ impl Fingerprint {
     /// the stats of `self.files` taken before it was read: files read then
     /// keep those stats (so a write during the load is seen as a change),
     /// files new to the config are stat'ed now.
-    fn after_load(&self, files: Vec<PathBuf>, before: Vec<Option<(SystemTime, u64)>>) -> Fingerprint {
+    fn after_load(&self, files: Vec<PathBuf>, before: Vec<Option<Stamp>>) -> Fingerprint {
         let seen = files
             .iter()
             .map(|file| match self.files.iter().position(|old| old == file) {
@@ -253,11 +277,52 @@ impl Fingerprint {
     }
 }
 
-fn stat_all(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+/// A hash of what `stat` says about a file (modification and change time,
+/// size, inode), or about a folder's `.toml` entries: a file replaced by one with the
+/// same size and modification time (`cp -p`, `rsync -t`) still differs,
+/// and so does a department added, removed, renamed or edited even if the
+/// last load never read it.
+type Stamp = u64;
+
+fn stat_all(files: &[PathBuf]) -> Vec<Option<Stamp>> {
+    use std::hash::{Hash, Hasher};
     files
         .iter()
-        .map(|file| std::fs::metadata(file).ok().and_then(|meta| Some((meta.modified().ok()?, meta.len()))))
+        .map(|file| {
+            let meta = std::fs::metadata(file).ok()?;
+            let mut hasher = std::hash::DefaultHasher::new();
+            if !meta.is_dir() {
+                stamp(&meta).hash(&mut hasher);
+            } else {
+                // What the loader reads, not the folder itself: an editor's
+                // swap file coming and going is no change.
+                let mut entries: Vec<_> = std::fs::read_dir(file)
+                    .ok()?
+                    .filter_map(Result::ok)
+                    .filter(|entry| {
+                        let name = entry.file_name();
+                        let name = name.to_string_lossy();
+                        name.ends_with(".toml") && !name.starts_with('.')
+                    })
+                    .map(|entry| (entry.file_name(), std::fs::metadata(entry.path()).ok().map(|meta| stamp(&meta))))
+                    .collect();
+                entries.sort();
+                entries.hash(&mut hasher);
+            }
+            Some(hasher.finish())
+        })
         .collect()
+}
+
+#[cfg(unix)]
+fn stamp(meta: &std::fs::Metadata) -> (Option<SystemTime>, u64, i64, i64, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.modified().ok(), meta.len(), meta.ctime(), meta.ctime_nsec(), meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn stamp(meta: &std::fs::Metadata) -> (Option<SystemTime>, u64) {
+    (meta.modified().ok(), meta.len())
 }
 
 #[cfg(not(unix))]
@@ -272,11 +337,15 @@ impl Signals {
     async fn wait(self, running: &crate::proxy::Running, path: &Path, mut files: Fingerprint) {
         let mut tick = tokio::time::interval(WATCH_EVERY);
         let mut watch = Watch::new(&files.files);
+        let mut settling = false;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = tick.tick() => {
                     if files.changed().await {
+                        settling = true;
+                    } else if settling {
+                        settling = false;
                         reload(running, path, &mut files, &mut watch).await;
                     }
                 }
