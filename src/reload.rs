@@ -99,7 +99,7 @@ impl ConfigWatcher {
             let id = match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
                 Ok(()) => now,
                 Err(err) => {
-                    tracing::warn!(dir = %dir.display(), %err, "cannot watch config folder; use SIGHUP to reload");
+                    tracing::warn!(dir = %dir.display(), %err, "cannot watch config folder; its changes are noticed by polling");
                     None
                 }
             };

@@ -349,3 +349,83 @@ async fn a_config_folder_deleted_and_recreated_is_watched_again() {
     })
     .await;
 }
+
+/// Regression: an empty file is a valid config (no auth, every host
+/// allowed, listening on 127.0.0.1:3128), so a file caught between
+/// truncate and write (a slow writer, a stalled copy) was applied: the
+/// proxy stopped listening where it did and let everything through. A
+/// file that was not empty and now is, is not applied (counted and logged
+/// as a failure); its content is, once written.
+#[tokio::test]
+async fn a_config_file_truncated_to_nothing_is_not_applied_until_written() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = company();
+        let main = company.write(&[443]);
+        let proxy = Binary::start(&main).await;
+        let admin = admin_of(&proxy).await;
+        let facebook = format!("http://www.facebook.com:{}/", origin.port());
+        let example = format!("http://example.test:{}/", origin.port());
+        assert_eq!(status(proxy.addr, "127.0.0.1", &facebook).await, 403);
+
+        let written = std::fs::read_to_string(&main).unwrap();
+        let truncated = Instant::now();
+        let mark = proxy.mark();
+        std::fs::File::create(&main).unwrap();
+        let failed = until_reloads(admin, truncated, "the truncated main file", |r| r.failure >= 1).await;
+        assert_eq!(failed.success, 0, "{failed:?}");
+        let logged = proxy.logged_since(mark, "file is empty").await;
+        assert!(logged.contains(&format!("{}:0:0: error:", main.display())), "{logged}");
+        assert_eq!(status(proxy.addr, "127.0.0.1", &facebook).await, 403, "the old config keeps serving");
+        std::fs::write(&main, &written).unwrap();
+        until_reloads(admin, truncated, "the rewritten main file", |r| r.success >= 1).await;
+
+        let department = company.dir().join("departments").join("default.toml");
+        let truncated = Instant::now();
+        let before = Reloads::of(admin).await;
+        std::fs::File::create(&department).unwrap();
+        until_reloads(admin, truncated, "the truncated department", |r| r.failure > before.failure).await;
+        assert_eq!(status(proxy.addr, "127.0.0.1", &facebook).await, 403, "the old department keeps deciding");
+        let rewritten = Instant::now();
+        std::fs::write(&department, default_department("block")).unwrap();
+        until_status(proxy.addr, "127.0.0.1", &example, 403, rewritten, "the rewritten department").await;
+        assert_eq!(status(proxy.addr, "127.0.0.1", &facebook).await, 403);
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}
+
+/// The department the status page says `source` is in.
+async fn department_of(proxy: SocketAddr, source: &str) -> String {
+    let page = Client::connect(proxy, source).await.get("http://socialgate.status/", &[]).await.body;
+    let line = page.lines().find(|l| l.starts_with("<li>Department: ")).unwrap_or_else(|| panic!("{page}"));
+    line["<li>Department: ".len()..].split(' ').next().unwrap().to_owned()
+}
+
+/// A department file renamed (`mv sales.toml marketing.toml`) renames the
+/// department; removed, its network falls back to `default_department`.
+#[tokio::test]
+async fn a_department_file_renamed_or_removed_is_applied() {
+    bounded(async {
+        let company = company();
+        let proxy = Binary::start(&company.write(&[443])).await;
+        assert_eq!(department_of(proxy.addr, "127.0.0.2").await, "sales");
+
+        let departments = company.dir().join("departments");
+        let renamed = Instant::now();
+        std::fs::rename(departments.join("sales.toml"), departments.join("marketing.toml")).unwrap();
+        while department_of(proxy.addr, "127.0.0.2").await != "marketing" {
+            assert!(renamed.elapsed() < APPLIED_WITHIN, "the rename was not applied");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+
+        let removed = Instant::now();
+        std::fs::remove_file(departments.join("marketing.toml")).unwrap();
+        while department_of(proxy.addr, "127.0.0.2").await != "default" {
+            assert!(removed.elapsed() < APPLIED_WITHIN, "the removal was not applied");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}

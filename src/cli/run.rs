@@ -9,8 +9,11 @@
 //! only once the files have been quiet for a moment, so a file still being
 //! written (truncated, half-written) is not what gets loaded, and an event
 //! that comes in while a reload runs reloads again afterwards: the last
-//! write always wins.
+//! write always wins. A config file found empty that was not empty in the
+//! running config is taken for a file caught between truncate and write,
+//! and not applied.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -171,23 +174,46 @@ async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Finger
         // Stat before reading: a file written while the config is read then
         // differs from the fingerprint, and is reloaded again.
         let before = stat_all(&watched);
-        (before, crate::config::load(&path))
+        let loaded = crate::config::load(&path);
+        let empty = loaded.as_ref().map(|config| empty_files(&config.files)).unwrap_or_default();
+        (before, loaded, empty)
     });
     match loaded.await {
-        Ok((before, Ok(config))) => {
+        Ok((before, Ok(config), empty)) => {
             // Watched even if it is not applied: fixing a file reloads.
             *files = files.after_load(config.files.clone(), before);
             watch.update(&config.files);
+            let mut truncated: Vec<&PathBuf> = empty.difference(&files.empty).collect();
+            if !truncated.is_empty() {
+                // Empty is valid (every key has a default: no auth, allow
+                // everything, listen on 127.0.0.1:3128), and is what a
+                // file being rewritten looks like between truncate and write.
+                truncated.sort();
+                running.reload_failed();
+                let lines: Vec<String> = truncated
+                    .iter()
+                    .map(|file| {
+                        format!(
+                            "{}:0:0: error: file is empty, probably still being written; not reloaded until it \
+                             changes (a file meant to be empty can hold a `#` comment)",
+                            file.display()
+                        )
+                    })
+                    .collect();
+                tracing::error!("reload failed, keeping the running configuration:\n{}", lines.join("\n"));
+                return;
+            }
             let max_connections = config.limits.max_connections;
             match running.reload(config) {
                 Ok(()) => {
+                    files.empty = empty;
                     check_open_file_limit(max_connections);
                     tracing::info!("configuration reloaded");
                 }
                 Err(err) => tracing::error!("reload failed, keeping the running configuration: {err}"),
             }
         }
-        Ok((before, Err(diags))) => {
+        Ok((before, Err(diags), _)) => {
             // Not reloaded again until something changes again.
             files.seen = before;
             // A replaced config folder is watched again, so fixing it reloads.
@@ -197,6 +223,15 @@ async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Finger
         }
         Err(err) => tracing::error!(%err, "reload task failed"),
     }
+}
+
+/// The config files (not folders) that hold zero bytes.
+fn empty_files(files: &[PathBuf]) -> HashSet<PathBuf> {
+    files
+        .iter()
+        .filter(|file| std::fs::metadata(file).is_ok_and(|meta| meta.is_file() && meta.len() == 0))
+        .cloned()
+        .collect()
 }
 
 /// inotify on the config folders, when the platform offers it.
@@ -242,12 +277,16 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 struct Fingerprint {
     files: Vec<PathBuf>,
     seen: Vec<Option<Stamp>>,
+    /// The files that were empty when the running config was loaded: a
+    /// reload that finds another one empty is not applied.
+    empty: HashSet<PathBuf>,
 }
 
 impl Fingerprint {
     fn of(files: Vec<PathBuf>) -> Fingerprint {
         let seen = stat_all(&files);
-        Fingerprint { files, seen }
+        let empty = empty_files(&files);
+        Fingerprint { files, seen, empty }
     }
 
     /// The fingerprint of `files`, a config just loaded, given `before`,
@@ -262,7 +301,7 @@ impl Fingerprint {
                 None => stat_all(std::slice::from_ref(file)).pop().flatten(),
             })
             .collect();
-        Fingerprint { files, seen }
+        Fingerprint { files, seen, empty: self.empty.clone() }
     }
 
     /// True if anything changed since the last call (or creation).
