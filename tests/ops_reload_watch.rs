@@ -429,3 +429,84 @@ async fn a_department_file_renamed_or_removed_is_applied() {
     })
     .await;
 }
+
+/// The htpasswd and hosts files are config files too: a user removed from
+/// htpasswd is refused from then on (even with a credential the proxy had
+/// verified and cached), and a name moved in the hosts file goes where it
+/// now points.
+#[tokio::test]
+async fn edits_to_the_htpasswd_and_hosts_files_are_applied() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = company().with_basic_auth();
+        let proxy = Binary::start(&company.write(&[443])).await;
+        let url = format!("http://example.test:{}/", origin.port());
+        let alice = support::proxy_auth("alice", support::PASSWORD);
+        let as_alice = || async { Client::connect(proxy.addr, "127.0.0.1").await.get(&url, &[&alice]).await.status };
+        assert_eq!(as_alice().await, 200);
+
+        let htpasswd = company.dir().join("users.htpasswd");
+        let bob_only: String =
+            std::fs::read_to_string(&htpasswd).unwrap().lines().filter(|l| l.starts_with("bob:")).collect();
+        let edited = Instant::now();
+        std::fs::write(&htpasswd, format!("{bob_only}\n")).unwrap();
+        while as_alice().await != 407 {
+            assert!(edited.elapsed() < APPLIED_WITHIN, "alice is still let in");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+
+        let bob = support::proxy_auth("bob", support::PASSWORD);
+        let hosts = company.dir().join("hosts");
+        let edited = Instant::now();
+        // Nothing listens on the origin's port at 127.0.0.9: the new address is used.
+        let moved =
+            std::fs::read_to_string(&hosts).unwrap().replace("127.0.0.1 example.test", "127.0.0.9 example.test");
+        std::fs::write(&hosts, moved).unwrap();
+        loop {
+            let got = Client::connect(proxy.addr, "127.0.0.1").await.get(&url, &[&bob]).await.status;
+            if got == 502 {
+                break;
+            }
+            assert!(edited.elapsed() < APPLIED_WITHIN, "example.test still answers ({got})");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}
+
+/// SIGHUP reloads whatever changed or not: a valid config raises the
+/// generation, an invalid one is counted as a failure and the old config
+/// keeps serving.
+#[tokio::test]
+async fn sighup_reloads_and_counts_each_attempt() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = company();
+        let proxy = Binary::start(&company.write(&[443])).await;
+        let admin = admin_of(&proxy).await;
+        let url = format!("http://www.facebook.com:{}/", origin.port());
+
+        let sent = Instant::now();
+        proxy.signal("HUP");
+        let reloaded = until_reloads(admin, sent, "SIGHUP", |r| r.success == 1).await;
+        assert_eq!((reloaded.failure, reloaded.generation), (0, 2), "{reloaded:?}");
+
+        // A broken edit fails once when written, and again on each SIGHUP.
+        let department = company.dir().join("departments").join("default.toml");
+        let good = std::fs::read_to_string(&department).unwrap();
+        assert!(good.contains("\"block\""), "{good}");
+        let broken = good.replace("\"block\"", "\"blokk\"");
+        std::fs::write(&department, &broken).unwrap();
+        let failed = until_reloads(admin, sent, "the broken department", |r| r.failure == 1).await;
+        assert_eq!(failed.generation, 2, "{failed:?}");
+        assert_eq!(status(proxy.addr, "127.0.0.1", &url).await, 403);
+        let sent = Instant::now();
+        proxy.signal("HUP");
+        let failed = until_reloads(admin, sent, "SIGHUP on a broken config", |r| r.failure == 2).await;
+        assert_eq!(failed.generation, 2, "{failed:?}");
+        assert_eq!(status(proxy.addr, "127.0.0.1", &url).await, 403, "the old config keeps serving");
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}

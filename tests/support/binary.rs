@@ -117,6 +117,12 @@ impl Binary {
         }
     }
 
+    /// Sends signal `name` (e.g. `HUP`).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
     /// Sends SIGTERM and waits (with a deadline) for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let killed = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
