@@ -6,8 +6,13 @@
 //! Events are filtered to the names that matter (the files the config read,
 //! any `.toml`, and `..`-prefixed ConfigMap entries) so that an access log
 //! written beside the config never triggers a reload.
+//!
+//! A watch holds a folder's inode, not its name: when a folder is replaced
+//! (a deploy tool swapping the whole config folder, a ConfigMap's
+//! `departments` symlink now leading into a new `..data`), [`ConfigWatcher::update`]
+//! notices the name leads somewhere else and watches it again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -20,7 +25,9 @@ use tokio::sync::mpsc;
 /// watch.
 pub struct ConfigWatcher {
     watcher: RecommendedWatcher,
-    dirs: HashSet<PathBuf>,
+    /// Each watched folder and what its name led to when the watch was
+    /// set (`None`: the watch could not be set).
+    dirs: HashMap<PathBuf, Option<FolderId>>,
     names: Arc<RwLock<HashSet<OsString>>>,
 }
 
@@ -51,7 +58,7 @@ impl ConfigWatcher {
                 }
             }
         })?;
-        let mut this = ConfigWatcher { watcher, dirs: HashSet::new(), names };
+        let mut this = ConfigWatcher { watcher, dirs: HashMap::new(), names };
         this.update(files);
         Ok((this, rx))
     }
@@ -71,19 +78,52 @@ impl ConfigWatcher {
                 names.insert(name.to_os_string());
             }
         }
-        for gone in self.dirs.difference(&dirs) {
-            let _ = self.watcher.unwatch(gone);
-        }
-        for dir in dirs.difference(&self.dirs) {
-            if let Err(err) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %dir.display(), %err, "cannot watch config folder; use SIGHUP to reload");
+        self.dirs.retain(|dir, _| {
+            let keep = dirs.contains(dir);
+            if !keep {
+                let _ = self.watcher.unwatch(dir);
             }
+            keep
+        });
+        for dir in dirs {
+            let now = folder_id(&dir);
+            let watched = self.dirs.get(&dir);
+            if watched.is_some_and(|then| then.is_some() && *then == now) {
+                continue;
+            }
+            if watched.is_some() {
+                // Replaced (or never watched): the old watch, if the folder
+                // still exists elsewhere, would report changes to it.
+                let _ = self.watcher.unwatch(&dir);
+            }
+            let id = match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => now,
+                Err(err) => {
+                    tracing::warn!(dir = %dir.display(), %err, "cannot watch config folder; its changes are noticed by polling");
+                    None
+                }
+            };
+            self.dirs.insert(dir, id);
         }
-        self.dirs = dirs;
         if let Ok(mut guard) = self.names.write() {
             *guard = names;
         }
     }
+}
+
+/// What a folder's name leads to (symlinks followed): device and inode.
+type FolderId = (u64, u64);
+
+#[cfg(unix)]
+fn folder_id(dir: &Path) -> Option<FolderId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|meta| (meta.dev(), meta.ino()))
+}
+
+/// Without inodes, a folder is watched again only if its watch failed.
+#[cfg(not(unix))]
+fn folder_id(dir: &Path) -> Option<FolderId> {
+    dir.is_dir().then_some((0, 0))
 }
 
 fn is_relevant(path: &Path, names: &HashSet<OsString>) -> bool {
@@ -98,13 +138,22 @@ fn is_relevant(path: &Path, names: &HashSet<OsString>) -> bool {
 /// Waits for the next change and then for `quiet` without further changes,
 /// so a burst of events (an editor's save, a ConfigMap swap) reloads once.
 /// Returns `None` when the watcher is gone.
-pub async fn next_change(rx: &mut mpsc::Receiver<PathBuf>, quiet: Duration) -> Option<PathBuf> {
-    let mut last = rx.recv().await?;
+///
+/// Cancel-safe: a change received by a call that was dropped (another
+/// `select!` branch won) waits in `pending` for the next call, which
+/// starts the quiet time again.
+pub async fn next_change(
+    rx: &mut mpsc::Receiver<PathBuf>,
+    pending: &mut Option<PathBuf>,
+    quiet: Duration,
+) -> Option<PathBuf> {
+    if pending.is_none() {
+        *pending = Some(rx.recv().await?);
+    }
     loop {
         match tokio::time::timeout(quiet, rx.recv()).await {
-            Ok(Some(path)) => last = path,
-            Ok(None) => return Some(last),
-            Err(_) => return Some(last),
+            Ok(Some(path)) => *pending = Some(path),
+            Ok(None) | Err(_) => return pending.take(),
         }
     }
 }
@@ -115,7 +164,7 @@ mod tests {
     use super::*;
 
     async fn change(rx: &mut mpsc::Receiver<PathBuf>) -> PathBuf {
-        tokio::time::timeout(Duration::from_secs(5), next_change(rx, Duration::from_millis(100)))
+        tokio::time::timeout(Duration::from_secs(5), next_change(rx, &mut None, Duration::from_millis(100)))
             .await
             .expect("no change seen within 5 s")
             .expect("watcher gone")
@@ -158,6 +207,44 @@ mod tests {
         let (_w, mut rx) = ConfigWatcher::new(&files).unwrap();
         std::fs::write(dir.path().join("departments").join("sales.toml"), "").unwrap();
         assert_eq!(change(&mut rx).await.file_name().unwrap(), "sales.toml");
+    }
+
+    #[tokio::test]
+    async fn a_change_received_by_a_dropped_wait_is_not_lost() {
+        let (dir, files) = setup();
+        let (_w, mut rx) = ConfigWatcher::new(&files).unwrap();
+        std::fs::write(dir.path().join("departments").join("sales.toml"), "").unwrap();
+        let mut pending = None;
+        // Waits cut short (here by a timeout) after the change arrived.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pending.is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "no change seen within 5 s");
+            let cut = tokio::time::timeout(
+                Duration::from_millis(50),
+                next_change(&mut rx, &mut pending, Duration::from_secs(3600)),
+            );
+            assert!(cut.await.is_err());
+        }
+        let seen = tokio::time::timeout(
+            Duration::from_secs(5),
+            next_change(&mut rx, &mut pending, Duration::from_millis(100)),
+        );
+        assert_eq!(seen.await.unwrap().unwrap().file_name().unwrap(), "sales.toml");
+    }
+
+    #[tokio::test]
+    async fn a_replaced_folder_is_watched_again_after_update() {
+        let (dir, files) = setup();
+        let (mut w, mut rx) = ConfigWatcher::new(&files).unwrap();
+        let depts = dir.path().join("departments");
+        std::fs::rename(&depts, dir.path().join("departments.old")).unwrap();
+        std::fs::create_dir(&depts).unwrap();
+        std::fs::write(depts.join("default.toml"), "default = \"block\"\n").unwrap();
+        change(&mut rx).await;
+        w.update(&files);
+        std::fs::write(depts.join("default.toml"), "default = \"allow\"\n").unwrap();
+        let seen = change(&mut rx).await;
+        assert_eq!(seen, depts.join("default.toml"));
     }
 
     #[tokio::test]

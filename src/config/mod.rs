@@ -41,7 +41,8 @@ pub const DEFAULT_PATH: &str = "config/socialgate.toml";
 pub struct Config {
     /// The main file, as given.
     pub main_file: PathBuf,
-    /// Every file and folder that was read (for reload watching).
+    /// Every file and folder that was read, and `services.toml` even if
+    /// absent (its appearance changes the config): what reload watches.
     pub files: Vec<PathBuf>,
     /// `[proxy]`.
     pub proxy: ProxyConfig,
@@ -303,9 +304,8 @@ pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
 
     let services_path = walk::resolve(main_file, "services.toml");
     let services_src = read_optional(&services_path, &mut out);
-    if services_src.is_some() {
-        files.push(services_path.clone());
-    }
+    // Watched even when absent: creating it changes the config.
+    files.push(services_path.clone());
     let catalogue = services::parse(services_src.as_ref(), &mut out);
 
     let dept_dir = walk::resolve(main_file, "departments");

@@ -19,6 +19,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+pub mod binary;
+
 /// Every network wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
 
