@@ -43,6 +43,11 @@ pub(crate) async fn accept_loop(
             () = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // A dual-stack listener sees IPv4 clients as
+                    // `::ffff:a.b.c.d`: matched (`proxy_protocol_from`,
+                    // `auth_exempt_networks`, departments) and logged as
+                    // the IPv4 address they are, as Squid does.
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let max = shared.snapshot.load().config.limits.max_connections;
                     if shared.tracker.active() >= max {
                         tokio::spawn(overloaded(shared.clone(), stream, peer));
