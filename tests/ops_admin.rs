@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use support::{Client, Company, EchoOrigin, WAIT, bounded};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -270,6 +271,34 @@ async fn a_huge_request_head_is_refused_and_the_endpoint_keeps_serving() {
         let answer = String::from_utf8_lossy(&raw);
         assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431 "), "{answer}");
         assert_eq!(admin_get(admin, "/healthz").await.0, 200);
+        running.shutdown();
+        tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// A request head dribbled in (slowloris) and a keep-alive connection
+/// left idle are both closed at the admin endpoint's 10 s head deadline,
+/// so neither holds one of its connection slots for long.
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed_at_the_head_deadline() {
+    bounded(async {
+        let (running, _company) = start_with_admin(Company::new()).await;
+        let admin = running.admin_addr().expect("admin listener bound");
+        let started = tokio::time::Instant::now();
+        let mut slow = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(admin)).await.unwrap().unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        let mut idle = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(admin)).await.unwrap().unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n").await.unwrap();
+        let mut answer = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, idle.read(&mut answer)).await.unwrap().unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200 "));
+        for (what, mut stream) in [("slow head", slow), ("idle keep-alive", idle)] {
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut rest)).await;
+            assert!(closed.is_ok(), "{what}: still open after {:?}", started.elapsed());
+        }
+        assert!(started.elapsed() >= Duration::from_secs(9), "closed early: {:?}", started.elapsed());
         running.shutdown();
         tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
     })
