@@ -291,3 +291,52 @@ async fn ipv4_mapped_addresses_are_matched_as_ipv4() {
     })
     .await;
 }
+
+/// Regression: a connection still waiting for its PROXY header (or its TLS
+/// handshake) ignored shutdown and held it up for `header_timeout` (30 s
+/// by default), where an idle keep-alive connection is closed at once: a
+/// rolling update could run out of grace and be killed before the access
+/// log was flushed.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_header_that_has_not_come() {
+    bounded(async {
+        let proxy = Company::new()
+            .proxy(&format!("proxy_protocol_from = [\"{BALANCER}/32\"]"))
+            .limit("header_timeout = \"60s\"")
+            .with_tls_listener()
+            .start(&[443])
+            .await;
+        let mut silent = proxy.client_from(BALANCER).await;
+        let mut partial = proxy.client_from(BALANCER).await;
+        partial.send("PROXY TCP4 127.0.0.3 ").await;
+        let tls_addr = proxy.tls_addr.unwrap();
+        let mut no_hello = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(tls_addr)).await.unwrap().unwrap();
+        // Each listener accepts in order: a request served on a later
+        // connection to it means the earlier ones were accepted (with the
+        // proxy, not still queued in the kernel) before shutdown begins.
+        let origin = EchoOrigin::start().await;
+        let url = format!("http://example.test:{}/", origin.port());
+        assert_eq!(proxy.client().await.get(&url, &[]).await.status, 200);
+        let connector = tokio_rustls::TlsConnector::from(proxy.company().proxy_tls_client());
+        let tcp = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(tls_addr)).await.unwrap().unwrap();
+        let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
+        let mut tls = tokio::time::timeout(WAIT, connector.connect(name, tcp)).await.unwrap().unwrap();
+        let request = format!("GET {url} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(WAIT, tls.read_to_string(&mut answer)).await.unwrap().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        let started = Instant::now();
+        proxy.begin_shutdown();
+        tokio::time::timeout(Duration::from_secs(5), proxy.stop())
+            .await
+            .unwrap_or_else(|_| panic!("shutdown still waiting after {:?}", started.elapsed()));
+        assert!(silent.reply_or_closed().await.is_none());
+        assert!(partial.reply_or_closed().await.is_none());
+        let mut scratch = [0u8; 16];
+        let closed = tokio::time::timeout(WAIT, no_hello.read(&mut scratch)).await.unwrap();
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    })
+    .await;
+}
