@@ -97,6 +97,24 @@ fn minimal_config_is_complete_and_has_defaults() {
     );
 }
 
+/// A realm is sent inside a quoted string (`Basic realm="..."`): quotes and
+/// control characters are refused where they are written rather than
+/// escaped into a challenge some browsers show garbled. Backslashes and
+/// text beyond ASCII are fine (escaped, or sent as UTF-8).
+#[test]
+fn a_realm_with_quotes_or_controls_is_an_error() {
+    for realm in [r#"Corp \"HQ\""#, r#"Corp\u0007"#] {
+        let main = format!("[proxy]\nlisten = [\"127.0.0.1:0\"]\n[identity]\nrealm = \"{realm}\"\n");
+        assert_eq!(
+            errors(&with_main(&main, &[])),
+            ["socialgate.toml:4:9: `realm` must not contain quotes or control characters"],
+            "{realm}"
+        );
+    }
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[identity]\nrealm = 'C:\\Corp Société'\n";
+    assert_eq!(loads(&with_main(main, &[])).1.identity.realm, "C:\\Corp Société");
+}
+
 /// Regression: client addresses are matched in canonical form (IPv4-mapped
 /// as IPv4), so an IPv4-mapped network in `proxy_protocol_from` or
 /// `auth_exempt_networks` must be kept as its IPv4 network, as department
