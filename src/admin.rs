@@ -158,7 +158,10 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "method not allowed\n".into());
+        // RFC 9110 15.5.6: a 405 names the methods the resource takes.
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "method not allowed\n".into());
+        resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return resp;
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),

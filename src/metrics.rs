@@ -1,19 +1,43 @@
 //! Prometheus metrics: one [`Metrics`] value per process, shared by the
 //! proxy (which counts) and the admin endpoint (which encodes).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// A label value made of names from outside (departments, services),
+/// written escaped as the text exposition requires (`\\`, `\"`, `\n`):
+/// prometheus-client writes label values as they are, so one quote or
+/// line break in a name would break the whole `/metrics` page.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct LabelValue(pub String);
+
+impl EncodeLabelValue for LabelValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        let mut rest = self.0.as_str();
+        while let Some(at) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(&rest[..at])?;
+            encoder.write_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        encoder.write_str(rest)
+    }
+}
+
 /// Labels of `socialgate_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Department name.
-    pub department: String,
+    pub department: LabelValue,
     /// Catalogue service, or `none`.
-    pub service: String,
+    pub service: LabelValue,
     /// `allow`, `log` or `block`.
     pub action: &'static str,
 }
@@ -163,8 +187,11 @@ impl Metrics {
 
     /// Counts one finished request or tunnel.
     pub fn count_request(&self, department: &str, service: Option<&str>, action: &'static str) {
-        let labels =
-            RequestLabels { department: department.to_owned(), service: service.unwrap_or("none").to_owned(), action };
+        let labels = RequestLabels {
+            department: LabelValue(department.to_owned()),
+            service: LabelValue(service.unwrap_or("none").to_owned()),
+            action,
+        };
         self.requests.get_or_create(&labels).inc();
     }
 
@@ -215,6 +242,23 @@ mod tests {
         assert!(text.contains("socialgate_config_generation 2"));
         assert!(text.contains("socialgate_active_tunnels 0"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Regression: label values were written unescaped, so a name with a
+    /// quote, a backslash or a line break made the whole exposition
+    /// unparsable (config validation keeps such names out of departments
+    /// and services today; `count_request` takes any `&str`).
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.count_request("r&d \"lab\"", Some("a\\b\nc"), "allow");
+        let text = m.encode();
+        let line = r#"socialgate_requests_total{department="r&d \"lab\"",service="a\\b\nc",action="allow"} 1"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
+        // Every sample line is still `name{...} value` on one line.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.starts_with("socialgate_"), "{l}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use support::{Client, Company, EchoOrigin, WAIT, bounded};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -195,6 +196,109 @@ async fn an_admin_connection_flood_is_capped_per_client_and_others_are_answered(
             assert!(tokio::time::Instant::now() < deadline, "the flooding address was never answered again");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        running.shutdown();
+        tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// One raw exchange with the admin endpoint (`Connection: close` is
+/// added): the whole answer as text.
+async fn admin_exchange(admin: SocketAddr, method: &str, path: &str) -> String {
+    let mut stream = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(admin)).await.unwrap().unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.unwrap().unwrap();
+    String::from_utf8(raw).unwrap()
+}
+
+/// Regression: a method other than GET or HEAD got `405` without the
+/// `Allow` header RFC 9110 requires. HEAD answers every path with the
+/// GET's head and no body.
+#[tokio::test]
+async fn other_methods_get_405_with_allow_and_head_has_no_body() {
+    bounded(async {
+        let (running, _company) = start_with_admin(Company::new()).await;
+        let admin = running.admin_addr().expect("admin listener bound");
+        for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW"] {
+            for path in ["/healthz", "/metrics", "/proxy.pac", "/nope"] {
+                let answer = admin_exchange(admin, method, path).await;
+                assert!(answer.starts_with("HTTP/1.1 405 "), "{method} {path}: {answer}");
+                let allow =
+                    answer.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("allow: ").map(str::to_owned));
+                assert_eq!(allow.as_deref(), Some("get, head"), "{method} {path}: {answer}");
+            }
+        }
+        for (path, status, content_type) in [
+            ("/healthz", 200, "text/plain; charset=utf-8"),
+            ("/metrics", 200, "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            ("/proxy.pac", 200, "application/x-ns-proxy-autoconfig"),
+            ("/wpad.dat", 200, "application/x-ns-proxy-autoconfig"),
+            ("/nope", 404, "text/plain; charset=utf-8"),
+        ] {
+            let answer = admin_exchange(admin, "HEAD", path).await;
+            let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "HEAD {path}: {answer}");
+            let lower = head.to_ascii_lowercase();
+            assert!(lower.contains(&format!("\r\ncontent-type: {content_type}\r\n")), "HEAD {path}: {head}");
+            assert!(lower.contains("\r\ncache-control: no-store"), "HEAD {path}: {head}");
+            assert!(body.is_empty(), "HEAD {path} sent a body: {body}");
+        }
+        running.shutdown();
+        tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// A request head far over hyper's buffer gets `431` and the connection
+/// is closed; the endpoint goes on answering.
+#[tokio::test]
+async fn a_huge_request_head_is_refused_and_the_endpoint_keeps_serving() {
+    bounded(async {
+        let (running, _company) = start_with_admin(Company::new()).await;
+        let admin = running.admin_addr().expect("admin listener bound");
+        let mut stream = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(admin)).await.unwrap().unwrap();
+        let mut head = String::from("GET /healthz HTTP/1.1\r\nHost: admin\r\n");
+        for i in 0..1000 {
+            head.push_str(&format!("X-Filler-{i}: {}\r\n", "a".repeat(1000)));
+        }
+        head.push_str("\r\n");
+        // The proxy may close before reading it all: a failed write is fine.
+        let _ = stream.write_all(head.as_bytes()).await;
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.unwrap();
+        let answer = String::from_utf8_lossy(&raw);
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        assert_eq!(admin_get(admin, "/healthz").await.0, 200);
+        running.shutdown();
+        tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// A request head dribbled in (slowloris) and a keep-alive connection
+/// left idle are both closed at the admin endpoint's 10 s head deadline,
+/// so neither holds one of its connection slots for long.
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed_at_the_head_deadline() {
+    bounded(async {
+        let (running, _company) = start_with_admin(Company::new()).await;
+        let admin = running.admin_addr().expect("admin listener bound");
+        let started = tokio::time::Instant::now();
+        let mut slow = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(admin)).await.unwrap().unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        let mut idle = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(admin)).await.unwrap().unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n").await.unwrap();
+        let mut answer = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, idle.read(&mut answer)).await.unwrap().unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200 "));
+        for (what, mut stream) in [("slow head", slow), ("idle keep-alive", idle)] {
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut rest)).await;
+            assert!(closed.is_ok(), "{what}: still open after {:?}", started.elapsed());
+        }
+        assert!(started.elapsed() >= Duration::from_secs(9), "closed early: {:?}", started.elapsed());
         running.shutdown();
         tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
     })

@@ -184,6 +184,13 @@ fn networks(sink: &mut Sink<'_>, v: &Val<'_>) -> Vec<ipnet::IpNet> {
         .collect()
 }
 
+/// Networks matched against client addresses, which are taken in
+/// canonical form: an IPv4-mapped network (`::ffff:10.0.0.0/104`) is kept
+/// as the IPv4 network it denotes, as department `networks` are.
+fn client_networks(sink: &mut Sink<'_>, v: &Val<'_>) -> Vec<ipnet::IpNet> {
+    networks(sink, v).into_iter().map(crate::policy::canonical_net).collect()
+}
+
 fn listen_list(sink: &mut Sink<'_>, v: &Val<'_>, section: &str) -> Option<Vec<SocketAddr>> {
     let items = sink.string_or_strings(v)?;
     if items.is_empty() {
@@ -225,7 +232,8 @@ fn proxy(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
                 }
             }
             "allow_destinations" => p.allow_destinations = networks(sink, v),
-            "proxy_protocol_from" => p.proxy_protocol_from = networks(sink, v),
+            // Peers are matched in canonical form (IPv4-mapped as IPv4).
+            "proxy_protocol_from" => p.proxy_protocol_from = client_networks(sink, v),
             "hosts_file" => {
                 if let Some(s) = sink.string(v) {
                     let path = resolve(&sink.src.path, s);
@@ -389,7 +397,7 @@ fn identity(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
                     parts.default_department = (s.to_owned(), Some(v.span()));
                 }
             }
-            "auth_exempt_networks" => id.auth_exempt_networks = networks(sink, v),
+            "auth_exempt_networks" => id.auth_exempt_networks = client_networks(sink, v),
             _ => {} // htpasswd is read after the whole table is known
         }
     }

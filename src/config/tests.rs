@@ -97,6 +97,38 @@ fn minimal_config_is_complete_and_has_defaults() {
     );
 }
 
+/// A realm is sent inside a quoted string (`Basic realm="..."`): quotes and
+/// control characters are refused where they are written rather than
+/// escaped into a challenge some browsers show garbled. Backslashes and
+/// text beyond ASCII are fine (escaped, or sent as UTF-8).
+#[test]
+fn a_realm_with_quotes_or_controls_is_an_error() {
+    for realm in [r#"Corp \"HQ\""#, r#"Corp\u0007"#] {
+        let main = format!("[proxy]\nlisten = [\"127.0.0.1:0\"]\n[identity]\nrealm = \"{realm}\"\n");
+        assert_eq!(
+            errors(&with_main(&main, &[])),
+            ["socialgate.toml:4:9: `realm` must not contain quotes or control characters"],
+            "{realm}"
+        );
+    }
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[identity]\nrealm = 'C:\\Corp Société'\n";
+    assert_eq!(loads(&with_main(main, &[])).1.identity.realm, "C:\\Corp Société");
+}
+
+/// Regression: client addresses are matched in canonical form (IPv4-mapped
+/// as IPv4), so an IPv4-mapped network in `proxy_protocol_from` or
+/// `auth_exempt_networks` must be kept as its IPv4 network, as department
+/// `networks` are, or it would match nobody.
+#[test]
+fn mapped_client_networks_are_kept_as_ipv4() {
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\nproxy_protocol_from = [\"::ffff:10.0.0.0/104\", \"2001:db8::/32\"]\n\
+                [identity]\nauth_exempt_networks = [\"::ffff:10.9.1.2/128\"]\n";
+    let (_dir, config) = loads(&with_main(main, &[]));
+    let expected: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()];
+    assert_eq!(config.proxy.proxy_protocol_from, expected);
+    assert_eq!(config.identity.auth_exempt_networks, vec!["10.9.1.2/32".parse::<ipnet::IpNet>().unwrap()]);
+}
+
 #[test]
 fn full_config_is_read() {
     let main = r#"

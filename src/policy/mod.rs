@@ -754,7 +754,7 @@ fn merge_earliest(earliest: &mut Option<Timestamp>, candidate: Option<Timestamp>
 
 /// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
 /// it denotes, since client addresses are matched in canonical form.
-fn canonical_net(net: IpNet) -> IpNet {
+pub(crate) fn canonical_net(net: IpNet) -> IpNet {
     if let IpNet::V6(v6) = net {
         if let (Some(v4), Some(prefix)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96)) {
             if let Ok(v4) = ipnet::Ipv4Net::new(v4, prefix) {

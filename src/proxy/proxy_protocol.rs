@@ -20,16 +20,18 @@ pub(crate) enum ProxyHeaderError {
 }
 
 /// Reads a PROXY header from `stream`. `Ok(Some(addr))` is the client the
-/// balancer speaks for; `Ok(None)` means the header said `UNKNOWN`/`LOCAL`
-/// (keep the peer's address).
+/// balancer speaks for, IPv4-mapped IPv6 addresses given as IPv4 (as every
+/// other client address is matched and logged); `Ok(None)` means the header
+/// said `UNKNOWN`/`LOCAL` or named no IP family (keep the peer's address).
 pub(crate) async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     let mut first = [0u8; 1];
     stream.read_exact(&mut first).await?;
-    match first[0] {
-        b'P' => read_v1(stream).await,
-        b'\r' => read_v2(stream).await,
-        _ => Err(ProxyHeaderError::Malformed),
-    }
+    let client = match first[0] {
+        b'P' => read_v1(stream).await?,
+        b'\r' => read_v2(stream).await?,
+        _ => return Err(ProxyHeaderError::Malformed),
+    };
+    Ok(client.map(|addr| SocketAddr::new(addr.ip().to_canonical(), addr.port())))
 }
 
 async fn read_v1<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAddr>, ProxyHeaderError> {
@@ -52,16 +54,30 @@ fn parse_v1(line: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     let parts: Vec<&str> = text.split(' ').collect();
     match parts.as_slice() {
         ["PROXY", "UNKNOWN", ..] => Ok(None),
-        ["PROXY", family @ ("TCP4" | "TCP6"), src, _dst, sport, _dport] => {
+        ["PROXY", family @ ("TCP4" | "TCP6"), src, dst, sport, dport] => {
+            let v4 = *family == "TCP4";
             let ip: IpAddr = src.parse().map_err(|_| ProxyHeaderError::Malformed)?;
-            if (*family == "TCP4") != ip.is_ipv4() {
+            let dst: IpAddr = dst.parse().map_err(|_| ProxyHeaderError::Malformed)?;
+            if ip.is_ipv4() != v4 || dst.is_ipv4() != v4 {
                 return Err(ProxyHeaderError::Malformed);
             }
-            let port: u16 = sport.parse().map_err(|_| ProxyHeaderError::Malformed)?;
+            let port = v1_port(sport)?;
+            v1_port(dport)?;
             Ok(Some(SocketAddr::new(ip, port)))
         }
         _ => Err(ProxyHeaderError::Malformed),
     }
+}
+
+/// A v1 port: decimal digits without a sign or a leading zero (the
+/// haproxy spec), which `u16::from_str` alone would let through (`+80`,
+/// `080`).
+fn v1_port(s: &str) -> Result<u16, ProxyHeaderError> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (s.len() > 1 && s.starts_with('0')) {
+        return Err(ProxyHeaderError::Malformed);
+    }
+    s.parse().map_err(|_| ProxyHeaderError::Malformed)
 }
 
 async fn read_v2<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAddr>, ProxyHeaderError> {
@@ -71,6 +87,11 @@ async fn read_v2<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAd
         return Err(ProxyHeaderError::Malformed);
     }
     let (version_command, family) = (fixed[11], fixed[12]);
+    // Refused before its body is read: a header with a wrong version or
+    // command is not worth waiting for up to 64 KiB of.
+    if version_command >> 4 != 2 || version_command & 0x0f > 1 {
+        return Err(ProxyHeaderError::Malformed);
+    }
     let length = usize::from(u16::from_be_bytes([fixed[13], fixed[14]]));
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).await?;
@@ -78,12 +99,9 @@ async fn read_v2<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAd
 }
 
 fn parse_v2(version_command: u8, family: u8, body: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
-    if version_command >> 4 != 2 {
-        return Err(ProxyHeaderError::Malformed);
-    }
-    match version_command & 0x0f {
-        0 => return Ok(None), // LOCAL: the balancer's own health check
-        1 => {}
+    match version_command {
+        0x20 => return Ok(None), // LOCAL: the balancer's own health check
+        0x21 => {}
         _ => return Err(ProxyHeaderError::Malformed),
     }
     match family >> 4 {
@@ -152,5 +170,96 @@ mod tests {
         }
         let long = format!("PROXY TCP4 {}\r\n", "1".repeat(200));
         assert!(read(long.as_bytes()).await.0.is_err());
+    }
+
+    /// Regression: a v1 header was taken with a signed or zero-padded port
+    /// (`+80`, `080`) and any destination, even one of the other family;
+    /// the haproxy spec allows neither.
+    #[tokio::test]
+    async fn v1_ports_are_plain_decimal_and_both_addresses_match_the_family() {
+        for bad in [
+            &b"PROXY TCP4 10.0.0.1 10.0.0.2 +80 3128\r\n"[..],
+            b"PROXY TCP4 10.0.0.1 10.0.0.2 080 3128\r\n",
+            b"PROXY TCP4 10.0.0.1 10.0.0.2 80 -1\r\n",
+            b"PROXY TCP4 10.0.0.1 10.0.0.2 80 65536\r\n",
+            b"PROXY TCP4 10.0.0.1 ::1 80 3128\r\n",
+            b"PROXY TCP6 2001:db8::1 10.0.0.2 80 3128\r\n",
+            b"PROXY TCP4 10.0.0.1 example.test 80 3128\r\n",
+        ] {
+            assert!(read(bad).await.0.is_err(), "{bad:?}");
+        }
+        let (addr, _) = read(b"PROXY TCP4 10.0.0.1 10.0.0.2 0 65535\r\n").await;
+        assert_eq!(addr.unwrap(), Some("10.0.0.1:0".parse().unwrap()));
+    }
+
+    /// Regression: an IPv4-mapped client address (`::ffff:10.20.4.17`, sent
+    /// by balancers listening dual-stack) came out as IPv6, so it matched no
+    /// IPv4 `auth_exempt_networks` entry and was logged unlike the same
+    /// client connecting directly.
+    #[tokio::test]
+    async fn a_mapped_client_address_is_given_as_ipv4() {
+        let (addr, rest) = read(b"PROXY TCP6 ::ffff:10.20.4.17 ::ffff:10.0.0.1 51234 3128\r\nGET").await;
+        assert_eq!(addr.unwrap(), Some("10.20.4.17:51234".parse().unwrap()));
+        assert_eq!(rest, b"GET");
+        let mut v2 = V2_SIGNATURE.to_vec();
+        v2.extend_from_slice(&[0x21, 0x21, 0, 36]);
+        v2.extend_from_slice(&"::ffff:10.20.4.17".parse::<Ipv6Addr>().unwrap().octets());
+        v2.extend_from_slice(&"::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets());
+        v2.extend_from_slice(&[0xc8, 0x22, 0x0c, 0x38]);
+        assert_eq!(read(&v2).await.0.unwrap(), Some("10.20.4.17:51234".parse().unwrap()));
+    }
+
+    /// Regression: a v2 header with a wrong version or command was refused
+    /// only after its declared body (up to 64 KiB) had arrived, so a
+    /// balancer holding the connection open kept it waiting for that.
+    #[tokio::test]
+    async fn a_bad_v2_version_or_command_is_refused_before_the_body() {
+        for version_command in [0x11u8, 0x22, 0x2f] {
+            let (mut proxy_side, mut balancer) = tokio::io::duplex(1024);
+            let mut header = V2_SIGNATURE.to_vec();
+            header.extend_from_slice(&[version_command, 0x11, 0xff, 0xff]);
+            tokio::io::AsyncWriteExt::write_all(&mut balancer, &header).await.unwrap();
+            let result = tokio::time::timeout(std::time::Duration::from_secs(5), read_header(&mut proxy_side))
+                .await
+                .expect("waited for a body that will never come");
+            assert!(matches!(result, Err(ProxyHeaderError::Malformed)), "{version_command:#x}: {result:?}");
+            drop(balancer);
+        }
+    }
+
+    /// What the haproxy spec says a receiver does with the other shapes of
+    /// header: TLVs after the addresses are skipped (and never eat the
+    /// request), `LOCAL` and `AF_UNSPEC`/`AF_UNIX` keep the peer's address,
+    /// and addresses shorter than their family needs are refused.
+    #[tokio::test]
+    async fn v2_tlvs_local_and_other_families() {
+        let mut tlvs = V2_SIGNATURE.to_vec();
+        let tlv: &[u8] = &[0x02, 0, 9, b'p', b'r', b'o', b'x', b'y', b'.', b'l', b'b', b'x'];
+        let length = 12 + tlv.len() as u16;
+        tlvs.extend_from_slice(&[0x21, 0x11]);
+        tlvs.extend_from_slice(&length.to_be_bytes());
+        tlvs.extend_from_slice(&[10, 20, 4, 17, 10, 0, 0, 1, 0xc8, 0x22, 0x0c, 0x38]);
+        tlvs.extend_from_slice(tlv);
+        tlvs.extend_from_slice(b"GET");
+        let (addr, rest) = read(&tlvs).await;
+        assert_eq!(addr.unwrap(), Some("10.20.4.17:51234".parse().unwrap()));
+        assert_eq!(rest, b"GET");
+
+        // LOCAL with addresses all the same: the peer's own.
+        let mut local = V2_SIGNATURE.to_vec();
+        local.extend_from_slice(&[0x20, 0x11, 0, 12, 10, 20, 4, 17, 10, 0, 0, 1, 0, 1, 0, 2]);
+        assert_eq!(read(&local).await.0.unwrap(), None);
+        for family in [0x00u8, 0x31] {
+            let mut unspec = V2_SIGNATURE.to_vec();
+            unspec.extend_from_slice(&[0x21, family, 0, 0]);
+            unspec.extend_from_slice(b"GET");
+            let (addr, rest) = read(&unspec).await;
+            assert_eq!(addr.unwrap(), None, "{family:#x}");
+            assert_eq!(rest, b"GET");
+        }
+        let mut short6 = V2_SIGNATURE.to_vec();
+        short6.extend_from_slice(&[0x21, 0x21, 0, 12, 10, 20, 4, 17, 10, 0, 0, 1, 0, 1, 0, 2]);
+        assert!(read(&short6).await.0.is_err());
+        assert_eq!(read(b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\nGET").await.0.unwrap(), None);
     }
 }

@@ -43,6 +43,11 @@ pub(crate) async fn accept_loop(
             () = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // A dual-stack listener sees IPv4 clients as
+                    // `::ffff:a.b.c.d`: matched (`proxy_protocol_from`,
+                    // `auth_exempt_networks`, departments) and logged as
+                    // the IPv4 address they are, as Squid does.
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let max = shared.snapshot.load().config.limits.max_connections;
                     if shared.tracker.active() >= max {
                         tokio::spawn(overloaded(shared.clone(), stream, peer));
@@ -100,9 +105,19 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr,
             return;
         }
     };
-    // A trusted load balancer says who the client really is.
+    // A trusted load balancer says who the client really is. No request
+    // has begun yet, so shutdown closes the connection at once rather than
+    // waiting out `header_timeout` (an idle keep-alive connection is
+    // closed at once too).
     if snapshot.config.proxy.proxy_protocol_from.iter().any(|net| net.contains(&peer.ip())) {
-        match tokio::time::timeout(header_timeout, proxy_protocol::read_header(&mut stream)).await {
+        let header = tokio::select! {
+            header = tokio::time::timeout(header_timeout, proxy_protocol::read_header(&mut stream)) => header,
+            () = shared.reached(Phase::Draining) => {
+                tracing::debug!(%peer, "shutting down before the PROXY header arrived; closing");
+                return;
+            }
+        };
+        match header {
             Ok(Ok(Some(client))) => peer = client,
             Ok(Ok(None)) => {}
             Ok(Err(err)) => {
@@ -118,11 +133,20 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr,
     drop(snapshot);
     match acceptor {
         None => serve_http(shared, stream, peer, token).await,
-        Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => serve_http(shared, stream, peer, token).await,
-            Ok(Err(err)) => tracing::debug!(%err, %peer, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-        },
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)) => handshake,
+                () = shared.reached(Phase::Draining) => {
+                    tracing::debug!(%peer, "shutting down during the TLS handshake; closing");
+                    return;
+                }
+            };
+            match handshake {
+                Ok(Ok(stream)) => serve_http(shared, stream, peer, token).await,
+                Ok(Err(err)) => tracing::debug!(%err, %peer, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
     }
 }
 
