@@ -95,6 +95,10 @@ pub enum LineError {
     /// `ts` is not an RFC 3339 timestamp.
     #[error("invalid `ts`: {0}")]
     Ts(#[from] jiff::Error),
+    /// A line of Squid's native format (`[log] format = "squid"`), which
+    /// carries too little (no department, service or rule) to report on.
+    #[error("a Squid-format line: `report` and `replay` read socialgate's JSON access log (`[log] format = \"json\"`)")]
+    SquidFormat,
 }
 
 impl LineError {
@@ -121,9 +125,25 @@ pub fn parse_line(bytes: &[u8]) -> Result<Parsed<'_>, LineError> {
     // One UTF-8 check for the whole line is cheaper than serde_json's check
     // of every borrowed string.
     let text = std::str::from_utf8(bytes)?;
-    let line: LogLine<'_> = serde_json::from_str(text)?;
+    let line: LogLine<'_> = match serde_json::from_str(text) {
+        Ok(line) => line,
+        Err(_) if looks_like_squid(text) => return Err(LineError::SquidFormat),
+        Err(err) => return Err(err.into()),
+    };
     let ts: Timestamp = line.ts.parse()?;
     Ok(Parsed { line, ts })
+}
+
+/// Whether `text` starts like a line of Squid's native access.log:
+/// `SECONDS.MILLIS ELAPSED CLIENT CODE/STATUS`.
+fn looks_like_squid(text: &str) -> bool {
+    let mut fields = text.split_ascii_whitespace();
+    let stamp = fields.next().and_then(|t| t.split_once('.'));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    stamp.is_some_and(|(secs, millis)| digits(secs) && digits(millis))
+        && fields.next().is_some_and(digits)
+        && fields.next().is_some()
+        && fields.next().is_some_and(|code| code.split_once('/').is_some_and(|(_, status)| digits(status)))
 }
 
 /// An input that could not be opened, or whose reading stopped part-way
@@ -295,6 +315,26 @@ mod tests {
         assert_eq!(parsed.line.user.as_deref(), Some("al\"ice"));
         assert_eq!(parsed.line.action, Action::Log);
         assert_eq!(parsed.line.client, record.client);
+    }
+
+    /// Lines our own Squid-format log writes are named as such, so an
+    /// admin who points `report` at them learns which format it reads.
+    #[test]
+    fn squid_format_lines_are_recognised() {
+        let mut record: crate::access_log::Record = serde_json::from_str(LINE).unwrap();
+        for (method, status) in [("CONNECT", 200), ("GET", 403), ("GET", 407)] {
+            record.method = method.into();
+            record.status = status;
+            let mut squid = String::new();
+            crate::access_log::squid::write_line(&mut squid, &record);
+            let err = parse_line(squid.trim_end().as_bytes()).unwrap_err();
+            assert!(matches!(err, LineError::SquidFormat), "{squid}: {err}");
+            assert!(err.message().contains("format = \"json\""), "{}", err.message());
+        }
+        assert!(!looks_like_squid("1795684502.481 garbage"));
+        assert!(!looks_like_squid("garbage"));
+        assert!(!looks_like_squid("1795684502.481   5120 10.20.4.17 TCP_TUNNEL/x"));
+        assert!(matches!(parse_line(b"{\"ts\":1}"), Err(LineError::Json(_))));
     }
 
     #[test]
