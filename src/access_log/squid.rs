@@ -16,6 +16,8 @@ pub fn write_line(out: &mut String, rec: &Record) {
         (None, _) => host_port(&rec.host, rec.port),
     };
     let user = rec.user.as_deref().filter(|u| !u.is_empty()).unwrap_or("-");
+    // A request too broken to have a method is logged as Squid logs it.
+    let method = if rec.method.is_empty() { "NONE" } else { rec.method.as_str() };
     // Squid names the server's address (`%<a`); the host if it is unknown.
     let hierarchy = match (forwarded(rec), rec.server) {
         (true, Some(ip)) => format!("HIER_DIRECT/{ip}"),
@@ -30,7 +32,7 @@ pub fn write_line(out: &mut String, rec: &Record) {
         result_code(rec),
         rec.status,
         rec.bytes_down,
-        token(&rec.method, true),
+        token(method, true),
         token(&url, false),
         token(user, true),
         hierarchy,
@@ -133,6 +135,18 @@ mod tests {
         let mut rec = record();
         rec.server = Some("192.0.2.7".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()));
         assert!(line(&rec).contains(" alice HIER_DIRECT/192.0.2.7 -\n"), "{}", line(&rec));
+    }
+
+    /// A request too broken to parse has no method, host or URL: Squid
+    /// logs it as `NONE_NONE/400 ... NONE error:invalid-request`.
+    #[test]
+    fn an_unparseable_request_is_logged_as_squid_logs_it() {
+        let mut rec = record();
+        (rec.method, rec.host, rec.port, rec.sni, rec.service) = (String::new(), String::new(), 0, None, None);
+        (rec.action, rec.status, rec.closed_by, rec.user) = (Action::Block, 400, ClosedBy::Proxy, None);
+        let l = line(&rec);
+        assert!(l.contains(" NONE_NONE/400 48211 NONE error:invalid-request - HIER_NONE/- -\n"), "{l}");
+        assert_eq!(l.split_whitespace().count(), 10);
     }
 
     #[test]
