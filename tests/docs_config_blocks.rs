@@ -142,7 +142,11 @@ const MINIMAL_DEPARTMENT: &str = "default = \"allow\"\n";
 /// What kind of file a block is, and its check result.
 fn check_block(table: &Table, text: &str) -> (&'static str, Result<(), String>) {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+    // The repository's layout: the shipped config writes `../logs/access.log`,
+    // and `check` wants the folder of the access log to exist.
+    let root = &dir.path().join("config");
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     let main = root.join("socialgate.toml");
     let keys: Vec<&str> = table.keys().map(String::as_str).collect();
     let is_table = |v: &Value| v.as_table().is_some_and(|t| t.keys().all(|k| SERVICE_KEYS.contains(&k.as_str())));

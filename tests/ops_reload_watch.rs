@@ -510,3 +510,126 @@ async fn sighup_reloads_and_counts_each_attempt() {
     })
     .await;
 }
+
+/// `socialgate check` on `main`: exit code and stderr.
+fn check(main: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .env("RUST_LOG", "off")
+        .arg("--config")
+        .arg(main)
+        .arg("check")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Rewrites the `[log]` lines of the harness's main file.
+fn set_log(main: &Path, lines: &str) {
+    let text = std::fs::read_to_string(main).unwrap();
+    let start = text.find("[log]\n").unwrap() + "[log]\n".len();
+    let end = start + text[start..].find("\n[").unwrap();
+    std::fs::write(main, format!("{}{lines}{}", &text[..start], &text[end..])).unwrap();
+}
+
+/// Regression: a `[log]` that could not be applied (a pseudonym key file
+/// that cannot be read, an access log in a folder that does not exist) was
+/// logged and skipped while the rest of the new config was applied and the
+/// reload counted a success. Now the whole reload fails, as `check` does.
+#[tokio::test]
+async fn a_log_section_that_cannot_be_applied_fails_the_whole_reload_as_check_does() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = company().department("default", &default_department("allow"));
+        let main = company.write(&[443]);
+        let proxy = Binary::start(&main).await;
+        let admin = admin_of(&proxy).await;
+        let url = format!("http://example.test:{}/", origin.port());
+        assert_eq!(status(proxy.addr, "127.0.0.1", &url).await, 200);
+        let dir = company.dir();
+
+        // A key file that cannot be read (a folder, unreadable even as root),
+        // with a policy change that must not be applied without it.
+        std::fs::create_dir(dir.join("keys.d")).unwrap();
+        let mark = proxy.mark();
+        let changed = Instant::now();
+        set_log(&main, "access_log = \"access.log\"\npseudonymize_users = true\npseudonym_key_file = \"keys.d\"\n");
+        std::fs::write(dir.join("departments").join("default.toml"), default_department("block")).unwrap();
+        let failed = until_reloads(admin, changed, "the unreadable key file", |r| r.failure >= 1).await;
+        assert_eq!((failed.success, failed.generation), (0, 1), "nothing applied: {failed:?}");
+        // As `check` prints it: at the key, naming the file.
+        let at_key = |text: &str| {
+            text.contains("socialgate.toml:")
+                && text.contains(":22: error: cannot read pseudonym key file `")
+                && text.contains("keys.d`: is a directory")
+        };
+        let line = proxy.logged_since(mark, "cannot read pseudonym key file").await;
+        assert!(at_key(&line), "{line}");
+        assert_eq!(status(proxy.addr, "127.0.0.1", &url).await, 200, "the old config keeps serving");
+        let (code, stderr) = check(&main);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(at_key(&stderr), "{stderr}");
+
+        // The key file fixed (missing: `check` does not create it, `run`
+        // does), but the access log moved to a folder that does not exist.
+        let key = dir.join("pseudonym.key");
+        let mark = proxy.mark();
+        let before = Reloads::of(admin).await;
+        let changed = Instant::now();
+        set_log(&main, "access_log = \"gone/access.log\"\npseudonymize_users = true\n");
+        until_reloads(admin, changed, "the access log folder", |r| r.failure > before.failure).await;
+        let line = proxy.logged_since(mark, "gone` does not exist").await;
+        assert!(line.contains("socialgate.toml:"), "{line}");
+        assert_eq!(status(proxy.addr, "127.0.0.1", &url).await, 200, "the old config keeps serving");
+        let (code, stderr) = check(&main);
+        assert!(code == Some(1) && stderr.contains("gone` does not exist"), "{stderr}");
+        assert!(!key.exists(), "neither `check` nor a failed reload creates the key file");
+
+        // All fixed: applied, and the key file created private.
+        let changed = Instant::now();
+        set_log(&main, "access_log = \"access.log\"\npseudonymize_users = true\n");
+        until_status(proxy.addr, "127.0.0.1", &url, 403, changed, "the fixed [log]").await;
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}
+
+/// Regression: `pseudonym_key_file` was not among the watched files, so a
+/// new key (rotated, or copied from the other replicas) was not applied
+/// until something else changed.
+#[tokio::test]
+async fn a_changed_pseudonym_key_file_is_applied_without_sighup() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let company = company().with_basic_auth().log("pseudonymize_users = true");
+        let proxy = Binary::start(&company.write(&[443])).await;
+        let admin = admin_of(&proxy).await;
+        let url = format!("http://example.test:{}/", origin.port());
+        let log = company.dir().join("access.log");
+        let key = company.dir().join("pseudonym.key");
+        let alice = support::proxy_auth("alice", support::PASSWORD);
+        let user_of_last =
+            |records: Vec<serde_json::Value>| records.last().unwrap()["user"].as_str().unwrap().to_owned();
+        let pseudonym =
+            |key: &[u8]| socialgate::access_log::pseudonym::Pseudonymizer::from_key(key.to_vec()).pseudonym("alice");
+
+        let reply = Client::connect(proxy.addr, "127.0.0.1").await.get(&url, &[&alice]).await;
+        assert_eq!(reply.status, 200);
+        let created = std::fs::read(&key).unwrap();
+        assert_eq!(user_of_last(support::wait_for_records(&log, 1).await), pseudonym(&created));
+
+        let changed = Instant::now();
+        std::fs::write(&key, b"the key every replica now shares").unwrap();
+        let reloads = until_reloads(admin, changed, "the new key", |r| r.success >= 1).await;
+        assert_eq!(reloads.failure, 0, "{reloads:?}");
+        let reply = Client::connect(proxy.addr, "127.0.0.1").await.get(&url, &[&alice]).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            user_of_last(support::wait_for_records(&log, 2).await),
+            pseudonym(b"the key every replica now shares")
+        );
+        assert!(proxy.terminate().await.success());
+    })
+    .await;
+}

@@ -198,19 +198,12 @@ async fn served_cert(
     tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
 }
 
-/// A start-up failure is one line naming what failed and the OS error once
-/// (it used to read "... (os error 2): No such file or directory (os error 2)").
-#[test]
-fn a_start_failure_names_the_os_error_once_and_exits_one() {
-    let company = Company::new();
-    let main = company.write(&[443]);
-    let text = std::fs::read_to_string(&main).unwrap();
-    let broken = text.replace("access_log = \"access.log\"", "access_log = \"no-such-folder/access.log\"");
-    assert_ne!(text, broken, "the test company's access_log line changed");
-    std::fs::write(&main, broken).unwrap();
+/// Runs the binary on `main`, which must fail to start; its exit code and
+/// stderr.
+fn failed_start(main: &std::path::Path) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_socialgate"))
         .arg("--config")
-        .arg(&main)
+        .arg(main)
         .arg("run")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -225,15 +218,50 @@ fn a_start_failure_names_the_os_error_once_and_exits_one() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the proxy started although its access log cannot be opened");
+            panic!("the proxy started although it cannot");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    let line =
-        stderr.lines().find(|l| l.starts_with("error: cannot open access log")).unwrap_or_else(|| panic!("{stderr}"));
-    assert!(line.contains("no-such-folder/access.log"), "{line}");
+    (status.code(), stderr)
+}
+
+/// A start-up failure is one line naming what failed and the OS error once
+/// (it used to read "... (os error 2): No such file or directory (os error 2)").
+#[test]
+fn a_start_failure_names_the_os_error_once_and_exits_one() {
+    let company = Company::new();
+    let main = company.write(&[443]);
+    let text = std::fs::read_to_string(&main).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let broken = text.replace("listen = [\"127.0.0.1:0\"]", &format!("listen = [\"{addr}\"]"));
+    assert_ne!(text, broken, "the test company's listen line changed");
+    std::fs::write(&main, broken).unwrap();
+    let (code, stderr) = failed_start(&main);
+    assert_eq!(code, Some(1), "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error: cannot listen on")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains(&addr.to_string()), "{line}");
     assert_eq!(line.matches("os error").count(), 1, "{line}");
+}
+
+/// An access log that cannot be opened is a config error, reported as
+/// `check` reports it, before anything starts.
+#[test]
+fn an_access_log_folder_that_does_not_exist_fails_the_start_as_check_does() {
+    let company = Company::new();
+    let main = company.write(&[443]);
+    let text = std::fs::read_to_string(&main).unwrap();
+    let broken = text.replace("access_log = \"access.log\"", "access_log = \"no-such-folder/access.log\"");
+    assert_ne!(text, broken, "the test company's access_log line changed");
+    std::fs::write(&main, broken).unwrap();
+    let (code, stderr) = failed_start(&main);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("socialgate.toml:")
+            && stderr.contains("error: cannot create `access_log` `")
+            && stderr.contains("no-such-folder` does not exist"),
+        "{stderr}"
+    );
 }

@@ -5,7 +5,7 @@ pub mod pseudonym;
 pub mod squid;
 pub mod writer;
 
-pub use writer::{LogSink, LogWriter, Reserved};
+pub use writer::{LogSink, LogWriter, PreparedLog, Reserved};
 
 use std::net::IpAddr;
 

@@ -18,6 +18,10 @@
 //! retried once a second until it can. A file deleted while in use is never
 //! written to again (no one could read it): its path is opened anew, or the
 //! records are held as for a failing write.
+//!
+//! The path must lead to a regular file or a character device: it is opened
+//! non-blocking and its type checked on the handle, so a FIFO or a socket
+//! put at the path is refused at once instead of hanging the open.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -65,7 +69,7 @@ enum Msg {
     /// Reopen the file (SIGUSR1, after logrotate renamed it).
     Reopen,
     /// A reload changed `[log]`: new format, pseudonyms, or file.
-    Configure(Box<Encoding>, LogTarget),
+    Configure(Box<PreparedLog>),
     Close,
 }
 
@@ -130,7 +134,7 @@ impl std::fmt::Debug for Msg {
         match self {
             Msg::Record(record) => record.fmt(f),
             Msg::Reopen => f.write_str("Reopen"),
-            Msg::Configure(_, target) => write!(f, "Configure({target:?})"),
+            Msg::Configure(prepared) => write!(f, "Configure({:?})", prepared.target),
             Msg::Close => f.write_str("Close"),
         }
     }
@@ -196,7 +200,8 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Opens the access log `[log]` names (a file is appended to and created
-    /// if missing; its folder must exist) and starts the writer thread.
+    /// if missing; its folder must exist; a FIFO or a socket is refused) and
+    /// starts the writer thread.
     ///
     /// `max_in_flight` is how many records may be held reserved at once (one
     /// per client connection); the channel has room for them plus some slack,
@@ -248,18 +253,10 @@ impl LogWriter {
         let _ = self.tx.send(Msg::Reopen).await;
     }
 
-    /// Applies a reloaded `[log]` section to the records queued from now on.
-    /// An invalid one (a key file that cannot be created) is reported and
-    /// the current encoding kept.
-    pub fn configure(&self, log: &LogConfig) {
-        let encoding = match Encoding::from_config(log) {
-            Ok(encoding) => encoding,
-            Err(err) => {
-                tracing::error!(%err, "access log settings not applied");
-                return;
-            }
-        };
-        match self.tx.try_send(Msg::Configure(Box::new(encoding), log.access_log.clone())) {
+    /// Applies a reloaded `[log]` section, made ready by
+    /// [`PreparedLog::new`], to the records queued from now on.
+    pub fn configure(&self, prepared: PreparedLog) {
+        match self.tx.try_send(Msg::Configure(Box::new(prepared))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 // The queue is full: deliver as soon as there is room.
@@ -288,6 +285,62 @@ impl LogWriter {
     }
 }
 
+/// A `[log]` section ready to apply: the pseudonym key read (or created),
+/// and a new access-log path already opened. Made before a reload swaps
+/// anything, so a `[log]` that cannot be applied fails the whole reload.
+pub struct PreparedLog {
+    encoding: Encoding,
+    target: LogTarget,
+    /// The new target, opened; `None` when the path did not change.
+    opened: Option<Opened>,
+}
+
+impl PreparedLog {
+    /// Prepares `log` to replace a section writing to `current`: reads the
+    /// pseudonym key file (creating it, mode 0600, if missing) and opens
+    /// the access log if its path changed. Errors name the file at fault,
+    /// as `check` does.
+    pub fn new(log: &LogConfig, current: &LogTarget) -> Result<PreparedLog, crate::config::Diagnostic> {
+        let whole_file = |file: &std::path::Path, message: String| crate::config::Diagnostic {
+            file: file.to_path_buf(),
+            line: 0,
+            col: 0,
+            message,
+            hint: None,
+        };
+        let pseudonyms = if log.pseudonymize_users {
+            let key = Pseudonymizer::load_or_create(&log.pseudonym_key_file).map_err(|err| {
+                whole_file(
+                    &log.pseudonym_key_file,
+                    format!("cannot read or create pseudonym key file: {}", reason(&err)),
+                )
+            })?;
+            Some(key)
+        } else {
+            None
+        };
+        let encoding = Encoding { format: log.format, pseudonyms };
+        let opened = if log.access_log == *current {
+            None
+        } else {
+            let opened = open(&log.access_log).map_err(|err| match &log.access_log {
+                LogTarget::File(path) => whole_file(path, format!("cannot open access log: {}", reason(&err))),
+                LogTarget::Stdout => whole_file("-".as_ref(), format!("cannot write to stdout: {}", reason(&err))),
+            })?;
+            Some(opened)
+        };
+        Ok(PreparedLog { encoding, target: log.access_log.clone(), opened })
+    }
+}
+
+/// An I/O error as the config diagnostics word it (lowercase, no OS code).
+fn reason(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_lowercase().chain(chars).collect()).unwrap_or_default()
+}
+
 /// Where lines go, opened.
 struct Opened {
     out: Box<dyn Write + Send>,
@@ -302,10 +355,42 @@ fn open(target: &LogTarget) -> std::io::Result<Opened> {
     Ok(match target {
         LogTarget::Stdout => Opened { out: Box::new(std::io::stdout()), file: None },
         LogTarget::File(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let file = open_append(path)?;
             Opened { file: file.try_clone().ok(), out: Box::new(file) }
         }
     })
+}
+
+/// Opens `path` for appending, creating it if missing, and refuses what is
+/// not a regular file or a character device. The open itself cannot hang:
+/// it is non-blocking (a FIFO without a reader fails at once instead of
+/// waiting for one), the type is checked on the opened handle (so a path
+/// that became a FIFO after `check` is still refused), and only then are
+/// writes made blocking again.
+fn open_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let refused = |kind: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is {kind}, not a regular file", path.display()),
+        )
+    };
+    let fd = match rustix::fs::open(path, flags | OFlags::NONBLOCK, Mode::from_bits_truncate(0o666)) {
+        Ok(fd) => fd,
+        Err(err) => {
+            // A FIFO without a reader, or a socket: say what it is.
+            let kind = std::fs::metadata(path).ok().and_then(|meta| crate::config::refused_log_kind(&meta.file_type()));
+            return Err(kind.map_or_else(|| err.into(), refused));
+        }
+    };
+    let file = std::fs::File::from(fd);
+    if let Some(kind) = crate::config::refused_log_kind(&file.metadata()?.file_type()) {
+        return Err(refused(kind));
+    }
+    // Writes to a terminal or a slow device wait rather than fail.
+    rustix::fs::fcntl_setfl(&file, rustix::fs::fcntl_getfl(&file)? - OFlags::NONBLOCK)?;
+    Ok(file)
 }
 
 /// The device and inode of `file`.
@@ -398,12 +483,15 @@ impl WriterState {
                         last_flush = Instant::now();
                     }
                 }
-                Msg::Reopen => self.reopen(None),
-                Msg::Configure(encoding, target) => {
-                    self.encoding = *encoding;
-                    let wanted = self.reopen_due.as_ref().map_or(&self.target, |due| &due.target);
-                    if target != *wanted {
-                        self.reopen(Some(target));
+                Msg::Reopen => self.reopen(),
+                Msg::Configure(prepared) => {
+                    let PreparedLog { encoding, target, opened } = *prepared;
+                    self.encoding = encoding;
+                    if let Some(opened) = opened {
+                        // What is pending goes to the old file first.
+                        self.write_out();
+                        self.reopen_due = None;
+                        self.switch_to(target, opened, None);
                     }
                 }
                 Msg::Close => break,
@@ -613,14 +701,14 @@ impl WriterState {
         }
     }
 
-    /// Writes what is pending into the old file, then opens the (new)
-    /// target. If opening fails the old file stays in use and the reopen is
+    /// Writes what is pending into the old file, then opens the target
+    /// again. If opening fails the old file stays in use and the reopen is
     /// tried again every second.
-    fn reopen(&mut self, target: Option<LogTarget>) {
+    fn reopen(&mut self) {
         self.write_out();
         // A new request replaces one still due.
         let due = self.reopen_due.take();
-        let target = target.or(due.map(|due| due.target)).unwrap_or_else(|| self.target.clone());
+        let target = due.map_or_else(|| self.target.clone(), |due| due.target);
         self.open_target(target, None);
     }
 
@@ -631,24 +719,27 @@ impl WriterState {
         }
     }
 
+    /// Writes to `opened`, the target `target`, from now on.
+    fn switch_to(&mut self, target: LogTarget, opened: Opened, due: Option<ReopenDue>) {
+        self.install(opened);
+        match due {
+            None => tracing::info!(target = ?target, "access log reopened"),
+            Some(due) => tracing::warn!(
+                target = ?target,
+                after = ?due.since.elapsed(),
+                "access log reopened at last"
+            ),
+        }
+        self.target = target;
+        if self.failure.is_some() {
+            // What the old file could not take goes to the new one.
+            self.write_out();
+        }
+    }
+
     fn open_target(&mut self, target: LogTarget, due: Option<ReopenDue>) {
         match open(&target) {
-            Ok(opened) => {
-                self.install(opened);
-                match due {
-                    None => tracing::info!(target = ?target, "access log reopened"),
-                    Some(due) => tracing::warn!(
-                        target = ?target,
-                        after = ?due.since.elapsed(),
-                        "access log reopened at last"
-                    ),
-                }
-                self.target = target;
-                if self.failure.is_some() {
-                    // What the old file could not take goes to the new one.
-                    self.write_out();
-                }
-            }
+            Ok(opened) => self.switch_to(target, opened, due),
             Err(err) => {
                 self.metrics.log_write_errors.inc();
                 let now = Instant::now();
@@ -752,6 +843,59 @@ mod tests {
         assert!(LogWriter::start(&log(target), 0, Arc::default()).is_err());
     }
 
+    fn mkfifo(path: &std::path::Path) {
+        let mode = rustix::fs::Mode::from_bits_truncate(0o600);
+        rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, mode, 0).unwrap();
+    }
+
+    /// `LogWriter::start` on `target`, on a thread of its own so a hang is
+    /// a failure, not a stuck test.
+    fn start_within_5s(target: LogTarget) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = LogWriter::start(&log(target), 0, Arc::default());
+            let _ = tx.send(started.map(drop).map_err(|err| err.to_string()));
+        });
+        rx.recv_timeout(Duration::from_secs(5)).expect("opening the access log hung")
+    }
+
+    /// Regression: a FIFO at the access-log path blocked the open until a
+    /// reader came (at start, and on a SIGUSR1 reopen, hanging the writer
+    /// thread); with a reader, the writer could stall on it.
+    #[tokio::test]
+    async fn a_fifo_at_the_log_path_is_refused_at_once_at_start_and_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.log");
+        mkfifo(&fifo);
+        let err = start_within_5s(LogTarget::File(fifo.clone())).unwrap_err();
+        assert!(err.contains("is a FIFO (named pipe), not a regular file"), "{err}");
+        // With a reader the open succeeds: the type check on the handle refuses it.
+        let _reader = rustix::fs::open(
+            &fifo,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let err = start_within_5s(LogTarget::File(fifo.clone())).unwrap_err();
+        assert!(err.contains("is a FIFO (named pipe), not a regular file"), "{err}");
+        // A character device is fine.
+        start_within_5s(LogTarget::File("/dev/null".into())).unwrap();
+
+        // logrotate's rename, then something put a FIFO at the path: the
+        // reopen fails at once and the old file carries on.
+        let path = dir.path().join("access.log");
+        let (sink, writer) = LogWriter::start(&log(LogTarget::File(path.clone())), 0, Arc::default()).unwrap();
+        sink.send(record(0)).await;
+        wait_for_lines(&path, 1).await;
+        let rotated = dir.path().join("access.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        mkfifo(&path);
+        writer.reopen().await;
+        sink.send(record(1)).await;
+        wait_for_lines(&rotated, 2).await;
+        tokio::time::timeout(Duration::from_secs(5), writer.close()).await.expect("close hung");
+    }
+
     fn log(target: LogTarget) -> LogConfig {
         LogConfig {
             access_log: target,
@@ -825,7 +969,7 @@ mod tests {
 
         config.format = LogFormat::Json;
         config.pseudonymize_users = false;
-        writer.configure(&config);
+        writer.configure(PreparedLog::new(&config, &config.access_log).unwrap());
         sink.send(rec).await;
         writer.close().await;
         let text = std::fs::read_to_string(&path).unwrap();

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow};
 
-use super::{CmdResult, load_config};
+use super::{CmdResult, load_config_to_read};
 use crate::policy::{Decision, Host, Identity};
 
 /// `socialgate explain` arguments.
@@ -96,7 +96,7 @@ fn split_host_port(authority: &str) -> anyhow::Result<(&str, Option<&str>)> {
 
 /// Runs `socialgate explain`.
 pub fn explain(config_path: &Path, args: &ExplainArgs) -> CmdResult {
-    let config = load_config(config_path)?;
+    let config = load_config_to_read(config_path)?;
     let target = parse_target(&args.url)?;
     let at = match &args.at {
         Some(at) => parse_at(at)?,

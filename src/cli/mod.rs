@@ -114,7 +114,20 @@ fn init_tracing() {
 
 /// Loads the config, printing every diagnostic on failure.
 pub fn load_config(path: &std::path::Path) -> Result<config::Config, Failure> {
-    match config::load(path) {
+    report_diagnostics(path, config::load(path))
+}
+
+/// [`load_config`] for commands that only read the policy: the files
+/// `[log]` names are not checked (see [`config::load_to_read`]).
+pub fn load_config_to_read(path: &std::path::Path) -> Result<config::Config, Failure> {
+    report_diagnostics(path, config::load_to_read(path))
+}
+
+fn report_diagnostics(
+    path: &std::path::Path,
+    loaded: Result<config::Config, config::Diagnostics>,
+) -> Result<config::Config, Failure> {
+    match loaded {
         Ok(config) => Ok(config),
         Err(diags) => {
             for d in &diags.0 {
@@ -135,7 +148,7 @@ fn check(path: &std::path::Path) -> CmdResult {
 }
 
 fn pac(path: &std::path::Path) -> CmdResult {
-    let config = load_config(path)?;
+    let config = load_config_to_read(path)?;
     print!("{}", crate::pac::render(&config, None));
     Ok(())
 }

@@ -24,6 +24,13 @@ use super::{CmdResult, Failure, load_config};
 /// flushed), exits 0.
 pub fn run(path: &Path) -> CmdResult {
     let config = load_config(path)?;
+    if config.log.pseudonymize_users {
+        // Created (if missing) before the files are fingerprinted, so that
+        // its creation is not taken for an edit and reloaded.
+        let key = &config.log.pseudonym_key_file;
+        crate::access_log::pseudonym::Pseudonymizer::load_or_create(key)
+            .map_err(|err| anyhow::anyhow!("pseudonym key file {}: {err}", key.display()))?;
+    }
     raise_open_file_limit();
     check_open_file_limit(config.limits.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

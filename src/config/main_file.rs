@@ -126,7 +126,9 @@ impl MainParts {
 }
 
 /// Parses and validates the main file, reading the files it names.
-pub(crate) fn parse(src: &Source, out: &mut Vec<Diagnostic>) -> MainParts {
+/// Parses the main file. `log_files`: also check the files `[log]` names
+/// (see [`super::load_to_read`] for when not to).
+pub(crate) fn parse(src: &Source, out: &mut Vec<Diagnostic>, log_files: bool) -> MainParts {
     let mut parts = MainParts::defaults(src);
     let mut sink = Sink { src, out, offset: 0 };
     let doc = match DeTable::parse(&src.text) {
@@ -173,6 +175,7 @@ pub(crate) fn parse(src: &Source, out: &mut Vec<Diagnostic>) -> MainParts {
         }
     }
     htpasswd(&mut sink, doc, &mut parts);
+    self::log_files(&mut sink, doc, &mut parts, log_files);
     parts
 }
 
@@ -430,6 +433,31 @@ fn htpasswd(sink: &mut Sink<'_>, doc: &DeTable<'_>, parts: &mut MainParts) {
     parts.files.push(path);
 }
 
+/// Checks the files `[log]` names, without creating them: the access log
+/// can be opened for appending, and, with `pseudonymize_users`, the key
+/// file can be read or created. The key file is watched like the other
+/// files the config reads.
+fn log_files(sink: &mut Sink<'_>, doc: &DeTable<'_>, parts: &mut MainParts, check: bool) {
+    let table = get(doc, "log").and_then(|v| match v.get_ref() {
+        toml::de::DeValue::Table(t) => Some(t),
+        _ => None,
+    });
+    let span = |key: &str| table.and_then(|t| get(t, key)).map(|v| v.span());
+    if let LogTarget::File(path) = &parts.log.access_log
+        && check
+    {
+        let at = span("access_log").unwrap_or(0..0);
+        named_files::access_log(sink, path, &at);
+    }
+    if parts.log.pseudonymize_users {
+        let at = span("pseudonym_key_file").or_else(|| span("pseudonymize_users")).unwrap_or(0..0);
+        if check {
+            named_files::pseudonym_key(sink, &parts.log.pseudonym_key_file, &at);
+        }
+        parts.files.push(parts.log.pseudonym_key_file.clone());
+    }
+}
+
 fn schedules(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
     for (key, v) in entries(table) {
         let name: &str = key.get_ref();
@@ -502,7 +530,10 @@ fn log(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
                 if let Some(s) = sink.string(v) {
                     if s.is_empty() {
                         sink.error_hint(&v.span(), "empty `access_log`", Some("use `\"-\"` for stdout".to_owned()));
-                    } else if s == "-" {
+                    } else if s == "-" || s == "/dev/stdout" {
+                        // `/dev/stdout` opened by name fails when stdout is
+                        // a socket (systemd's journal) and reopens a pipe:
+                        // what is meant is the process's stdout.
                         l.access_log = LogTarget::Stdout;
                     } else {
                         l.access_log = LogTarget::File(resolve(&sink.src.path, s));

@@ -21,6 +21,7 @@ mod values;
 mod walk;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use named_files::refused_log_kind;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -293,14 +294,28 @@ impl Default for Limits {
 /// A file that cannot be read is reported as `FILE:0:0`, except files named
 /// by a key of the main file (htpasswd, hosts, certificates), which are
 /// reported at that key's value.
+///
+/// The files `[log]` names are checked as the proxy will use them (without
+/// creating any): see [`load_to_read`] for commands that do not write logs.
 pub fn load(main_file: &Path) -> Result<Config, Diagnostics> {
+    load_with(main_file, true)
+}
+
+/// [`load`], without checking the files `[log]` names: for commands that
+/// only read the policy (`explain`, `pac`, `replay`) and may run on a
+/// machine that does not have the proxy's log and state folders.
+pub fn load_to_read(main_file: &Path) -> Result<Config, Diagnostics> {
+    load_with(main_file, false)
+}
+
+fn load_with(main_file: &Path, log_files: bool) -> Result<Config, Diagnostics> {
     let mut out = Vec::new();
     let main_src = match walk::read_text(main_file) {
         Ok(text) => Source::new(main_file.to_path_buf(), text),
         Err(err) => return Err(Diagnostics(vec![unreadable(main_file, "config file", &err)])),
     };
     let mut files = vec![main_file.to_path_buf()];
-    let main = main_file::parse(&main_src, &mut out);
+    let main = main_file::parse(&main_src, &mut out, log_files);
 
     let services_path = walk::resolve(main_file, "services.toml");
     let services_src = read_optional(&services_path, &mut out);

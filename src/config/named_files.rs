@@ -57,6 +57,96 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
+/// What an `access_log` path must not lead to, by file type: a FIFO or a
+/// socket (opening one blocks, or fails, and a FIFO's reader can stall the
+/// writer), a folder or a block device. `None` for a regular file and for a
+/// character device (`/dev/null`, a terminal).
+pub fn refused_log_kind(kind: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() || kind.is_char_device() {
+        None
+    } else if kind.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_dir() {
+        Some("a folder")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Checks that the access log at `path` can be opened for appending, without
+/// creating it: an existing path must be a regular file or a character
+/// device and writable, a missing one needs an existing, writable folder.
+pub(crate) fn access_log(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            if let Some(kind) = refused_log_kind(&meta.file_type()) {
+                sink.error_hint(
+                    at,
+                    format!("`access_log` `{shown}` is {kind}, expected a regular file"),
+                    Some("use `\"-\"` for stdout; a character device such as `/dev/null` also works".to_owned()),
+                );
+            } else if let Err(err) = rustix::fs::access(path, rustix::fs::Access::WRITE_OK) {
+                let reason = super::walk::io_reason(&err.into());
+                sink.error(at, format!("cannot write `access_log` `{shown}`: {reason}"));
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => writable_folder(sink, path, at, "`access_log`"),
+        Err(err) => {
+            let reason = super::walk::io_reason(&err);
+            sink.error(at, format!("cannot open `access_log` `{shown}`: {reason}"));
+        }
+    }
+}
+
+/// Checks the pseudonym key file without creating it: an existing one must
+/// be readable and not empty; a missing one needs an existing, writable
+/// folder to be created in (by `run`, mode 0600).
+pub(crate) fn pseudonym_key(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) {
+    let shown = path.display();
+    match std::fs::read(path) {
+        Ok(key) if key.is_empty() => sink.error_hint(
+            at,
+            format!("pseudonym key file `{shown}` is empty"),
+            Some("delete it to have a new key created, or copy the key the other replicas use".to_owned()),
+        ),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            writable_folder(sink, path, at, "pseudonym key file");
+        }
+        Err(err) => {
+            let reason = super::walk::io_reason(&err);
+            sink.error(at, format!("cannot read pseudonym key file `{shown}`: {reason}"));
+        }
+    }
+}
+
+/// A file `what` that does not exist yet will be created at `path`: its
+/// folder must exist and be writable.
+fn writable_folder(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>, what: &str) {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let shown = path.display();
+    let problem = match std::fs::metadata(folder) {
+        Ok(meta) if !meta.is_dir() => Some("is not a folder".to_owned()),
+        Ok(_) => rustix::fs::access(folder, rustix::fs::Access::WRITE_OK)
+            .err()
+            .map(|err| format!("cannot be written: {}", super::walk::io_reason(&err.into()))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some("does not exist".to_owned()),
+        Err(err) => Some(format!("cannot be read: {}", super::walk::io_reason(&err))),
+    };
+    if let Some(problem) = problem {
+        sink.error(at, format!("cannot create {what} `{shown}`: its folder `{}` {problem}", folder.display()));
+    }
+}
+
 /// The bcrypt costs (log2 rounds) bcrypt itself accepts.
 const BCRYPT_MIN_COST: u32 = 4;
 const BCRYPT_MAX_COST: u32 = 31;

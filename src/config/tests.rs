@@ -162,7 +162,7 @@ from = "22:00"
 to = "06:00"
 
 [log]
-access_log = "../logs/access.log"
+access_log = "logs/access.log"
 format = "squid"
 allowed = false
 pseudonymize_users = true
@@ -214,6 +214,8 @@ action = "block"
         ("hosts", "127.0.0.1 origin.test Other.Test.\n::1 origin.test # v6\n"),
         ("services.toml", services),
         ("departments/staff.toml", "default = { action = \"log\" }\n"),
+        ("logs/access.log", ""),
+        ("keys/p.key", "secret"),
         ("departments/sales.toml", sales),
     ]);
     let p = &config.proxy;
@@ -231,7 +233,7 @@ action = "block"
     assert_eq!(config.identity.auth, AuthMode::Basic);
     assert_eq!(config.identity.users.len(), 2);
     assert_eq!(config.identity.realm, "corp");
-    assert_eq!(config.log.access_log, LogTarget::File(dir.path().join("../logs/access.log")));
+    assert_eq!(config.log.access_log, LogTarget::File(dir.path().join("logs/access.log")));
     assert_eq!(config.log.format, LogFormat::Squid);
     assert_eq!(config.admin.as_ref().map(|a| a.listen.port()), Some(0));
     assert_eq!(config.pac.proxy.as_deref(), Some("proxy.example.com:3128"));
@@ -909,4 +911,84 @@ fn a_fifo_named_as_a_file_is_an_error_not_a_hang() {
     let errs = rx.recv_timeout(Duration::from_secs(10)).expect("loading a config naming a FIFO hung");
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].ends_with("cannot read hosts file `hosts`: not a regular file"), "{errs:?}");
+}
+
+/// The `[log]` files checked as `run` will use them, each problem at the
+/// key that names the file.
+fn log_errors(log: &str, more: &[(&str, &str)]) -> Vec<String> {
+    let main = format!("[proxy]\nlisten = [\"127.0.0.1:0\"]\n[log]\n{log}");
+    errors(&with_main(&main, more))
+}
+
+/// Regression: `[log]` files were only tried when the proxy applied them,
+/// so `check` passed, and a reload was applied without them.
+#[test]
+fn log_files_that_cannot_be_used_are_errors_at_their_key() {
+    assert_eq!(
+        log_errors("access_log = \"gone/access.log\"\n", &[]),
+        ["socialgate.toml:4:14: cannot create `access_log` `gone/access.log`: its folder `gone` does not exist"]
+    );
+    assert_eq!(
+        log_errors("access_log = \"logs\"\n", &[("logs/x", "")]),
+        ["socialgate.toml:4:14: `access_log` `logs` is a folder, expected a regular file [hint: use `\"-\"` for \
+             stdout; a character device such as `/dev/null` also works]"]
+    );
+    // A key file that cannot be read (here a folder: unreadable even as root).
+    assert_eq!(
+        log_errors("pseudonymize_users = true\npseudonym_key_file = \"key\"\n", &[("key/x", "")]),
+        ["socialgate.toml:5:22: cannot read pseudonym key file `key`: is a directory"]
+    );
+    let empty = log_errors("pseudonymize_users = true\n", &[("pseudonym.key", "")]);
+    assert_eq!(empty.len(), 1, "{empty:?}");
+    assert!(empty[0].starts_with("socialgate.toml:4:22: pseudonym key file `pseudonym.key` is empty"), "{empty:?}");
+    assert_eq!(
+        log_errors("pseudonymize_users = true\npseudonym_key_file = \"keys/p.key\"\n", &[]),
+        ["socialgate.toml:5:22: cannot create pseudonym key file `keys/p.key`: its folder `keys` does not exist"]
+    );
+    // Commands that only read the policy (`explain`, `pac`, `replay`) may
+    // run where the proxy's folders are not.
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[log]\naccess_log = \"gone/a.log\"\npseudonymize_users = true\n\
+                pseudonym_key_file = \"gone/p.key\"\n";
+    let dir = tree(&with_main(main, &[]));
+    assert!(load_to_read(&dir.path().join("socialgate.toml")).is_ok());
+}
+
+/// `check` does not create the key file (`run` does): a missing one in a
+/// folder that exists is fine, and it is watched like the other files.
+#[test]
+fn a_missing_pseudonym_key_file_is_not_created_by_loading_and_is_watched() {
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[log]\npseudonymize_users = true\n";
+    let (dir, config) = loads(&with_main(main, &[]));
+    let key = dir.path().join("pseudonym.key");
+    assert!(!key.exists(), "loading created the key file");
+    assert!(config.files.contains(&key), "{:?}", config.files);
+    // Off: not watched.
+    let (dir, config) = loads(&with_main("[proxy]\nlisten = [\"127.0.0.1:0\"]\n", &[]));
+    assert!(!config.files.contains(&dir.path().join("pseudonym.key")));
+}
+
+/// Regression: a FIFO as `access_log` passed `check`, then blocked the
+/// proxy at start (or the writer on a reopen) until a reader came.
+#[test]
+fn a_fifo_or_socket_as_access_log_is_an_error_and_devices_and_stdout_are_not() {
+    let dir = tree(&with_main("[proxy]\nlisten = [\"127.0.0.1:0\"]\n[log]\naccess_log = \"fifo\"\n", &[]));
+    assert!(std::process::Command::new("mkfifo").arg(dir.path().join("fifo")).status().unwrap().success());
+    let errs = errors_in(dir.path());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("socialgate.toml:4:14: `access_log` `fifo` is a FIFO (named pipe), expected"),
+        "{errs:?}"
+    );
+
+    let dir = tree(&with_main("[proxy]\nlisten = [\"127.0.0.1:0\"]\n[log]\naccess_log = \"sock\"\n", &[]));
+    let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
+    let errs = errors_in(dir.path());
+    assert!(errs.len() == 1 && errs[0].contains("`sock` is a socket"), "{errs:?}");
+
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[log]\naccess_log = \"/dev/null\"\n";
+    let (_dir, config) = loads(&with_main(main, &[]));
+    assert_eq!(config.log.access_log, LogTarget::File("/dev/null".into()));
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[log]\naccess_log = \"/dev/stdout\"\n";
+    let (_dir, config) = loads(&with_main(main, &[]));
+    assert_eq!(config.log.access_log, LogTarget::Stdout, "`/dev/stdout` is stdout, whatever fd 1 is");
 }

@@ -35,7 +35,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use self::listeners::{Listeners, Role};
-use crate::access_log::{LogSink, LogWriter};
+use crate::access_log::{LogSink, LogWriter, PreparedLog};
 use crate::config::Config;
 use crate::identity::Authenticator;
 use crate::resolve::{Guard, Resolver};
@@ -73,6 +73,7 @@ impl From<ReloadError> for StartError {
                 StartError::Bind { addr, error }
             }
             ReloadError::Tls(message) => StartError::Other(message),
+            ReloadError::Log(diagnostic) => StartError::Other(diagnostic.to_string()),
         }
     }
 }
@@ -108,6 +109,10 @@ pub enum ReloadError {
     /// `[proxy.tls]` certificate and key cannot make a TLS configuration.
     #[error("{0}")]
     Tls(String),
+    /// `[log]` cannot be applied: the pseudonym key file cannot be read or
+    /// created, or a new access-log path cannot be opened.
+    #[error("{0}")]
+    Log(crate::config::Diagnostic),
 }
 
 /// A running proxy: the handles to reload and stop it, and its bound
@@ -411,17 +416,18 @@ impl Running {
 
     fn apply(&self, config: Config) -> Result<(), ReloadError> {
         let tls = config.proxy.tls.as_ref().map(tls_server_config).transpose().map_err(ReloadError::Tls)?;
+        let before = self.shared.snapshot.load();
+        let log = PreparedLog::new(&config.log, &before.config.log.access_log).map_err(ReloadError::Log)?;
         // Binding registers the sockets with the runtime.
         let _runtime = self.servers.runtime.enter();
         let mut listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
         let plan = listeners.plan(&listeners::wanted(&config))?;
-        let before = self.shared.snapshot.load();
         if let (Some(old), Some(new)) = (&before.config.proxy.tls, &config.proxy.tls)
             && old.cert_pem != new.cert_pem
         {
             tracing::info!(cert = %new.cert_path.display(), "new [proxy.tls] certificate for new TLS connections");
         }
-        self.writer.configure(&config.log);
+        self.writer.configure(log);
         self.shared.snapshot.store(Arc::new(Snapshot::new(Arc::new(config), &plan.addrs(), tls)));
         self.shared.generation.send_modify(|generation| *generation += 1);
         listeners.commit(plan, &|role, socket, stop| self.servers.spawn(role, socket, stop), true);

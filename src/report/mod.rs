@@ -120,7 +120,7 @@ pub fn report_command(args: &ReportArgs) -> CmdResult {
 
 /// Runs `socialgate replay` with the config at `config`.
 pub fn replay_command(config: &Path, args: &ReplayArgs) -> CmdResult {
-    let config = crate::cli::load_config(config)?;
+    let config = crate::cli::load_config_to_read(config)?;
     let mut replayer = replay::Replayer::new(&config.policy);
     let read = input::for_each_record(&args.logs, |rec| replayer.add(rec));
     report_bad_lines(&read.bad);
