@@ -5,6 +5,22 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+
+/// A stream whose unread bytes can be looked at without taking them, so the
+/// v1 line is found in one look and read exactly, with never a byte of the
+/// request after it taken.
+pub(crate) trait Peek: AsyncRead + Unpin {
+    /// Copies unread bytes into `buf` (waiting for at least one) and leaves
+    /// them unread; 0 at the end of the stream.
+    async fn peek(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl Peek for TcpStream {
+    async fn peek(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        TcpStream::peek(self, buf).await
+    }
+}
 
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// The longest v1 line, CRLF included.
@@ -23,7 +39,7 @@ pub(crate) enum ProxyHeaderError {
 /// balancer speaks for, IPv4-mapped IPv6 addresses given as IPv4 (as every
 /// other client address is matched and logged); `Ok(None)` means the header
 /// said `UNKNOWN`/`LOCAL` or named no IP family (keep the peer's address).
-pub(crate) async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+pub(crate) async fn read_header<S: Peek>(stream: &mut S) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     let mut first = [0u8; 1];
     stream.read_exact(&mut first).await?;
     let client = match first[0] {
@@ -34,18 +50,35 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<
     Ok(client.map(|addr| SocketAddr::new(addr.ip().to_canonical(), addr.port())))
 }
 
-async fn read_v1<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAddr>, ProxyHeaderError> {
-    // Byte by byte: the request follows right after the line.
-    let mut line = vec![b'P'];
-    while !line.ends_with(b"\r\n") {
+async fn read_v1<S: Peek>(stream: &mut S) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+    // Look at what has arrived and take exactly the line: a few system calls
+    // for the whole line rather than one per byte.
+    let mut line = Vec::with_capacity(V1_MAX);
+    line.push(b'P');
+    let mut seen = [0u8; V1_MAX];
+    loop {
+        let n = stream.peek(&mut seen[..V1_MAX - line.len()]).await?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        let seen = &seen[..n];
+        // Where the line ends in what was seen (its CR may have come before).
+        let end = if line.ends_with(b"\r") && seen[0] == b'\n' {
+            Some(1)
+        } else {
+            seen.windows(2).position(|w| w == b"\r\n").map(|at| at + 2)
+        };
+        let take = end.unwrap_or(n);
+        let start = line.len();
+        line.resize(start + take, 0);
+        stream.read_exact(&mut line[start..]).await?;
+        if end.is_some() {
+            return parse_v1(&line);
+        }
         if line.len() >= V1_MAX {
             return Err(ProxyHeaderError::Malformed);
         }
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).await?;
-        line.push(byte[0]);
     }
-    parse_v1(&line)
 }
 
 fn parse_v1(line: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
@@ -126,12 +159,63 @@ fn parse_v2(version_command: u8, family: u8, body: &[u8]) -> Result<Option<Socke
 mod tests {
     use super::*;
 
-    async fn read(bytes: &[u8]) -> (Result<Option<SocketAddr>, ProxyHeaderError>, Vec<u8>) {
-        let mut cursor = std::io::Cursor::new(bytes.to_vec());
-        let result = read_header(&mut cursor).await;
+    /// Bytes that arrive `step` at a time: each look sees at most the next
+    /// `step` unread bytes, as when a header comes in several segments.
+    struct Trickle {
+        data: std::io::Cursor<Vec<u8>>,
+        step: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.data).poll_read(cx, buf)
+        }
+    }
+
+    impl Peek for Trickle {
+        async fn peek(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let at = usize::try_from(self.data.position()).unwrap();
+            let rest = &self.data.get_ref()[at..];
+            let n = rest.len().min(buf.len()).min(self.step);
+            buf[..n].copy_from_slice(&rest[..n]);
+            Ok(n)
+        }
+    }
+
+    async fn read_in_steps(bytes: &[u8], step: usize) -> (Result<Option<SocketAddr>, ProxyHeaderError>, Vec<u8>) {
+        let mut stream = Trickle { data: std::io::Cursor::new(bytes.to_vec()), step };
+        let result = read_header(&mut stream).await;
         let mut rest = Vec::new();
-        cursor.read_to_end(&mut rest).await.unwrap();
+        stream.data.read_to_end(&mut rest).await.unwrap();
         (result, rest)
+    }
+
+    async fn read(bytes: &[u8]) -> (Result<Option<SocketAddr>, ProxyHeaderError>, Vec<u8>) {
+        read_in_steps(bytes, usize::MAX).await
+    }
+
+    /// However the line is cut into segments (the CR and LF apart among
+    /// them), exactly the line is taken and the request is left whole; a
+    /// line with no end is refused at the v1 limit.
+    #[tokio::test]
+    async fn a_v1_line_in_any_number_of_pieces_is_read_exactly() {
+        let header = b"PROXY TCP4 10.20.4.17 10.0.0.1 51234 3128\r\n";
+        let request = b"GET http://a/ HTTP/1.1\r\n\r\n";
+        let whole = [&header[..], &request[..]].concat();
+        for step in 1..=whole.len() {
+            let (addr, rest) = read_in_steps(&whole, step).await;
+            assert_eq!(addr.unwrap(), Some("10.20.4.17:51234".parse().unwrap()), "step {step}");
+            assert_eq!(rest, request, "step {step}");
+        }
+        let endless = [b"PROXY TCP4 ".as_slice(), &[b'1'; 200]].concat();
+        for step in [1, 7, 200] {
+            assert!(matches!(read_in_steps(&endless, step).await.0, Err(ProxyHeaderError::Malformed)), "step {step}");
+        }
+        assert!(matches!(read_in_steps(b"PROXY TCP4 1.2.3.4", 3).await.0, Err(ProxyHeaderError::Io(_))));
     }
 
     #[tokio::test]
@@ -215,7 +299,9 @@ mod tests {
     #[tokio::test]
     async fn a_bad_v2_version_or_command_is_refused_before_the_body() {
         for version_command in [0x11u8, 0x22, 0x2f] {
-            let (mut proxy_side, mut balancer) = tokio::io::duplex(1024);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut balancer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (mut proxy_side, _) = listener.accept().await.unwrap();
             let mut header = V2_SIGNATURE.to_vec();
             header.extend_from_slice(&[version_command, 0x11, 0xff, 0xff]);
             tokio::io::AsyncWriteExt::write_all(&mut balancer, &header).await.unwrap();
