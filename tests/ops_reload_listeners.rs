@@ -260,7 +260,14 @@ async fn a_reload_whose_new_address_is_taken_changes_nothing_and_is_counted() {
 
         let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let taken = squatter.local_addr().unwrap();
-        let free = format!("127.0.0.3:{}", support::closed_port());
+        // A port free on an address no other test uses: on 127.0.0.3 a
+        // concurrent test's client socket could take the same port between
+        // this pick and the reload (seen once in CI: the reload then failed
+        // on this address, not on the taken one).
+        let free = {
+            let probe = std::net::TcpListener::bind("127.0.0.83:0").unwrap();
+            probe.local_addr().unwrap().to_string()
+        };
         let failed = proxy.try_reload(|company| {
             company
                 .listen(&["127.0.0.1:0", &free, &taken.to_string()])
