@@ -252,7 +252,8 @@ pub(crate) fn block_page_bytes(ctx: &Ctx) -> Vec<u8> {
 }
 
 /// Serves `bytes` made by the proxy itself with a 200 (the PAC file, the
-/// status page), logs it and returns the response.
+/// status page, a final recipient's answer), logs it and returns the
+/// response.
 pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String) -> Response<ProxyBody> {
     let mut response = Response::new(full(body));
     let headers = response.headers_mut();
@@ -269,20 +270,13 @@ pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String
 /// recipient (RFC 9110 7.6.2): a TRACE gets the request it arrived as
 /// (`message/http`, 9.3.8) less the fields that carry credentials, an
 /// OPTIONS a bodiless 200. Logged like the answer the policy allowed.
-pub(crate) async fn final_recipient<B>(mut ctx: Ctx, req: &http::Request<B>) -> Response<ProxyBody> {
+pub(crate) async fn final_recipient<B>(ctx: Ctx, req: &http::Request<B>) -> Response<ProxyBody> {
     let (content_type, body) = if req.method() == http::Method::TRACE {
         ("message/http", trace_echo(req))
     } else {
         ("text/plain; charset=utf-8", String::new())
     };
-    let mut response = Response::new(full(body));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("proxy-status", HeaderValue::from_static("socialgate"));
-    ctx.reserve_log().await;
-    ctx.log_when_sent(200, ClosedBy::Proxy);
-    response
+    serve(ctx, content_type, body).await
 }
 
 /// The request head as received, for a TRACE answer; credentials and
