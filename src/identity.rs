@@ -190,8 +190,14 @@ impl Books {
         if let Ok(mut cache) = cache.lock() {
             cache.put(key, ());
         }
-        if ok
-            && let Some(client) = counted
+        if ok {
+            self.forgive(counted);
+        }
+    }
+
+    /// Takes back the failure an attempt that succeeded was counted as.
+    fn forgive(&self, counted: Option<IpAddr>) {
+        if let Some(client) = counted
             && let Ok(mut failures) = self.failures.lock()
             && let Some(entry) = failures.get_mut(&client_group(client))
         {
@@ -264,6 +270,11 @@ impl Authenticator {
     async fn verify(&self, admission: &Admission, password: String, hash: String, known: bool) -> bool {
         let Ok(permit) = Arc::clone(&self.verifying).acquire_owned().await else { return false };
         if let Some(ok) = self.books.outcome(&admission.key) {
+            // Answered while this one queued (or between its cache check and
+            // its admission): a success takes back this attempt's failure too.
+            if ok {
+                self.books.forgive(admission.counted);
+            }
             return ok;
         }
         let stats = Arc::clone(&self.stats);
@@ -427,6 +438,27 @@ mod tests {
         assert_eq!(auth.verifications(), 8);
         let peak = auth.stats.peak.load(Ordering::Relaxed);
         assert!((1..=MAX_CONCURRENT_VERIFICATIONS).contains(&peak), "peak {peak}");
+    }
+
+    /// Regression (seen once in CI): a request that found nothing cached,
+    /// then was admitted as a new attempt just after another request with
+    /// the same credentials had succeeded, took the cached answer without
+    /// taking back the failure it was counted as, so a correct password
+    /// left a failure against its client.
+    #[tokio::test]
+    async fn an_attempt_answered_from_the_cache_after_admission_leaves_no_failure() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let auth = Authenticator::default();
+        let client = IpAddr::from([127, 0, 3, 2]);
+        let key = cache_key(&Credentials::parse_basic(&basic("alice", "secret")).unwrap(), &hash);
+        let admission = auth.admit(client, key).unwrap();
+        // The other request's verification answers meanwhile.
+        auth.books.record(key, true, None);
+        assert!(auth.verify(&admission, "secret".into(), hash, true).await);
+        drop(admission);
+        let failures = auth.books.failures.lock().unwrap().peek(&client).map_or(0, |f| f.count);
+        assert_eq!(failures, 0);
+        assert_eq!(auth.verifications(), 0, "the cached answer was used");
     }
 
     /// A browser given a password sends it on many connections at once.
