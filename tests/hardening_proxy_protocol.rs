@@ -340,3 +340,44 @@ async fn shutdown_does_not_wait_for_a_header_that_has_not_come() {
     })
     .await;
 }
+
+/// Over `max_connections`, a balancer's connection is still read for its
+/// header before the `503`: the record names the client the balancer
+/// speaks for (it named the balancer), and the answer never lands in the
+/// middle of the header. A client of the TLS listener over the limit gets
+/// the close, not a plain-text `503` it would read as a broken handshake.
+#[tokio::test]
+async fn over_max_connections_the_header_is_read_and_tls_clients_get_no_plain_text() {
+    bounded(async {
+        let origin = EchoOrigin::start().await;
+        let proxy = behind_a_balancer().limit("max_connections = 1").with_tls_listener().start(&[443]).await;
+        let url = format!("http://example.test:{}/", origin.port());
+        // The one connection allowed, answered: accepted and counted.
+        let mut holder = proxy.client().await;
+        assert_eq!(holder.get(&url, &[]).await.status, 200);
+
+        let mut balancer = proxy.client_from(BALANCER).await;
+        balancer.send("PROXY TCP4 10.9.8.7 127.0.0.1 40000 3128\r\n").await;
+        let reply = balancer.get(&url, &[]).await;
+        assert_eq!(reply.status, 503);
+
+        let tls_addr = proxy.tls_addr.unwrap();
+        let mut tls_client =
+            tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(tls_addr)).await.unwrap().unwrap();
+        tls_client.write_all(&support::client_hello("proxy.test")).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(WAIT, tls_client.read_to_end(&mut answer)).await.unwrap();
+        assert!(answer.is_empty(), "the TLS client got plain text: {:?}", String::from_utf8_lossy(&answer));
+        drop((tls_client, balancer));
+
+        let records = proxy.records(3).await;
+        let refused: Vec<_> = records.iter().filter(|r| r["status"] == 503).collect();
+        assert_eq!(refused.len(), 2, "{records:?}");
+        assert!(refused.iter().all(|r| r["rule"] == "limits" && r["closed_by"] == "proxy"), "{refused:?}");
+        assert!(refused.iter().any(|r| r["client"] == "10.9.8.7"), "the balancer's client was not named: {refused:?}");
+        assert!(refused.iter().all(|r| r["client"] != BALANCER), "{refused:?}");
+        drop(holder);
+        proxy.stop().await;
+    })
+    .await;
+}

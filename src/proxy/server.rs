@@ -50,7 +50,7 @@ pub(crate) async fn accept_loop(
                     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let max = shared.snapshot.load().config.limits.max_connections;
                     if shared.tracker.active() >= max {
-                        tokio::spawn(overloaded(shared.clone(), stream, peer));
+                        tokio::spawn(overloaded(shared.clone(), stream, peer, tls));
                         continue;
                     }
                     let token = shared.enter();
@@ -68,13 +68,34 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Over `max_connections`: `503` and close, the request unread.
-async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
-    let mut ctx = Ctx::new(shared, peer, "");
-    ctx.rule = "limits".into();
+/// Over `max_connections`: `503` and close, the request unread. A trusted
+/// balancer's PROXY header is read first (within the same 2 s), so the
+/// record names the client it speaks for and the answer does not land in
+/// the middle of the header; a connection without a valid header is closed
+/// unanswered and unlogged, as below the limit. A client of a TLS listener
+/// expects a handshake, not plain text: it gets only the close.
+async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, mut peer: SocketAddr, tls: bool) {
+    let (ts, started) = (shared.clock.now(), std::time::Instant::now());
+    let trusted = shared.snapshot.load().config.proxy.proxy_protocol_from.iter().any(|net| net.contains(&peer.ip()));
     let reply = respond::overloaded();
+    let mut sent = 0;
+    // Whether the client is known: always, unless a header is due.
+    let mut placed = !trusted;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = stream.write_all(&reply).await;
+        if trusted {
+            match proxy_protocol::read_header(&mut stream).await {
+                Ok(Some(client)) => peer = client,
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::debug!(%err, %peer, "bad PROXY protocol header; closing");
+                    return;
+                }
+            }
+            placed = true;
+        }
+        if !tls && stream.write_all(&reply).await.is_ok() {
+            sent = reply.len();
+        }
         let _ = stream.shutdown().await;
         // Closing with the request unread would reset the connection and
         // could destroy the reply before the client reads it: discard what
@@ -83,7 +104,13 @@ async fn overloaded(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
-    ctx.bytes_down = reply.len() as u64;
+    if !placed {
+        return;
+    }
+    let mut ctx = Ctx::new(shared, peer, "");
+    (ctx.ts, ctx.started) = (ts, started);
+    ctx.rule = "limits".into();
+    ctx.bytes_down = sent as u64;
     ctx.log(503, ClosedBy::Proxy).await;
 }
 
