@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use unicode_width::UnicodeWidthStr as _;
+
 use super::summary::Summary;
 
 /// Renders a report summary as text.
@@ -91,7 +93,7 @@ impl Table {
         let mut widths = vec![0usize; cols];
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate() {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(cell.width());
             }
         }
         for (r, row) in self.rows.iter().enumerate() {
@@ -100,7 +102,7 @@ impl Table {
                 if i > 0 {
                     line.push_str("  ");
                 }
-                let pad = widths[i].saturating_sub(cell.chars().count());
+                let pad = widths[i].saturating_sub(cell.width());
                 if i < self.left {
                     line.push_str(cell);
                     line.push_str(&" ".repeat(pad));
@@ -167,6 +169,24 @@ mod tests {
         let mut out = String::new();
         t.render(&mut out, 2);
         assert_eq!(out, "  service   users\n  ---------------\n  facebook      3\n  x            12\n");
+    }
+
+    /// Regression: cells were padded by characters, not by the columns a
+    /// terminal gives them, so a CJK department (two columns a character)
+    /// or a name with a combining accent pushed the rest of its row out of
+    /// line.
+    #[test]
+    fn wide_and_combining_characters_keep_columns_aligned() {
+        let mut t = Table::new(&["department", "users"]).left_aligned(1);
+        t.row(vec!["営業部".into(), "3".into()]);
+        t.row(vec!["Rene\u{301}".into(), "12".into()]);
+        t.row(vec!["sales".into(), "7".into()]);
+        let mut out = String::new();
+        t.render(&mut out, 0);
+        assert_eq!(
+            out,
+            "department  users\n-----------------\n営業部          3\nRene\u{301}           12\nsales           7\n"
+        );
     }
 
     /// Regression: `clean` let bidi overrides through, so a department or
