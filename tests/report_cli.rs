@@ -512,3 +512,16 @@ fn json_output_escapes_c1_and_bidi_controls_from_the_log() {
     assert!(!raw(&text), "{text:?}");
     assert!(text.contains("department d?31m?x?:"), "{text}");
 }
+
+/// Regression: `-` named twice read standard input once and reported as
+/// if the second were empty; a usage error says so instead.
+#[test]
+fn stdin_named_twice_is_a_usage_error() {
+    let out = socialgate(&["report", "-", &log_path(), "-"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`-` (standard input) is named more than once"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let out = socialgate(&["replay", "-", "-"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`-` (standard input) is named more than once"), "{}", stderr(&out));
+}

@@ -86,8 +86,18 @@ pub fn filter_from_args(args: &ReportArgs) -> Result<summary::Filter, input::Bad
     })
 }
 
+/// Standard input can be read once: `-` named twice would silently count
+/// as once.
+fn stdin_at_most_once(logs: &[PathBuf]) -> CmdResult {
+    if logs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        return Err(Failure::Usage("`-` (standard input) is named more than once; it can be read only once".into()));
+    }
+    Ok(())
+}
+
 /// Runs `socialgate report`.
 pub fn report_command(args: &ReportArgs) -> CmdResult {
+    stdin_at_most_once(&args.logs)?;
     let filter = filter_from_args(args)?;
     if let (Some(since), Some(until)) = (filter.since, filter.until)
         && since >= until
@@ -120,6 +130,7 @@ pub fn report_command(args: &ReportArgs) -> CmdResult {
 
 /// Runs `socialgate replay` with the config at `config`.
 pub fn replay_command(config: &Path, args: &ReplayArgs) -> CmdResult {
+    stdin_at_most_once(&args.logs)?;
     let config = crate::cli::load_config_to_read(config)?;
     let mut replayer = replay::Replayer::new(&config.policy);
     let read = input::for_each_record(&args.logs, |rec| replayer.add(rec));
