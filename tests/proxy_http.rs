@@ -428,27 +428,54 @@ async fn the_tls_listener_serves_the_same_proxy_over_https() {
 }
 
 /// The Squid-format log, as Squid writes it: the hierarchy field names the
-/// server's address, for a forwarded request and for a tunnel.
+/// server's address, for a forwarded request and for a tunnel, and the last
+/// field is the answer's media type (it was always `-`): the origin's, less
+/// its parameters, or the proxy's own page's; `-` for a tunnel or an
+/// answer without one.
 #[tokio::test]
-async fn the_squid_format_names_the_server_address() {
+async fn the_squid_format_names_the_server_address_and_the_content_type() {
     bounded(async {
         let origin = EchoOrigin::start().await;
+        let typed = support::ScriptedOrigin::start(true, |mut s| async move {
+            use tokio::io::AsyncWriteExt;
+            let body = "{}";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        })
+        .await;
         let p = origin.port();
         let proxy = Company::new().log("format = \"squid\"").start(&[p]).await;
         let mut client = proxy.client_from("127.0.0.3").await;
         assert_eq!(client.get(&format!("http://example.test:{p}/squid"), &[]).await.status, 200);
+        let mut client = proxy.client_from("127.0.0.3").await;
+        assert_eq!(client.get(&format!("http://example.test:{}/typed", typed.port()), &[]).await.status, 200);
+        // 127.0.0.1 is in `default`, where facebook is blocked.
+        let mut client = proxy.client().await;
+        assert_eq!(client.get("http://www.facebook.com/", &[]).await.status, 403);
         let mut tunnel = proxy.client_from("127.0.0.3").await;
         assert_eq!(tunnel.connect_to(&format!("example.test:{p}"), &[]).await.status, 200);
         drop(tunnel);
         let path = proxy.log_path();
-        support::eventually("two squid lines", || std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() >= 2))
-            .await;
+        support::eventually("four squid lines", || {
+            std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() >= 4)
+        })
+        .await;
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        let get = lines.iter().find(|l| l.contains(" GET ")).unwrap();
+        let find = |what: &str| *lines.iter().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what}: {text}"));
+        let get = find("/squid ");
         assert!(get.contains(&format!(" http://example.test:{p}/squid - HIER_DIRECT/127.0.0.1 ")), "{get}");
-        let connect = lines.iter().find(|l| l.contains(" CONNECT ")).unwrap();
-        assert!(connect.contains(" HIER_DIRECT/127.0.0.1 "), "{connect}");
+        assert!(get.ends_with(" HIER_DIRECT/127.0.0.1 -"), "the echo origin names no type: {get}");
+        assert!(find("/typed ").ends_with(" HIER_DIRECT/127.0.0.1 application/json"), "{text}");
+        assert!(find("TCP_DENIED/403").ends_with(" HIER_NONE/- text/html"), "{text}");
+        let connect = find(" CONNECT ");
+        assert!(connect.ends_with(" HIER_DIRECT/127.0.0.1 -"), "{connect}");
+        for line in &lines {
+            assert_eq!(line.split_whitespace().count(), 10, "{line}");
+        }
         proxy.stop().await;
     })
     .await;

@@ -57,6 +57,10 @@ pub struct Record {
     /// writes it: `HIER_DIRECT/<address>`; not a field of the JSON record).
     #[serde(skip)]
     pub server: Option<IpAddr>,
+    /// The response's media type (`text/html`, no parameters), kept only
+    /// when the Squid format, which writes it, is in force.
+    #[serde(skip)]
+    pub content_type: Option<Box<str>>,
 }
 
 /// Who ended a request or tunnel.

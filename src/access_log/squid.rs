@@ -26,7 +26,7 @@ pub fn write_line(out: &mut String, rec: &Record) {
     };
     let _ = writeln!(
         out,
-        "{secs}.{frac:03} {:>6} {} {}/{:03} {} {} {} {} {} -",
+        "{secs}.{frac:03} {:>6} {} {}/{:03} {} {} {} {} {} {}",
         rec.duration_ms,
         rec.client,
         result_code(rec),
@@ -36,6 +36,7 @@ pub fn write_line(out: &mut String, rec: &Record) {
         token(&url, false),
         token(user, true),
         hierarchy,
+        token(rec.content_type.as_deref().unwrap_or_default(), true),
     );
 }
 
@@ -111,6 +112,7 @@ mod tests {
             duration_ms: 5120,
             closed_by: ClosedBy::Client,
             server: None,
+            content_type: None,
         }
     }
 
@@ -165,6 +167,19 @@ mod tests {
         rec.status = 200;
         rec.closed_by = ClosedBy::Origin;
         assert!(line(&rec).contains(" TCP_MISS/200 "));
+    }
+
+    /// The last field is the answer's media type, as Squid logs it;
+    /// nothing known is `-`, and no value can split the line.
+    #[test]
+    fn the_content_type_is_the_last_field() {
+        let mut rec = record();
+        rec.content_type = Some("text/html".into());
+        assert!(line(&rec).ends_with(" HIER_DIRECT/www.facebook.com text/html\n"), "{}", line(&rec));
+        rec.content_type = Some("a b%\u{2028}".into());
+        let l = line(&rec);
+        assert!(l.ends_with(" a%20b%25%E2%80%A8\n"), "{l}");
+        assert_eq!(l.split_whitespace().count(), 10, "{l}");
     }
 
     #[test]

@@ -813,6 +813,7 @@ mod tests {
             duration_ms: 1,
             closed_by: ClosedBy::Origin,
             server: None,
+            content_type: None,
         }
     }
 

@@ -44,6 +44,8 @@ pub(crate) struct Ctx {
     pub(crate) failed: bool,
     /// The origin address connected to.
     pub(crate) server: Option<IpAddr>,
+    /// See [`Ctx::keep_content_type`].
+    pub(crate) content_type: Option<Box<str>>,
     /// The record was written (or deliberately not).
     done: bool,
 }
@@ -82,6 +84,7 @@ impl Ctx {
             permit: None,
             failed: false,
             server: None,
+            content_type: None,
             done: false,
         }
     }
@@ -92,6 +95,20 @@ impl Ctx {
         self.service = decision.service.as_deref().map(str::to_owned);
         self.rule = decision.rule.to_string();
         self.action = decision.action;
+    }
+
+    /// Keeps the media type of the answer (`text/html`: parameters cut off
+    /// as Squid does) for the Squid-format log, the only format that writes
+    /// it; nothing is kept (or allocated) for the JSON log.
+    pub(crate) fn keep_content_type(&mut self, value: Option<&[u8]>) {
+        if self.snap.config.log.format != crate::config::LogFormat::Squid {
+            return;
+        }
+        self.content_type = value
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim_start().split([';', ' ', '\t']).next())
+            .filter(|t| !t.is_empty())
+            .map(Into::into);
     }
 
     pub(crate) fn add_up(&self, n: u64) {
@@ -119,6 +136,7 @@ impl Ctx {
             duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             closed_by,
             server: self.server,
+            content_type: self.content_type.take(),
         }
     }
 

@@ -264,6 +264,7 @@ pub(crate) async fn forward(
     // then written without waiting when the body ends or is dropped.
     ctx.reserve_log().await;
     let (mut parts, body) = response.into_parts();
+    ctx.keep_content_type(parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes));
     strip_hop_by_hop(&mut parts.headers);
     // hyper decoded the origin's framing and re-frames for the client.
     if parts.headers.remove(header::TRANSFER_ENCODING).is_some() {

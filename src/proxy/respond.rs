@@ -172,6 +172,7 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
     } else {
         ("text/html; charset=utf-8", page(&ctx, &refusal))
     };
+    ctx.keep_content_type(Some(content_type.as_bytes()));
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -261,6 +262,7 @@ pub(crate) async fn serve(mut ctx: Ctx, content_type: &'static str, body: String
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Like every answer the proxy makes itself (RFC 9209: handled here).
     headers.insert("proxy-status", HeaderValue::from_static("socialgate"));
+    ctx.keep_content_type(Some(content_type.as_bytes()));
     ctx.reserve_log().await;
     ctx.log_when_sent(200, ClosedBy::Proxy);
     response
