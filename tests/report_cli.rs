@@ -140,7 +140,7 @@ fn bad_time_is_a_usage_error() {
 fn gzip_input_gives_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
     let plain = std::fs::read(fixture("access.log")).unwrap();
-    // Two gzip members, as logrotate + cat produce: MultiGzDecoder reads both.
+    // Two gzip members, as logrotate + cat produce: both are read.
     let (first, second) = plain.split_at(plain.len() / 2);
     let mut gz = Vec::new();
     for part in [first, second] {
@@ -156,6 +156,35 @@ fn gzip_input_gives_the_same_report() {
         assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
         assert_eq!(stdout(&out), expected("expected.json"), "{name}");
     }
+}
+
+/// Regression: bytes after the last gzip member (zeros a crash left, a
+/// copy padded out) failed the input (exit 1) though every record was read;
+/// `gzip -d` ignores them with a warning, and so does the report now.
+/// Another member after them is not looked for (neither does `gzip -d`).
+#[test]
+fn bytes_after_the_last_gzip_member_are_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read(fixture("access.log")).unwrap();
+    for (what, tail) in [("zeros", vec![0u8; 512]), ("text", b"not gzip at all\n".to_vec())] {
+        let mut gz = gzip(&plain);
+        gz.extend_from_slice(&tail);
+        let path = dir.path().join(format!("padded-{what}.log.gz"));
+        std::fs::write(&path, &gz).unwrap();
+        let out = socialgate(&["report", "--format", "json", path.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
+        assert_eq!(stdout(&out), expected("expected.json"), "{what}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("warning: {}: decompression OK, trailing garbage ignored", path.display())),
+            "{what}: {err}"
+        );
+    }
+    // A whole log, without anything after it, warns of nothing.
+    let path = dir.path().join("clean.log.gz");
+    std::fs::write(&path, gzip(&plain)).unwrap();
+    let out = socialgate(&["report", "--format", "json", path.to_str().unwrap()], None);
+    assert!(!stderr(&out).contains("trailing garbage"), "{}", stderr(&out));
 }
 
 #[test]

@@ -3,12 +3,14 @@
 //! [`LogLine`]s, with invalid lines counted and located, never fatal.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use flate2::bufread::MultiGzDecoder;
+use flate2::bufread::GzDecoder;
 use jiff::Timestamp;
 use serde::Deserialize;
 
@@ -200,15 +202,55 @@ fn display_path(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
+/// The first bytes of every gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Opens `path` (`-`: stdin), decompressing it if it is gzip. `trailing` is
+/// set if a gzip input ends in bytes that are not gzip.
+fn open(path: &Path, trailing: &Rc<Cell<bool>>) -> io::Result<Box<dyn BufRead>> {
     let raw: Box<dyn Read> =
         if path.as_os_str() == "-" { Box::new(io::stdin().lock()) } else { Box::new(File::open(path)?) };
     let mut buffered = BufReader::with_capacity(BUF_SIZE, raw);
     let head = buffered.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::with_capacity(BUF_SIZE, MultiGzDecoder::new(buffered))))
+    if head.starts_with(&GZIP_MAGIC) {
+        let members = Members { decoder: Some(GzDecoder::new(buffered)), trailing: trailing.clone() };
+        Ok(Box::new(BufReader::with_capacity(BUF_SIZE, members)))
     } else {
         Ok(Box::new(buffered))
+    }
+}
+
+/// gzip members read one after another (`cat a.gz b.gz`, logrotate's
+/// `delaycompress` files joined), as `gzip -d` reads them. Bytes after a
+/// member that do not begin another (zeros left by a crash, a copy padded
+/// out) end the input and set `trailing`, so they are reported as `gzip -d`
+/// reports them: ignored, with a warning, every record before them read.
+struct Members<R: BufRead> {
+    /// `None` once the input has ended.
+    decoder: Option<GzDecoder<R>>,
+    trailing: Rc<Cell<bool>>,
+}
+
+impl<R: BufRead> Read for Members<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(decoder) = self.decoder.as_mut() else { return Ok(0) };
+            let n = decoder.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended: another begins, or the input ends.
+            let Some(mut rest) = self.decoder.take().map(GzDecoder::into_inner) else { return Ok(0) };
+            let next = rest.fill_buf()?;
+            if next.is_empty() {
+                return Ok(0);
+            }
+            if !next.starts_with(&GZIP_MAGIC) {
+                self.trailing.set(true);
+                return Ok(0);
+            }
+            self.decoder = Some(GzDecoder::new(rest));
+        }
     }
 }
 
@@ -219,6 +261,9 @@ pub struct ReadOutcome {
     pub bad: BadLines,
     /// Inputs that could not be opened or read to the end, in argument order.
     pub failed: Vec<InputError>,
+    /// gzip inputs read whole that end in bytes that are not gzip (ignored,
+    /// as `gzip -d` ignores them).
+    pub trailing_garbage: Vec<String>,
 }
 
 /// Streams every valid record of every log in `paths`, in order, to `visit`.
@@ -232,8 +277,11 @@ pub fn for_each_record(paths: &[PathBuf], mut visit: impl FnMut(&Parsed<'_>)) ->
     for path in paths {
         let name = display_path(path);
         let mut line_no: u64 = 0;
-        if let Err(source) = read_one(path, &name, &mut line_no, &mut buf, &mut outcome.bad, &mut visit) {
-            outcome.failed.push(InputError { path: name, lines: line_no, source });
+        let trailing = Rc::new(Cell::new(false));
+        match read_one(path, &name, &trailing, &mut line_no, &mut buf, &mut outcome.bad, &mut visit) {
+            Ok(()) if trailing.get() => outcome.trailing_garbage.push(name),
+            Ok(()) => {}
+            Err(source) => outcome.failed.push(InputError { path: name, lines: line_no, source }),
         }
     }
     outcome
@@ -242,12 +290,13 @@ pub fn for_each_record(paths: &[PathBuf], mut visit: impl FnMut(&Parsed<'_>)) ->
 fn read_one(
     path: &Path,
     name: &str,
+    trailing: &Rc<Cell<bool>>,
     line_no: &mut u64,
     buf: &mut Vec<u8>,
     bad: &mut BadLines,
     visit: &mut impl FnMut(&Parsed<'_>),
 ) -> io::Result<()> {
-    let mut reader = open(path)?;
+    let mut reader = open(path, trailing)?;
     loop {
         buf.clear();
         let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', buf)?;

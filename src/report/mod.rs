@@ -111,6 +111,7 @@ pub fn report_command(args: &ReportArgs) -> CmdResult {
     let mut agg = summary::Aggregator::new(filter);
     let read = input::for_each_record(&args.logs, |rec| agg.add(rec));
     report_bad_lines(&read.bad);
+    report_trailing_garbage(&read.trailing_garbage);
     let mut summary = agg.finish();
     if let Some(department) = args.department.as_deref() {
         report_unknown_department(department, &summary);
@@ -135,6 +136,7 @@ pub fn replay_command(config: &Path, args: &ReplayArgs) -> CmdResult {
     let mut replayer = replay::Replayer::new(&config.policy);
     let read = input::for_each_record(&args.logs, |rec| replayer.add(rec));
     report_bad_lines(&read.bad);
+    report_trailing_garbage(&read.trailing_garbage);
     let outcome = replayer.finish();
     if nothing_read(args.logs.len(), &read.failed) {
         return report_failed_inputs(&read.failed);
@@ -243,6 +245,15 @@ fn shown(message: &str) -> String {
 
 /// Writes the invalid-line summary to stderr: the first few with
 /// `file:line`, then the total.
+/// gzip inputs that end in bytes that are not gzip: worded as `gzip -d`
+/// words it; a warning, as every record before them was read.
+fn report_trailing_garbage(paths: &[String]) {
+    let mut err = std::io::stderr().lock();
+    for path in paths {
+        let _ = writeln!(err, "warning: {}: decompression OK, trailing garbage ignored", text::clean(path));
+    }
+}
+
 fn report_bad_lines(bad: &input::BadLines) {
     if bad.count == 0 {
         return;
