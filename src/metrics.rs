@@ -109,6 +109,9 @@ pub struct Metrics {
     /// Access-log records dropped because the log could not be written for
     /// so long that the records held in memory reached their bound.
     pub log_dropped: Counter,
+    /// How long the access-log write in progress has been blocked (a hung
+    /// filesystem, a log reader that stopped reading); 0 when none is.
+    pub log_blocked_seconds: Gauge,
 }
 
 impl Default for Metrics {
@@ -155,6 +158,13 @@ impl Metrics {
             "Access-log records dropped: the log could not be written and the records held reached their bound",
             log_dropped.clone(),
         );
+        let log_blocked_seconds = Gauge::default();
+        registry.register(
+            "access_log_blocked_seconds",
+            "How long the access-log write in progress has been blocked (0: none is); \
+             requests wait once the queue in front of it is full",
+            log_blocked_seconds.clone(),
+        );
         config_generation.set(1);
         // Every labelled series that alerts and dashboards name is there
         // from the start, at 0.
@@ -182,6 +192,7 @@ impl Metrics {
             log_write_errors,
             log_held,
             log_dropped,
+            log_blocked_seconds,
         }
     }
 

@@ -64,6 +64,85 @@ const TROUBLED_POLL: Duration = Duration::from_millis(50);
 /// A failure that lasts is reported again this often.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
+/// A write blocked this long (a hung network filesystem, a log reader that
+/// stopped reading stdout) is reported: the writer cannot take records in
+/// while it waits, so requests wait too once the queue is full.
+const BLOCKED_REPORT_AFTER: Duration = Duration::from_secs(5);
+
+/// How often the stall watch looks at the write in progress.
+const BLOCKED_LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// When the write in progress began, read by the stall watch.
+struct WriteClock {
+    epoch: Instant,
+    /// Milliseconds from `epoch` to the start of the write in progress,
+    /// plus one; 0 when no write is in progress.
+    started: std::sync::atomic::AtomicU64,
+}
+
+impl WriteClock {
+    fn new() -> WriteClock {
+        WriteClock { epoch: Instant::now(), started: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Marks a write as in progress until the returned guard is dropped.
+    fn writing(&self) -> Writing<'_> {
+        let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.started.store(millis + 1, std::sync::atomic::Ordering::Relaxed);
+        Writing(self)
+    }
+
+    /// How long the write in progress has taken so far.
+    fn blocked_for(&self) -> Option<Duration> {
+        let started = self.started.load(std::sync::atomic::Ordering::Relaxed).checked_sub(1)?;
+        Some(self.epoch.elapsed().saturating_sub(Duration::from_millis(started)))
+    }
+}
+
+/// A write in progress (see [`WriteClock::writing`]).
+struct Writing<'a>(&'a WriteClock);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.started.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Watches the writer's writes until the writer ends: one blocked past
+/// `report_after` is reported (and shown in `/metrics`), and so is its end.
+fn watch_writes(
+    clock: std::sync::Weak<WriteClock>,
+    metrics: std::sync::Arc<Metrics>,
+    report_after: Duration,
+    every: Duration,
+) {
+    let mut reported: Option<Duration> = None;
+    loop {
+        std::thread::sleep(every);
+        let Some(clock) = clock.upgrade() else { return };
+        let blocked = clock.blocked_for();
+        drop(clock);
+        metrics.log_blocked_seconds.set(blocked.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+        match (blocked, reported) {
+            (Some(for_now), None) if for_now >= report_after => {
+                tracing::error!(
+                    blocked_for = ?for_now,
+                    "an access-log write has been blocked for {}s (a hung filesystem, or a reader of the log \
+                     that stopped reading): records queue up meanwhile, and requests wait once the queue is full",
+                    for_now.as_secs()
+                );
+                reported = Some(for_now);
+            }
+            (Some(for_now), Some(_)) => reported = Some(for_now),
+            (None, Some(last_seen)) => {
+                tracing::warn!(blocked_for_at_least = ?last_seen, "the blocked access-log write has completed");
+                reported = None;
+            }
+            _ => {}
+        }
+    }
+}
+
 enum Msg {
     Record(Box<Record>),
     /// Reopen the file (SIGUSR1, after logrotate renamed it).
@@ -224,8 +303,29 @@ impl LogWriter {
     ) -> std::io::Result<(LogSink, LogWriter)> {
         let encoding = Encoding::from_config(log)?;
         let opened = open(&log.access_log)?;
+        LogWriter::start_on(opened, log, encoding, max_in_flight, metrics, held_limit, BLOCKED_REPORT_AFTER)
+    }
+
+    /// Starts the writer thread writing to `opened`, and its stall watch.
+    fn start_on(
+        opened: Opened,
+        log: &LogConfig,
+        encoding: Encoding,
+        max_in_flight: usize,
+        metrics: std::sync::Arc<Metrics>,
+        held_limit: usize,
+        blocked_report_after: Duration,
+    ) -> std::io::Result<(LogSink, LogWriter)> {
         let (tx, rx) = mpsc::channel(max_in_flight.saturating_add(CHANNEL_SLACK));
+        let clock = std::sync::Arc::new(WriteClock::new());
+        let watched = std::sync::Arc::downgrade(&clock);
+        let watch_metrics = metrics.clone();
+        let look_every = BLOCKED_LOOK_EVERY.min(blocked_report_after);
+        std::thread::Builder::new()
+            .name("access-log-watch".into())
+            .spawn(move || watch_writes(watched, watch_metrics, blocked_report_after, look_every))?;
         let mut state = WriterState {
+            clock,
             out: opened.out,
             file: opened.file,
             deleted: false,
@@ -418,6 +518,8 @@ struct ReopenDue {
 }
 
 struct WriterState {
+    /// When the write in progress began (see [`watch_writes`]).
+    clock: std::sync::Arc<WriteClock>,
     out: Box<dyn Write + Send>,
     /// The file `out` writes to (see [`Opened::file`]).
     file: Option<std::fs::File>,
@@ -554,6 +656,8 @@ impl WriterState {
     /// the target opened again (a replaced file, a remounted filesystem).
     /// Whatever could not be written stays pending.
     fn write_out(&mut self) {
+        let clock = self.clock.clone();
+        let _writing = clock.writing();
         if !self.pending.is_empty() {
             // One fstat per write: records must not go where no one can
             // read them.
@@ -1007,6 +1111,66 @@ mod tests {
         }
     }
 
+    /// A sink whose writes wait until the test opens it, as on a hung
+    /// filesystem or a stdout pipe nobody reads.
+    struct Gate {
+        open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+        written: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (lock, opened) = &*self.open;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Regression: a write that blocked (a hung network filesystem, a
+    /// reader of stdout that stopped reading) stalled the writer, and then
+    /// every request, with nothing said anywhere. It is now shown in
+    /// `/metrics` (and logged) while it lasts, and nothing is lost.
+    #[tokio::test]
+    async fn a_blocked_write_is_shown_while_it_lasts_and_nothing_is_lost() {
+        let metrics = Arc::new(Metrics::new());
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = Box::new(Gate { open: gate.clone(), written: written.clone() });
+        let config = log(LogTarget::Stdout);
+        let encoding = Encoding::from_config(&config).unwrap();
+        let (sink, writer) = LogWriter::start_on(
+            Opened { out, file: None },
+            &config,
+            encoding,
+            0,
+            metrics.clone(),
+            HELD_LIMIT,
+            Duration::from_millis(100),
+        )
+        .unwrap();
+        let name = "socialgate_access_log_blocked_seconds";
+        assert_eq!(metric(&metrics, name), Some(0.0));
+        for n in 0..3 {
+            sink.send(record(n)).await;
+        }
+        wait_for_metric(&metrics, name, |v| v >= 1.0).await;
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        wait_for_metric(&metrics, name, |v| v == 0.0).await;
+        writer.close().await;
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert_eq!(metric(&metrics, "socialgate_access_log_records_total"), Some(3.0));
+    }
+
     #[tokio::test]
     async fn records_held_while_the_log_cannot_be_written_are_written_once_it_can() {
         let dir = tempfile::tempdir().unwrap();
@@ -1125,6 +1289,7 @@ mod tests {
         let config = log(LogTarget::File(path.to_owned()));
         let disk = Arc::new(std::sync::Mutex::new((usize::MAX, Vec::new())));
         let state = WriterState {
+            clock: Arc::new(WriteClock::new()),
             out: Box::new(FillingDisk(disk.clone())),
             file: None,
             deleted: false,
