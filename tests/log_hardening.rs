@@ -140,9 +140,10 @@ async fn squid_lines_for_a_tunnel_a_get_a_block_and_a_407_have_squids_ten_fields
         let get = find("GET", "TCP_MISS/200");
         assert_eq!(get[6..], [&format!("http://example.test:{p}/a"), "John%20Smith", "HIER_DIRECT/127.0.0.1", "-"]);
         let blocked = find("GET", "TCP_DENIED/403");
-        assert_eq!(blocked[6..], ["http://www.facebook.com/", "John%20Smith", "HIER_NONE/-", "-"]);
+        // The proxy's own pages have their media type, as Squid's do.
+        assert_eq!(blocked[6..], ["http://www.facebook.com/", "John%20Smith", "HIER_NONE/-", "text/html"]);
         let challenged = find("GET", "TCP_DENIED/407");
-        assert_eq!(challenged[6..], [&format!("http://example.test:{p}/b"), "-", "HIER_NONE/-", "-"]);
+        assert_eq!(challenged[6..], [&format!("http://example.test:{p}/b"), "-", "HIER_NONE/-", "text/html"]);
         let connect = find("CONNECT", "TCP_TUNNEL/200");
         assert_eq!(connect[6..], [&format!("example.test:{p}"), "John%20Smith", "HIER_DIRECT/127.0.0.1", "-"]);
         proxy.stop().await;
