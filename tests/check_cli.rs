@@ -130,3 +130,30 @@ fn an_intercept_ca_key_the_proxy_cannot_sign_with_fails_check_at_ca_key() {
     assert!(stderr.contains("hint: the key must be PKCS#8"), "{stderr}");
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Regression: a CA restricted with name constraints to the blocked
+/// services' domains (docs/deploy.md, section 5) failed `check` with
+/// `NameConstraintViolation`: the probe leaf that proves the key belongs to
+/// the certificate was minted for a name outside the permitted subtrees.
+#[test]
+fn a_name_constrained_intercept_ca_passes_check() {
+    let out = check_intercept(|key_path| {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Constrained block-page CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![
+                rcgen::GeneralSubtree::DnsName("facebook.com".into()),
+                rcgen::GeneralSubtree::DnsName("x.com".into()),
+            ],
+            excluded_subtrees: vec![],
+        });
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(key_path, key.serialize_pem()).unwrap();
+        std::fs::write(key_path.with_file_name("ca.pem"), cert.pem()).unwrap();
+    });
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -255,15 +255,15 @@ impl Minter {
     /// does not belong to the CA certificate.
     fn verify_probe(&self) -> Result<(), MintError> {
         let now = jiff::Timestamp::now();
-        let leaf = self.mint("ca-check.socialgate.invalid", now)?;
+        let host = probe_host(&self.ca_der);
+        let leaf = self.mint(&host, now)?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_der.clone()).map_err(|e| MintError::CaCert(e.to_string()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| MintError::CaCert(e.to_string()))?;
-        let name = rustls::pki_types::ServerName::try_from("ca-check.socialgate.invalid")
-            .map_err(|e| MintError::CaCert(e.to_string()))?;
+        let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| MintError::CaCert(e.to_string()))?;
         let unix = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
             u64::try_from(now.as_second()).unwrap_or(0),
         ));
@@ -273,6 +273,25 @@ impl Minter {
             other => MintError::CaCert(other.to_string()),
         })
     }
+}
+
+/// The name the probe leaf is minted for: one the CA may sign. A CA with
+/// name constraints (docs/deploy.md shows one that permits only the blocked
+/// services' domains) may sign only names under its permitted DNS subtrees,
+/// so the probe takes a name under the first of them; any other CA gets a
+/// name under the reserved `.invalid`.
+fn probe_host(ca: &CertificateDer<'_>) -> String {
+    const PROBE: &str = "ca-check.socialgate.invalid";
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(ca.as_ref()) else { return PROBE.to_owned() };
+    let Ok(Some(constraints)) = cert.name_constraints() else { return PROBE.to_owned() };
+    let permitted = constraints.value.permitted_subtrees.iter().flatten();
+    permitted
+        .filter_map(|subtree| match subtree.base {
+            x509_parser::extensions::GeneralName::DNSName(name) => Some(name.trim_start_matches('.')),
+            _ => None,
+        })
+        .find(|name| !name.is_empty())
+        .map_or_else(|| PROBE.to_owned(), |name| format!("ca-check.{}", name.to_ascii_lowercase()))
 }
 
 /// Checks that `ca` can sign leaves browsers accept at `now`: `CA:TRUE`,
