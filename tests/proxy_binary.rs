@@ -265,35 +265,3 @@ fn an_access_log_folder_that_does_not_exist_fails_the_start_as_check_does() {
         "{stderr}"
     );
 }
-
-/// Given one CPU (`taskset`, as the benchmarks pin each proxy), the binary
-/// runs on a single-threaded runtime and still does everything: a request,
-/// a tunnel, and the SIGTERM drain with the log flushed.
-#[tokio::test]
-async fn on_one_cpu_the_binary_runs_single_threaded_and_serves_and_drains() {
-    bounded(async {
-        let origin = EchoOrigin::start().await;
-        let echo = support::ScriptedOrigin::echo().await;
-        let company = Company::new();
-        let main = company.write(&[echo.port()]);
-        let mut command = Command::new("taskset");
-        command.arg("-c").arg("0").arg(env!("CARGO_BIN_EXE_socialgate")).arg("--config").arg(&main).arg("run");
-        let proxy = Binary::spawn(command).await;
-        let runtime = proxy.start_log.iter().find(|l| l.contains("runtime started")).cloned().unwrap_or_default();
-        assert!(runtime.contains("cpus=1") && runtime.contains("workers=1"), "{:?}", proxy.start_log);
-
-        let mut client = Client::connect(proxy.addr, "127.0.0.3").await;
-        assert_eq!(client.get(&format!("http://example.test:{}/", origin.port()), &[]).await.status, 200);
-        let mut tunnel = Client::connect(proxy.addr, "127.0.0.3").await;
-        assert_eq!(tunnel.connect_to(&format!("example.test:{}", echo.port()), &[]).await.status, 200);
-        tunnel.send("ping\n").await;
-        assert_eq!(tunnel.read_n(5).await, b"ping\n");
-        drop((client, tunnel));
-
-        let status = proxy.terminate().await;
-        assert!(status.success(), "exit status {status:?}");
-        let records = wait_for_records(&company.dir().join("access.log"), 2).await;
-        assert!(records.iter().any(|r| r["method"] == "CONNECT" && r["status"] == 200), "{records:?}");
-    })
-    .await;
-}

@@ -33,16 +33,7 @@ pub fn run(path: &Path) -> CmdResult {
     }
     raise_open_file_limit();
     check_open_file_limit(config.limits.max_connections);
-    // One CPU to run on (`taskset`, a cgroup CPU limit of one): a single-
-    // threaded runtime does the same work without the cross-thread
-    // machinery of the multi-threaded one (measured: see BENCHMARKS.md).
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let runtime = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
-    };
-    tracing::info!(cpus, workers = runtime.metrics().num_workers(), "runtime started");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         // Handlers first, so a signal sent as soon as the address is logged
         // is never the default (fatal) action.

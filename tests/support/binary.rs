@@ -55,7 +55,7 @@ impl Binary {
     }
 
     /// Runs `command` (the binary, however launched) with its log on stderr.
-    pub async fn spawn(mut command: Command) -> Binary {
+    async fn spawn(mut command: Command) -> Binary {
         let mut child = command
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
