@@ -244,3 +244,56 @@ async fn megabytes_cross_a_tunnel_intact_both_ways_and_are_counted() {
     })
     .await;
 }
+
+/// `client_congestion_control` reaches the proxy's end of each client
+/// connection, and a reload that removes it gives later clients the
+/// system's default again.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn client_connections_get_the_configured_congestion_control() {
+    bounded(async {
+        let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap().trim().to_owned();
+        // Another algorithm than the default, so that the check can fail.
+        let chosen = if default == "reno" { "cubic" } else { "reno" };
+        let origin = support::ScriptedOrigin::echo().await;
+        let mut proxy =
+            Company::new().proxy(&format!("client_congestion_control = \"{chosen}\"")).start(&[origin.port()]).await;
+        let mut client = proxy.client_from("127.0.0.3").await;
+        assert_eq!(client.connect_to(&format!("example.test:{}", origin.port()), &[]).await.status, 200);
+        assert_eq!(proxy_end_congestion(&client.stream), chosen);
+
+        proxy.reload(|company| company.without_proxy_key("client_congestion_control"));
+        // Answered, so accepted (the kernel completes a connection before).
+        let mut later = proxy.client_from("127.0.0.3").await;
+        assert_eq!(later.connect_to(&format!("example.test:{}", origin.port()), &[]).await.status, 200);
+        assert_eq!(proxy_end_congestion(&later.stream), default);
+        // A connection accepted before the reload keeps what it had.
+        assert_eq!(proxy_end_congestion(&client.stream), chosen);
+        drop((client, later));
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// The congestion control of the proxy's end of `client`'s connection. The
+/// proxy runs in this process, so that socket is one of its descriptors:
+/// each is duplicated with `pidfd_getfd` (no descriptor is borrowed that
+/// another thread could close) and matched by its two addresses.
+#[cfg(target_os = "linux")]
+fn proxy_end_congestion(client: &tokio::net::TcpStream) -> String {
+    use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
+    use std::net::SocketAddr;
+    let (ours, theirs) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+    let me = pidfd_open(Pid::from_raw(std::process::id() as i32).unwrap(), PidfdFlags::empty()).unwrap();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Ok(n) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(fd) = pidfd_getfd(&me, n, PidfdGetfdFlags::empty()) else { continue };
+        let (Ok(local), Ok(Some(peer))) = (rustix::net::getsockname(&fd), rustix::net::getpeername(&fd)) else {
+            continue;
+        };
+        if SocketAddr::try_from(local).ok() == Some(theirs) && SocketAddr::try_from(peer).ok() == Some(ours) {
+            return rustix::net::sockopt::tcp_congestion(&fd).unwrap();
+        }
+    }
+    panic!("the proxy's end of {ours} -> {theirs} is not among this process's descriptors");
+}

@@ -23,6 +23,7 @@ const TOP_KEYS: &[&str] =
 const PROXY_KEYS: &[&str] = &[
     "allow_destinations",
     "block_private_destinations",
+    "client_congestion_control",
     "connect_ports",
     "forwarded_for",
     "hosts_file",
@@ -97,6 +98,7 @@ impl MainParts {
                     .unwrap_or_else(|_| Host::from_ip(IpAddr::V4(Ipv4Addr::LOCALHOST))),
                 non_tls_tunnels: NonTlsTunnels::Allow,
                 proxy_protocol_from: Vec::new(),
+                client_congestion_control: None,
             },
             identity: IdentityConfig {
                 auth: AuthMode::None,
@@ -274,6 +276,11 @@ fn proxy(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
                 if let Some(k) = sink.parsed(v, |s| values::keyword(s, "`non_tls_tunnels` mode", &["allow", "refuse"]))
                 {
                     p.non_tls_tunnels = if k == "refuse" { NonTlsTunnels::Refuse } else { NonTlsTunnels::Allow };
+                }
+            }
+            "client_congestion_control" => {
+                if let Some(name) = sink.parsed(v, crate::proxy::congestion::usable) {
+                    p.client_congestion_control = Some(name);
                 }
             }
             "tls" => {

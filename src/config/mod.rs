@@ -105,6 +105,9 @@ pub struct ProxyConfig {
     pub non_tls_tunnels: NonTlsTunnels,
     /// Peers allowed to send the PROXY protocol header.
     pub proxy_protocol_from: Vec<IpNet>,
+    /// TCP congestion control of accepted client connections; `None`: the
+    /// system's default.
+    pub client_congestion_control: Option<String>,
 }
 
 /// `[proxy.tls]`: certificate chain and key, already read and parsed.

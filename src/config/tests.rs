@@ -77,6 +77,7 @@ fn minimal_config_is_complete_and_has_defaults() {
     assert_eq!(config.proxy.forwarded_for, ForwardedFor::Add);
     assert_eq!(config.proxy.status_host.as_str(), "socialgate.status");
     assert_eq!(config.proxy.non_tls_tunnels, NonTlsTunnels::Allow);
+    assert_eq!(config.proxy.client_congestion_control, None);
     assert_eq!(config.identity.auth, AuthMode::None);
     assert_eq!(config.identity.realm, "socialgate");
     assert_eq!(config.log.access_log, LogTarget::Stdout);
@@ -143,6 +144,7 @@ forwarded_for = "delete"
 status_host = "Status.Local."
 non_tls_tunnels = "refuse"
 proxy_protocol_from = ["127.0.0.1/32"]
+client_congestion_control = "reno"
 
 [identity]
 auth = "basic"
@@ -227,6 +229,7 @@ action = "block"
     assert_eq!(p.forwarded_for, ForwardedFor::Delete);
     assert_eq!(p.status_host.as_str(), "status.local");
     assert_eq!(p.non_tls_tunnels, NonTlsTunnels::Refuse);
+    assert_eq!(p.client_congestion_control.as_deref(), Some("reno"));
     let origin = Host::parse("origin.test").unwrap();
     assert_eq!(p.hosts[&origin].len(), 2);
     assert!(p.hosts.contains_key(&Host::parse("other.test").unwrap()));
@@ -449,6 +452,33 @@ fn keyword_values_list_valid_values() {
             "socialgate.toml:3:19: unknown `non_tls_tunnels` mode `deny`, expected one of `allow`, `refuse`",
             "socialgate.toml:5:8: unknown `auth` mode `digest`, expected one of `basic`, `none`",
             "socialgate.toml:7:10: unknown log format `jsn`, expected one of `json`, `squid` [hint: did you mean `json`?]",
+        ]
+    );
+}
+
+/// An algorithm is tried on a socket when the config is read, so `check`
+/// catches one the kernel lacks, with what it has.
+#[cfg(target_os = "linux")]
+#[test]
+fn client_congestion_control_must_be_usable_here() {
+    let errs = errors(&with_main("[proxy]\nclient_congestion_control = \"nosuchcc\"\n", &[]));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "socialgate.toml:2:29: congestion control `nosuchcc` is not available on this system, expected one of "
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        errs[0].contains("`reno`")
+            && errs[0].ends_with("[hint: `modprobe tcp_nosuchcc` loads it, if this kernel has it]"),
+        "{errs:?}"
+    );
+    let errs = errors(&with_main("[proxy]\nclient_congestion_control = \"tcp cubic\"\n", &[]));
+    assert_eq!(
+        errs,
+        [
+            "socialgate.toml:2:29: invalid congestion control name `tcp cubic`, expected a Linux TCP algorithm such as `cubic` or `bbr`"
         ]
     );
 }

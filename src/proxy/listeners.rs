@@ -3,7 +3,9 @@
 //! are bound before anything is committed, so a reload that cannot bind one
 //! changes nothing; unchanged ones are kept as they are (no rebind, no gap);
 //! those no longer configured stop accepting, while the connections they
-//! accepted carry on to their end.
+//! accepted carry on to their end. Proxy listeners also carry
+//! `client_congestion_control` (see [`super::congestion`]) to the
+//! connections they accept from then on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,12 @@ pub(crate) enum Role {
 }
 
 impl Role {
+    /// Whether the role's connections are proxy clients (and so get
+    /// `client_congestion_control`).
+    fn serves_clients(self) -> bool {
+        matches!(self, Role::Proxy | Role::ProxyTls)
+    }
+
     /// The name logged with a listener's address.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -58,6 +66,8 @@ struct Listener {
     /// As bound (port 0 resolved).
     local: SocketAddr,
     socket: Arc<TcpListener>,
+    /// The congestion control set on the socket, if one was.
+    congestion: Option<String>,
     /// Set to true to stop accepting.
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -84,8 +94,9 @@ enum Slot {
     /// A listener in force, kept (for `role`, which may be another one
     /// than it had: the same socket changes hands, with no gap).
     Kept { index: usize, role: Role, configured: SocketAddr, local: SocketAddr },
-    /// A socket bound for this plan, not accepting yet.
-    Bound { role: Role, configured: SocketAddr, local: SocketAddr, socket: TcpListener },
+    /// A socket bound for this plan, not accepting yet (with the
+    /// congestion control set on it, if any).
+    Bound { role: Role, configured: SocketAddr, local: SocketAddr, socket: TcpListener, congestion: Option<String> },
 }
 
 impl Slot {
@@ -102,6 +113,8 @@ impl Slot {
 #[derive(Debug)]
 pub(crate) struct Plan {
     slots: Vec<Slot>,
+    /// `client_congestion_control`.
+    congestion: Option<String>,
 }
 
 impl Plan {
@@ -119,9 +132,10 @@ impl Listeners {
     }
 
     /// Matches `wanted` against the listeners in force and binds the
-    /// addresses that are new. Must run inside the tokio runtime. Fails,
-    /// having changed nothing, if any new address cannot be bound.
-    pub(crate) fn plan(&self, wanted: &[(Role, SocketAddr)]) -> Result<Plan, ReloadError> {
+    /// addresses that are new, proxy ones with `congestion` (the
+    /// `client_congestion_control`). Must run inside the tokio runtime.
+    /// Fails, having changed nothing, if any new address cannot be bound.
+    pub(crate) fn plan(&self, wanted: &[(Role, SocketAddr)], congestion: Option<&str>) -> Result<Plan, ReloadError> {
         let mut taken = vec![false; self.live.len()];
         let mut slots: Vec<Option<Slot>> = wanted.iter().map(|_| None).collect();
         // Same role first, then a socket changing role (e.g. a port moved
@@ -140,14 +154,15 @@ impl Listeners {
                 }
             }
         }
-        let mut plan = Plan { slots: Vec::with_capacity(wanted.len()) };
+        let mut plan = Plan { slots: Vec::with_capacity(wanted.len()), congestion: congestion.map(str::to_owned) };
         for (slot, &(role, addr)) in slots.into_iter().zip(wanted) {
             let slot = match slot {
                 Some(kept) => kept,
                 None => {
-                    let socket = bind(addr).map_err(|source| self.bind_error(addr, source, &taken))?;
+                    let congestion = congestion.filter(|_| role.serves_clients());
+                    let socket = bind(addr, congestion).map_err(|source| self.bind_error(addr, source, &taken))?;
                     let local = socket.local_addr().map_err(|error| ReloadError::Bind { addr, error })?;
-                    Slot::Bound { role, configured: addr, local, socket }
+                    Slot::Bound { role, configured: addr, local, socket, congestion: congestion.map(str::to_owned) }
                 }
             };
             plan.slots.push(slot);
@@ -199,16 +214,19 @@ impl Listeners {
                         listener.stop = stop;
                         listener.role = role;
                     }
+                    if role.serves_clients() && listener.congestion != plan.congestion {
+                        follow_congestion(&mut listener, plan.congestion.as_deref());
+                    }
                     self.live.push(listener);
                 }
-                Slot::Bound { role, configured, local, socket } => {
+                Slot::Bound { role, configured, local, socket, congestion } => {
                     let socket = Arc::new(socket);
                     let (stop, stopped) = watch::channel(false);
                     let task = spawn(role, socket.clone(), stopped);
                     if announce {
                         tracing::info!(listener = role.name(), "now listening on {local}");
                     }
-                    self.live.push(Listener { role, configured, local, socket, stop, task });
+                    self.live.push(Listener { role, configured, local, socket, congestion, stop, task });
                 }
             }
         }
@@ -230,6 +248,37 @@ impl Listeners {
     }
 }
 
+/// Gives a kept listener a changed `client_congestion_control` (`None`:
+/// back to the system's default) for the connections it accepts from now
+/// on. The name was tried when the config was loaded, so failing here is
+/// unlikely; if it does, the listener carries on as it was, and says so.
+fn follow_congestion(listener: &mut Listener, wanted: Option<&str>) {
+    let Some(name) = wanted.map(str::to_owned).or_else(super::congestion::system_default) else {
+        tracing::warn!(
+            listener = listener.role.name(),
+            "{}: cannot read the system's default congestion control; new connections keep `{}`",
+            listener.local,
+            listener.congestion.as_deref().unwrap_or_default()
+        );
+        return;
+    };
+    match super::congestion::set(&*listener.socket, &name) {
+        Ok(()) => {
+            tracing::info!(
+                listener = listener.role.name(),
+                "{}: new connections use congestion control `{name}`",
+                listener.local
+            );
+            listener.congestion = wanted.map(str::to_owned);
+        }
+        Err(error) => tracing::warn!(
+            listener = listener.role.name(),
+            "{}: cannot set congestion control `{name}` ({error}); new connections keep the one they had",
+            listener.local
+        ),
+    }
+}
+
 /// Listen backlog: connections the kernel completes before they are
 /// accepted (a burst of browsers opening theirs at once).
 const BACKLOG: u32 = 1024;
@@ -237,13 +286,19 @@ const BACKLOG: u32 = 1024;
 /// Binds a listening socket as `tokio::net::TcpListener::bind` does
 /// (`SO_REUSEADDR` on Unix, so a port just closed can be bound again at
 /// once; it does not let two sockets listen on one address). It also sets
-/// `TCP_NODELAY`, which Linux copies to every accepted connection: one
-/// system call per listener rather than one per client.
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// `TCP_NODELAY` and, if given, the congestion control, which Linux copies
+/// to every accepted connection: one system call per listener rather than
+/// one per client.
+fn bind(addr: SocketAddr, congestion: Option<&str>) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
+    if let Some(name) = congestion {
+        super::congestion::set(&socket, name).map_err(|err| {
+            std::io::Error::new(err.kind(), format!("cannot set client_congestion_control `{name}`: {err}"))
+        })?;
+    }
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }
@@ -280,11 +335,45 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn accepted_connections_inherit_nodelay() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         assert!(accepted.nodelay().unwrap());
         assert!(!client.nodelay().unwrap(), "an unset socket reads false, so the check above can fail");
+    }
+
+    /// `client_congestion_control` reaches the connections proxy listeners
+    /// accept, new and kept listeners alike; a reload that unsets it puts
+    /// the system's default back; admin listeners never get it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_connections_get_the_client_congestion_control() {
+        use crate::proxy::congestion;
+        let default = congestion::system_default().unwrap();
+        // An algorithm other than the default, so that the check can fail.
+        let chosen = if default == "reno" { "cubic" } else { "reno" };
+        congestion::usable(chosen).unwrap();
+        async fn accepted_cc(listener: &TcpListener) -> String {
+            let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (accepted, _) = listener.accept().await.unwrap();
+            congestion::get(&accepted).unwrap()
+        }
+        let mut listeners = Listeners::default();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let wanted = [(Role::Proxy, any), (Role::Admin, any)];
+        let plan = listeners.plan(&wanted, Some(chosen)).unwrap();
+        listeners.commit(plan, &idle, false);
+        assert_eq!(accepted_cc(&listeners.live[0].socket).await, chosen, "a new proxy listener");
+        assert_eq!(accepted_cc(&listeners.live[1].socket).await, default, "the admin listener");
+
+        let plan = listeners.plan(&wanted, None).unwrap();
+        listeners.commit(plan, &idle, false);
+        assert_eq!(accepted_cc(&listeners.live[0].socket).await, default, "kept, setting removed");
+
+        let plan = listeners.plan(&wanted, Some(chosen)).unwrap();
+        listeners.commit(plan, &idle, false);
+        assert_eq!(accepted_cc(&listeners.live[0].socket).await, chosen, "kept, setting added");
+        assert_eq!(accepted_cc(&listeners.live[1].socket).await, default, "the admin listener, kept");
     }
 
     /// Which wanted addresses reuse the socket in force, and which bind.
@@ -292,7 +381,7 @@ mod tests {
     async fn a_socket_is_kept_for_its_configured_or_its_bound_address() {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut listeners = Listeners::default();
-        let plan = listeners.plan(&[(Role::Proxy, any)]).unwrap();
+        let plan = listeners.plan(&[(Role::Proxy, any)], None).unwrap();
         listeners.commit(plan, &idle, false);
         let bound = listeners.addrs(Role::Proxy)[0];
         assert_ne!(bound.port(), 0);
@@ -311,7 +400,7 @@ mod tests {
             (&[(Role::Proxy, any), (Role::Proxy, any)], &[("kept", Role::Proxy), ("bound", Role::Proxy)]),
         ];
         for (wanted, expected) in cases {
-            let plan = listeners.plan(wanted).unwrap();
+            let plan = listeners.plan(wanted, None).unwrap();
             assert_eq!(kinds(&plan), expected, "{wanted:?}");
             assert_eq!(plan.addrs()[0].port() == bound.port(), expected[0].0 == "kept", "{wanted:?}");
         }
@@ -323,7 +412,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_address_that_overlaps_a_closing_one_names_it() {
         let mut listeners = Listeners::default();
-        let plan = listeners.plan(&[(Role::Proxy, "127.0.0.1:0".parse().unwrap())]).unwrap();
+        let plan = listeners.plan(&[(Role::Proxy, "127.0.0.1:0".parse().unwrap())], None).unwrap();
         listeners.commit(plan, &idle, false);
         let bound = listeners.addrs(Role::Proxy)[0];
         let wildcard = SocketAddr::new("0.0.0.0".parse().unwrap(), bound.port());

@@ -13,6 +13,7 @@
 //!   `splice`: their zero-copy pump between plain TCP sockets.
 //! - `respond`: every response the proxy makes itself.
 
+pub(crate) mod congestion;
 mod conn;
 mod context;
 mod forward;
@@ -336,7 +337,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, StartError> {
     let tls = config.proxy.tls.as_ref().map(tls_server_config).transpose().map_err(StartError::Other)?;
     let mut listeners = Listeners::default();
-    let plan = listeners.plan(&listeners::wanted(&config))?;
+    let plan = listeners.plan(&listeners::wanted(&config), config.proxy.client_congestion_control.as_deref())?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (sink, writer) =
         LogWriter::start(&config.log, config.limits.max_connections, metrics.clone()).map_err(|error| {
@@ -421,7 +422,7 @@ impl Running {
         // Binding registers the sockets with the runtime.
         let _runtime = self.servers.runtime.enter();
         let mut listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
-        let plan = listeners.plan(&listeners::wanted(&config))?;
+        let plan = listeners.plan(&listeners::wanted(&config), config.proxy.client_congestion_control.as_deref())?;
         if let (Some(old), Some(new)) = (&before.config.proxy.tls, &config.proxy.tls)
             && old.cert_pem != new.cert_pem
         {

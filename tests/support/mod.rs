@@ -109,6 +109,12 @@ impl Company {
         self
     }
 
+    /// Removes the `[proxy]` key lines that set `key`.
+    pub fn without_proxy_key(mut self, key: &str) -> Self {
+        self.proxy.retain(|line| line.split('=').next().map(str::trim) != Some(key));
+        self
+    }
+
     /// Adds an `[identity]` key line.
     pub fn identity(mut self, line: &str) -> Self {
         self.identity.push(line.to_owned());
