@@ -7,6 +7,8 @@
 #   SKIP_INSTALL=1 bench/run.sh  # do not call apt-get
 #   OUT=name bench/run.sh        # results to bench/results/name.md instead of latest.md
 #   FIGURES="download" bench/run.sh  # only some figures (memory http setup bulk download twocore)
+#   SG_CLIENT_CC=cubic bench/run.sh  # socialgate with [proxy] client_congestion_control (not its default;
+#                                    # noted in the results: the peers keep the system's algorithm)
 #
 # Method: each proxy (all threads and children) pinned to core 0 with taskset, the load generator
 # and origin to core 1; figures measured one after another, targets interleaved within each round
@@ -22,6 +24,7 @@ CONC_SETUP=${CONC_SETUP:-32}
 BULK_BYTES=${BULK_BYTES:-1073741824}
 IDLE_TUNNELS=${IDLE_TUNNELS:-2000}
 FIGURES=${FIGURES:-memory http setup bulk download twocore} # any subset, in this order
+SG_CLIENT_CC=${SG_CLIENT_CC:-}
 WORK=${WORK:-/tmp/socialgate-bench}
 RESULTS="$ROOT/bench/results"
 OUT=${OUT:-latest} # results go to bench/results/$OUT.md and $OUT.raw.tsv
@@ -111,6 +114,12 @@ sed -e "s|^listen = \[\"127.0.0.1:3128\"\]|listen = [\"127.0.0.1:$SG_PORT\"]|" \
     -e "s|^access_log = .*|access_log = \"access.log\"|" \
     -e "s|^listen = \"127.0.0.1:9090\"|listen = \"127.0.0.1:$SG_ADMIN\"|" \
     "$ROOT/config/socialgate.toml" >"$WORK/sg/socialgate.toml"
+if [ -n "$SG_CLIENT_CC" ]; then
+    sed -i "s|^# client_congestion_control = .*|client_congestion_control = \"$SG_CLIENT_CC\"|" "$WORK/sg/socialgate.toml"
+    grep -q "^client_congestion_control = \"$SG_CLIENT_CC\"" "$WORK/sg/socialgate.toml" ||
+        { log "no client_congestion_control line to set in config/socialgate.toml"; exit 1; }
+    note "socialgate ran with [proxy] client_congestion_control = \"$SG_CLIENT_CC\" (not its default); the peers and direct use the system's $(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null)"
+fi
 if ! "$SG" check --config "$WORK/sg/socialgate.toml" >"$WORK/sg/check.txt" 2>&1; then
     log "socialgate check failed:"; cat "$WORK/sg/check.txt" >&2; exit 1
 fi
@@ -433,7 +442,7 @@ fi
 
 # ------------------------------------------------------------------ report
 {
-    echo "machine=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
+    echo "machine=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), TCP congestion control $(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null)"
     echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "socialgate=$("$SG" --version 2>/dev/null) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null))"
     [ -n "$HAVE_SQUID" ] && echo "squid=$(squid -v | head -1)"
