@@ -567,20 +567,20 @@ fn log(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
 
 fn pac(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
     sink.unknown_keys(table, PAC_KEYS, "`[pac]`");
-    if let Some(v) = get(table, "proxy") {
-        if let Some(s) = sink.string(v) {
-            let ok = s.rsplit_once(':').is_some_and(|(h, p)| {
-                !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0) && !h.contains(['"', ' ', ';'])
-            });
-            if ok {
-                parts.pac.proxy = Some(s.to_owned());
-            } else {
-                sink.error_hint(
-                    &v.span(),
-                    format!("invalid PAC proxy `{s}`, expected `host:port`"),
-                    Some("e.g. `proxy.example.com:3128`".to_owned()),
-                );
-            }
+    if let Some(v) = get(table, "proxy")
+        && let Some(s) = sink.string(v)
+    {
+        let ok = s.rsplit_once(':').is_some_and(|(h, p)| {
+            !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0) && !h.contains(['"', ' ', ';'])
+        });
+        if ok {
+            parts.pac.proxy = Some(s.to_owned());
+        } else {
+            sink.error_hint(
+                &v.span(),
+                format!("invalid PAC proxy `{s}`, expected `host:port`"),
+                Some("e.g. `proxy.example.com:3128`".to_owned()),
+            );
         }
     }
     if let Some(v) = get(table, "direct") {

@@ -457,10 +457,10 @@ fn syntax_error(sink: &mut Sink<'_>, err: &toml::de::Error) {
     let span = err.span().unwrap_or(0..0);
     let message = err.message().lines().next().unwrap_or("").trim().trim_end_matches('.');
     let mut message = format!("invalid TOML: {}", walk::lowercase_first(message));
-    if message.ends_with("duplicate key") {
-        if let Some(key) = sink.src.text.get(span.clone()).filter(|k| !k.is_empty() && !k.contains('\n')) {
-            message = format!("{message} `{key}`");
-        }
+    if message.ends_with("duplicate key")
+        && let Some(key) = sink.src.text.get(span.clone()).filter(|k| !k.is_empty() && !k.contains('\n'))
+    {
+        message = format!("{message} `{key}`");
     }
     sink.error(&span, message);
 }
@@ -497,11 +497,11 @@ fn cross_check(
         let Some((_, src)) = sources.get(d.source) else { continue };
         let mut sink = Sink { src, out: &mut *out, offset: 0 };
         let name = d.spec.name.as_str();
-        if let Some((parent, span)) = &d.inherits {
-            if !all_dept_names.contains(&parent.as_str()) {
-                let hint = name_hint(parent, &all_dept_names, "departments");
-                sink.error_hint(span, format!("`inherits` names unknown department `{parent}`"), hint);
-            }
+        if let Some((parent, span)) = &d.inherits
+            && !all_dept_names.contains(&parent.as_str())
+        {
+            let hint = name_hint(parent, &all_dept_names, "departments");
+            sink.error_hint(span, format!("`inherits` names unknown department `{parent}`"), hint);
         }
         for (svc, span) in &d.service_refs {
             if catalogue.complete && !service_names.contains(&svc.as_str()) {
