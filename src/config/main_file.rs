@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
 use toml::de::DeTable;
 
 use super::named_files;
@@ -78,6 +79,8 @@ pub(crate) struct MainParts {
     pub default_department: (String, Option<Range<usize>>),
     /// Files named by the main file that were read.
     pub files: Vec<PathBuf>,
+    /// What loads but does not do all it says, in file order.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl MainParts {
@@ -121,6 +124,7 @@ impl MainParts {
             schedule_names: Vec::new(),
             default_department: ("default".to_owned(), None),
             files: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -591,6 +595,17 @@ fn pac(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
             } else if s.contains('/') && values::network(s).is_err() {
                 let _ = sink.parse_at(s, &span, values::network);
             } else {
+                if let Ok(IpNet::V6(_)) = s.parse::<IpNet>() {
+                    // As `pac::render` tells networks from patterns.
+                    parts.warnings.push(sink.warning(
+                        &span,
+                        format!(
+                            "IPv6 network `{s}` in `direct` is left out of the PAC file: PAC `isInNet` only \
+                             matches IPv4 addresses"
+                        ),
+                        Some("list its hosts by name instead, e.g. `*.corp.example`".to_owned()),
+                    ));
+                }
                 parts.pac.direct.push(s.to_owned());
             }
         }

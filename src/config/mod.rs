@@ -4,7 +4,9 @@
 //! htpasswd and hosts files and the certificates, reports *every* problem as
 //! a [`Diagnostic`] (`FILE:LINE:COL: error: MESSAGE`, with a hint where one
 //! helps), and on success returns one immutable [`Config`] snapshot holding
-//! the compiled [`Policy`]. The proxy swaps whole snapshots on reload.
+//! the compiled [`Policy`] and any warnings (`FILE:LINE:COL: warning:
+//! MESSAGE`: what loads but does not work as written). The proxy swaps
+//! whole snapshots on reload.
 //!
 //! Each file is parsed into a spanned TOML document and walked by small
 //! validators that record problems and carry on (`walk` holds the helpers,
@@ -20,7 +22,7 @@ mod services;
 mod values;
 mod walk;
 
-pub use diagnostic::{Diagnostic, Diagnostics};
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use named_files::refused_log_kind;
 
 use std::collections::HashMap;
@@ -65,6 +67,10 @@ pub struct Config {
     pub policy: Policy,
     /// What the config holds, for [`Config::summary`].
     pub counts: Counts,
+    /// What loads but does not do all it says (`FILE:LINE:COL: warning:
+    /// MESSAGE`), in file order; empty for most configs. `check` and the
+    /// other commands print them, a reload logs them.
+    pub warnings: Diagnostics,
 }
 
 /// How much a config holds (the policy itself is opaque).
@@ -410,6 +416,7 @@ fn load_with(main_file: &Path, log_files: bool) -> Result<Config, Diagnostics> {
         limits: main.limits,
         policy: Policy::compile(spec),
         counts,
+        warnings: Diagnostics(main.warnings),
     })
 }
 
@@ -427,7 +434,7 @@ impl Config {
 
 /// A problem with a file as a whole (`FILE:0:0`).
 fn whole_file(file: &Path, message: String) -> Diagnostic {
-    Diagnostic { file: file.to_path_buf(), line: 0, col: 0, message, hint: None }
+    Diagnostic { severity: Severity::Error, file: file.to_path_buf(), line: 0, col: 0, message, hint: None }
 }
 
 /// A file that cannot be read: `FILE:0:0`, or the position of the first
