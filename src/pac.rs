@@ -65,6 +65,8 @@ pub fn render_parts(pac: &PacConfig, listen: &[SocketAddr], seen_as: Option<&str
         .iter()
         .filter_map(|net| match net {
             IpNet::V4(v4) => Some(v4.trunc()),
+            // `isInNet` matches IPv4 addresses only; the config loader
+            // warns about every IPv6 network left out here.
             IpNet::V6(_) => None,
         })
         .collect();

@@ -157,3 +157,33 @@ fn a_name_constrained_intercept_ca_passes_check() {
     assert_eq!(text(&out.stderr), "");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// Regression: an IPv6 network in `[pac] direct` passed `check` in silence
+/// but is not in the PAC file (its `isInNet` matches IPv4 addresses only).
+/// `check` names it as a warning on stderr and still passes.
+#[test]
+fn an_ipv6_network_in_pac_direct_is_a_warning_and_check_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("departments")).unwrap();
+    std::fs::write(dir.path().join("departments/default.toml"), "").unwrap();
+    std::fs::write(
+        dir.path().join("socialgate.toml"),
+        "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n[pac]\ndirect = [\"*.corp.example\", \"10.0.0.0/8\", \"fd00::/8\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "off")
+        .args(["--config", "socialgate.toml", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stderr),
+        "socialgate.toml:4:43: warning: IPv6 network `fd00::/8` in `direct` is left out of the PAC file: \
+         PAC `isInNet` only matches IPv4 addresses\n  \
+         = hint: list its hosts by name instead, e.g. `*.corp.example`\n\
+         socialgate.toml: 1 warning\n"
+    );
+    assert!(text(&out.stdout).starts_with("socialgate.toml: ok ("), "{}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(0));
+}

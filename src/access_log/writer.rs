@@ -402,6 +402,7 @@ impl PreparedLog {
     /// as `check` does.
     pub fn new(log: &LogConfig, current: &LogTarget) -> Result<PreparedLog, crate::config::Diagnostic> {
         let whole_file = |file: &std::path::Path, message: String| crate::config::Diagnostic {
+            severity: crate::config::Severity::Error,
             file: file.to_path_buf(),
             line: 0,
             col: 0,

@@ -112,7 +112,8 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
-/// Loads the config, printing every diagnostic on failure.
+/// Loads the config, printing every diagnostic on failure and every
+/// warning on success (to stderr, as `check` does).
 pub fn load_config(path: &std::path::Path) -> Result<config::Config, Failure> {
     report_diagnostics(path, config::load(path))
 }
@@ -128,7 +129,14 @@ fn report_diagnostics(
     loaded: Result<config::Config, config::Diagnostics>,
 ) -> Result<config::Config, Failure> {
     match loaded {
-        Ok(config) => Ok(config),
+        Ok(config) => {
+            let n = config.warnings.0.len();
+            if n > 0 {
+                eprintln!("{}", config.warnings);
+                eprintln!("{}: {n} warning{}", path.display(), if n == 1 { "" } else { "s" });
+            }
+            Ok(config)
+        }
         Err(diags) => {
             for d in &diags.0 {
                 eprintln!("{d}");

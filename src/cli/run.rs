@@ -211,11 +211,15 @@ async fn reload(running: &crate::proxy::Running, path: &Path, files: &mut Finger
                 return;
             }
             let max_connections = config.limits.max_connections;
+            let warnings = config.warnings.to_string();
             match running.reload(config) {
                 Ok(()) => {
                     files.empty = empty;
                     check_open_file_limit(max_connections);
                     tracing::info!("configuration reloaded");
+                    if !warnings.is_empty() {
+                        tracing::warn!("the reloaded configuration has warnings:\n{warnings}");
+                    }
                 }
                 Err(err) => tracing::error!("reload failed, keeping the running configuration: {err}"),
             }

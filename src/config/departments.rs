@@ -179,10 +179,11 @@ fn action_place(sink: &mut Sink<'_>, v: &Val<'_>, schedules: &mut Vec<(String, R
                 Some(o) => Some(sink.parsed(o, values::action)?),
                 None => None,
             };
-            if otherwise.is_some() && during.is_none() {
-                if let Some(o) = get(t, "otherwise") {
-                    sink.error(&o.span(), "`otherwise` needs `during`");
-                }
+            if otherwise.is_some()
+                && during.is_none()
+                && let Some(o) = get(t, "otherwise")
+            {
+                sink.error(&o.span(), "`otherwise` needs `during`");
             }
             Some(ActionSpec { action: action?, during, otherwise })
         }

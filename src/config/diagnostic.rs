@@ -1,10 +1,23 @@
-//! Config diagnostics: `FILE:LINE:COL: error: MESSAGE`, with an optional hint.
+//! Config diagnostics: `FILE:LINE:COL: error: MESSAGE` (or `warning:`), with
+//! an optional hint.
 
 use std::path::PathBuf;
+
+/// Whether a diagnostic stops the config from loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The config is invalid: it is not loaded (nor applied on reload).
+    Error,
+    /// The config loads, but does not do all it says (e.g. an IPv6 network
+    /// in `[pac] direct`, which the PAC file cannot match).
+    Warning,
+}
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
     /// The file, as the user would name it.
     pub file: PathBuf,
     /// Line, 1-based (0 if the problem is about the file as a whole).
@@ -18,10 +31,14 @@ pub struct Diagnostic {
 }
 
 impl std::fmt::Display for Diagnostic {
-    /// `FILE:LINE:COL: error: MESSAGE`, then `  = hint: HINT` on its own
-    /// line when there is a hint.
+    /// `FILE:LINE:COL: error: MESSAGE` (`warning:` for a warning), then
+    /// `  = hint: HINT` on its own line when there is a hint.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: error: {}", self.file.display(), self.line, self.col, self.message)?;
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}:{}:{}: {severity}: {}", self.file.display(), self.line, self.col, self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  = hint: {hint}")?;
         }
@@ -29,7 +46,8 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
-/// Every problem found in one load, in file order.
+/// Every problem found in one load (or every warning of a config that
+/// loaded), in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 

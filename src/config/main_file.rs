@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
 use toml::de::DeTable;
 
 use super::named_files;
@@ -79,6 +80,8 @@ pub(crate) struct MainParts {
     pub default_department: (String, Option<Range<usize>>),
     /// Files named by the main file that were read.
     pub files: Vec<PathBuf>,
+    /// What loads but does not do all it says, in file order.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl MainParts {
@@ -123,6 +126,7 @@ impl MainParts {
             schedule_names: Vec::new(),
             default_department: ("default".to_owned(), None),
             files: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -574,20 +578,20 @@ fn log(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
 
 fn pac(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
     sink.unknown_keys(table, PAC_KEYS, "`[pac]`");
-    if let Some(v) = get(table, "proxy") {
-        if let Some(s) = sink.string(v) {
-            let ok = s.rsplit_once(':').is_some_and(|(h, p)| {
-                !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0) && !h.contains(['"', ' ', ';'])
-            });
-            if ok {
-                parts.pac.proxy = Some(s.to_owned());
-            } else {
-                sink.error_hint(
-                    &v.span(),
-                    format!("invalid PAC proxy `{s}`, expected `host:port`"),
-                    Some("e.g. `proxy.example.com:3128`".to_owned()),
-                );
-            }
+    if let Some(v) = get(table, "proxy")
+        && let Some(s) = sink.string(v)
+    {
+        let ok = s.rsplit_once(':').is_some_and(|(h, p)| {
+            !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0) && !h.contains(['"', ' ', ';'])
+        });
+        if ok {
+            parts.pac.proxy = Some(s.to_owned());
+        } else {
+            sink.error_hint(
+                &v.span(),
+                format!("invalid PAC proxy `{s}`, expected `host:port`"),
+                Some("e.g. `proxy.example.com:3128`".to_owned()),
+            );
         }
     }
     if let Some(v) = get(table, "direct") {
@@ -598,6 +602,17 @@ fn pac(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
             } else if s.contains('/') && values::network(s).is_err() {
                 let _ = sink.parse_at(s, &span, values::network);
             } else {
+                if let Ok(IpNet::V6(_)) = s.parse::<IpNet>() {
+                    // As `pac::render` tells networks from patterns.
+                    parts.warnings.push(sink.warning(
+                        &span,
+                        format!(
+                            "IPv6 network `{s}` in `direct` is left out of the PAC file: PAC `isInNet` only \
+                             matches IPv4 addresses"
+                        ),
+                        Some("list its hosts by name instead, e.g. `*.corp.example`".to_owned()),
+                    ));
+                }
                 parts.pac.direct.push(s.to_owned());
             }
         }

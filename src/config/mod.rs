@@ -4,7 +4,9 @@
 //! htpasswd and hosts files and the certificates, reports *every* problem as
 //! a [`Diagnostic`] (`FILE:LINE:COL: error: MESSAGE`, with a hint where one
 //! helps), and on success returns one immutable [`Config`] snapshot holding
-//! the compiled [`Policy`]. The proxy swaps whole snapshots on reload.
+//! the compiled [`Policy`] and any warnings (`FILE:LINE:COL: warning:
+//! MESSAGE`: what loads but does not work as written). The proxy swaps
+//! whole snapshots on reload.
 //!
 //! Each file is parsed into a spanned TOML document and walked by small
 //! validators that record problems and carry on (`walk` holds the helpers,
@@ -20,7 +22,7 @@ mod services;
 mod values;
 mod walk;
 
-pub use diagnostic::{Diagnostic, Diagnostics};
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use named_files::refused_log_kind;
 
 use std::collections::HashMap;
@@ -65,6 +67,10 @@ pub struct Config {
     pub policy: Policy,
     /// What the config holds, for [`Config::summary`].
     pub counts: Counts,
+    /// What loads but does not do all it says (`FILE:LINE:COL: warning:
+    /// MESSAGE`), in file order; empty for most configs. `check` and the
+    /// other commands print them, a reload logs them.
+    pub warnings: Diagnostics,
 }
 
 /// How much a config holds (the policy itself is opaque).
@@ -413,6 +419,7 @@ fn load_with(main_file: &Path, log_files: bool) -> Result<Config, Diagnostics> {
         limits: main.limits,
         policy: Policy::compile(spec),
         counts,
+        warnings: Diagnostics(main.warnings),
     })
 }
 
@@ -430,7 +437,7 @@ impl Config {
 
 /// A problem with a file as a whole (`FILE:0:0`).
 fn whole_file(file: &Path, message: String) -> Diagnostic {
-    Diagnostic { file: file.to_path_buf(), line: 0, col: 0, message, hint: None }
+    Diagnostic { severity: Severity::Error, file: file.to_path_buf(), line: 0, col: 0, message, hint: None }
 }
 
 /// A file that cannot be read: `FILE:0:0`, or the position of the first
@@ -460,10 +467,10 @@ fn syntax_error(sink: &mut Sink<'_>, err: &toml::de::Error) {
     let span = err.span().unwrap_or(0..0);
     let message = err.message().lines().next().unwrap_or("").trim().trim_end_matches('.');
     let mut message = format!("invalid TOML: {}", walk::lowercase_first(message));
-    if message.ends_with("duplicate key") {
-        if let Some(key) = sink.src.text.get(span.clone()).filter(|k| !k.is_empty() && !k.contains('\n')) {
-            message = format!("{message} `{key}`");
-        }
+    if message.ends_with("duplicate key")
+        && let Some(key) = sink.src.text.get(span.clone()).filter(|k| !k.is_empty() && !k.contains('\n'))
+    {
+        message = format!("{message} `{key}`");
     }
     sink.error(&span, message);
 }
@@ -500,11 +507,11 @@ fn cross_check(
         let Some((_, src)) = sources.get(d.source) else { continue };
         let mut sink = Sink { src, out: &mut *out, offset: 0 };
         let name = d.spec.name.as_str();
-        if let Some((parent, span)) = &d.inherits {
-            if !all_dept_names.contains(&parent.as_str()) {
-                let hint = name_hint(parent, &all_dept_names, "departments");
-                sink.error_hint(span, format!("`inherits` names unknown department `{parent}`"), hint);
-            }
+        if let Some((parent, span)) = &d.inherits
+            && !all_dept_names.contains(&parent.as_str())
+        {
+            let hint = name_hint(parent, &all_dept_names, "departments");
+            sink.error_hint(span, format!("`inherits` names unknown department `{parent}`"), hint);
         }
         for (svc, span) in &d.service_refs {
             if catalogue.complete && !service_names.contains(&svc.as_str()) {

@@ -23,6 +23,7 @@ fn read(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>, what: &str, hint: O
         Ok(text) => Some(text),
         Err(err @ ReadError::NotUtf8 { line, col, .. }) => {
             sink.out.push(super::Diagnostic {
+                severity: super::Severity::Error,
                 file: path.to_path_buf(),
                 line,
                 col,

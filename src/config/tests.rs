@@ -87,6 +87,7 @@ fn minimal_config_is_complete_and_has_defaults() {
     assert!(config.admin.is_none());
     assert!(config.intercept.is_none());
     assert!(!config.pac.fallback_direct);
+    assert!(config.warnings.0.is_empty());
     assert_eq!(config.limits.header_timeout, Duration::from_secs(30));
     assert_eq!(config.limits.max_connections, 10000);
     assert!(config.files.contains(&dir.path().join("departments/default.toml")));
@@ -242,6 +243,7 @@ action = "block"
     assert_eq!(config.pac.proxy.as_deref(), Some("proxy.example.com:3128"));
     assert_eq!(config.pac.direct.len(), 2);
     assert!(config.pac.fallback_direct);
+    assert!(config.warnings.0.is_empty(), "{}", config.warnings);
     assert_eq!(config.block_page.contact, "it@example.com");
     assert_eq!(config.limits.header_timeout, Duration::from_millis(500));
     assert_eq!(config.limits.idle_timeout, Duration::from_secs(300));
@@ -774,6 +776,7 @@ fn services_extend_and_replace_by_name() {
 #[test]
 fn display_format_matches_the_spec() {
     let d = Diagnostic {
+        severity: Severity::Error,
         file: PathBuf::from("departments/sales.toml"),
         line: 3,
         col: 11,
@@ -784,6 +787,36 @@ fn display_format_matches_the_spec() {
         d.to_string(),
         "departments/sales.toml:3:11: error: unknown action `blok`, expected one of `allow`, `block`, `log`\n  = hint: did you mean `block`?"
     );
+}
+
+/// Regression: an IPv6 network in `[pac] direct` was accepted and silently
+/// left out of the PAC file (its `isInNet` matches IPv4 addresses only).
+/// The config still loads, with a warning at the entry. IPv4 networks,
+/// patterns and a single IPv6 address (written to the PAC as a host name
+/// to compare) are not warned about.
+#[test]
+fn an_ipv6_network_in_pac_direct_is_a_warning_at_the_entry() {
+    let main = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[pac]\n\
+                direct = [\"*.corp.example\", \"10.0.0.0/8\", \"fd00::1\",\n  \"fd00::/8\", \"::ffff:10.0.0.0/104\"]\n";
+    let (dir, config) = loads(&with_main(main, &[]));
+    let shown: Vec<String> =
+        config.warnings.0.iter().map(|d| d.to_string().replace(&format!("{}/", dir.path().display()), "")).collect();
+    let left_out = "in `direct` is left out of the PAC file: PAC `isInNet` only matches IPv4 addresses\n  \
+                    = hint: list its hosts by name instead, e.g. `*.corp.example`";
+    assert_eq!(
+        shown,
+        [
+            format!("socialgate.toml:5:3: warning: IPv6 network `fd00::/8` {left_out}"),
+            format!("socialgate.toml:5:15: warning: IPv6 network `::ffff:10.0.0.0/104` {left_out}"),
+        ]
+    );
+    assert!(config.warnings.0.iter().all(|d| d.severity == Severity::Warning));
+    // What the warning says is what the PAC file does.
+    assert_eq!(config.pac.direct.len(), 5);
+    let pac = crate::pac::render(&config, None);
+    assert!(pac.contains("isInNet(host, \"10.0.0.0\", \"255.0.0.0\")"), "{pac}");
+    assert!(pac.contains("host === \"fd00::1\""), "{pac}");
+    assert!(!pac.contains("\"fd00::\"") && !pac.contains("::ffff:"), "{pac}");
 }
 
 #[test]

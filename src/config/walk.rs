@@ -9,7 +9,7 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::Diagnostic;
+use super::{Diagnostic, Severity};
 use crate::policy::Origin;
 
 /// A spanned TOML value.
@@ -72,8 +72,19 @@ impl Sink<'_> {
 
     /// Records an error with an optional hint.
     pub fn error_hint(&mut self, span: &Range<usize>, message: impl Into<String>, hint: Option<String>) {
+        let error = self.at(span, Severity::Error, message.into(), hint);
+        self.out.push(error);
+    }
+
+    /// A warning at a span, for the caller to keep: warnings do not go to
+    /// [`Sink::out`], whose every entry fails the load.
+    pub fn warning(&self, span: &Range<usize>, message: impl Into<String>, hint: Option<String>) -> Diagnostic {
+        self.at(span, Severity::Warning, message.into(), hint)
+    }
+
+    fn at(&self, span: &Range<usize>, severity: Severity, message: String, hint: Option<String>) -> Diagnostic {
         let (line, col) = self.src.position(span.start.saturating_add(self.offset));
-        self.out.push(Diagnostic { file: self.src.path.clone(), line, col, message: message.into(), hint });
+        Diagnostic { severity, file: self.src.path.clone(), line, col, message, hint }
     }
 
     /// Reports every key of `table` not in `known`, with the nearest known

@@ -116,10 +116,10 @@ impl Names {
     }
 
     fn add_service(&mut self, name: &str, service: u32) {
-        if let Some(slot) = self.intern(name) {
-            if slot.word & !HAS_RULES == NO_SERVICE {
-                slot.word = (slot.word & HAS_RULES) | (service & NO_SERVICE);
-            }
+        if let Some(slot) = self.intern(name)
+            && slot.word & !HAS_RULES == NO_SERVICE
+        {
+            slot.word = (slot.word & HAS_RULES) | (service & NO_SERVICE);
         }
     }
 
@@ -255,10 +255,10 @@ impl NameIndex {
         let mut rest = name;
         let mut labels = label_count(name);
         loop {
-            if self.suffix_labels & label_bit(labels) != 0 {
-                if let Some(target) = self.suffix.get(rest) {
-                    visit(MatchKind::Suffix, target);
-                }
+            if self.suffix_labels & label_bit(labels) != 0
+                && let Some(target) = self.suffix.get(rest)
+            {
+                visit(MatchKind::Suffix, target);
             }
             match rest.find('.') {
                 Some(dot) => rest = rest.get(dot + 1..).unwrap_or_default(),
@@ -281,10 +281,10 @@ impl NameIndex {
         let mut rest = name;
         let mut labels = label_count(name);
         loop {
-            if self.suffix_labels & label_bit(labels) != 0 {
-                if let Some(service) = self.suffix.service(rest) {
-                    return Some(service);
-                }
+            if self.suffix_labels & label_bit(labels) != 0
+                && let Some(service) = self.suffix.service(rest)
+            {
+                return Some(service);
             }
             match rest.find('.') {
                 Some(dot) => rest = rest.get(dot + 1..).unwrap_or_default(),

@@ -360,10 +360,10 @@ impl Policy {
             own_defaults.push(d.default.map(|spec| new_entry(spec, d.default_origin, EntryKind::Default)));
             let mut services = Vec::new();
             for s in d.services {
-                if let Some(&service) = service_ids.get(s.service.as_str()) {
-                    if services.iter().all(|(known, _)| *known != service) {
-                        services.push((service, new_entry(s.action, s.origin, EntryKind::Service)));
-                    }
+                if let Some(&service) = service_ids.get(s.service.as_str())
+                    && services.iter().all(|(known, _)| *known != service)
+                {
+                    services.push((service, new_entry(s.action, s.origin, EntryKind::Service)));
                 }
             }
             own_services.push(services);
@@ -424,10 +424,10 @@ impl Policy {
                 for (i, &entry) in own_rule_entries.get(o).into_iter().flatten().enumerate() {
                     dept.rules.push(Named { entry, rule: qualify(owner, me, &format!("rules[{i}]")) });
                 }
-                if dept.default.is_none() {
-                    if let Some(entry) = own_defaults.get(o).copied().flatten() {
-                        dept.default = Some(Named { entry, rule: qualify(owner, me, "default") });
-                    }
+                if dept.default.is_none()
+                    && let Some(entry) = own_defaults.get(o).copied().flatten()
+                {
+                    dept.default = Some(Named { entry, rule: qualify(owner, me, "default") });
                 }
             }
             dept.services = (0..service_names.len())
@@ -467,10 +467,10 @@ impl Policy {
         if let Some(&department) = identity.user.and_then(|user| self.users.get(user)) {
             return Placement { department: DeptId(department), source: DepartmentSource::User };
         }
-        if let Some(ip) = identity.client_ip.map(|ip| ip.to_canonical()) {
-            if let Some(&(_, department)) = self.networks.iter().find(|(net, _)| net.contains(&ip)) {
-                return Placement { department: DeptId(department), source: DepartmentSource::Network };
-            }
+        if let Some(ip) = identity.client_ip.map(|ip| ip.to_canonical())
+            && let Some(&(_, department)) = self.networks.iter().find(|(net, _)| net.contains(&ip))
+        {
+            return Placement { department: DeptId(department), source: DepartmentSource::Network };
         }
         Placement { department: DeptId(self.default_department), source: DepartmentSource::Default }
     }
@@ -755,12 +755,11 @@ fn merge_earliest(earliest: &mut Option<Timestamp>, candidate: Option<Timestamp>
 /// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
 /// it denotes, since client addresses are matched in canonical form.
 pub(crate) fn canonical_net(net: IpNet) -> IpNet {
-    if let IpNet::V6(v6) = net {
-        if let (Some(v4), Some(prefix)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96)) {
-            if let Ok(v4) = ipnet::Ipv4Net::new(v4, prefix) {
-                return IpNet::V4(v4);
-            }
-        }
+    if let IpNet::V6(v6) = net
+        && let (Some(v4), Some(prefix)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
+        && let Ok(v4) = ipnet::Ipv4Net::new(v4, prefix)
+    {
+        return IpNet::V4(v4);
     }
     net
 }

@@ -143,13 +143,13 @@ impl Schedule {
         // order, so the first one that has not ended decides; a weekly
         // schedule has one within eight days.
         for _ in 0..9 {
-            if let Some((start, end)) = self.window(day) {
-                if end > now {
-                    if start > now {
-                        return ScheduleState { active: false, next_change: Some(start) };
-                    }
-                    return ScheduleState { active: true, next_change: Some(self.extend(day, end)) };
+            if let Some((start, end)) = self.window(day)
+                && end > now
+            {
+                if start > now {
+                    return ScheduleState { active: false, next_change: Some(start) };
                 }
+                return ScheduleState { active: true, next_change: Some(self.extend(day, end)) };
             }
             match day.tomorrow() {
                 Ok(next) => day = next,

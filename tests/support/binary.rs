@@ -78,11 +78,11 @@ impl Binary {
                     later.lock().unwrap().push(line);
                     continue;
                 };
-                if line.contains("proxy listening") {
-                    if let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next()) {
-                        let _ = tx.send((addr.parse().unwrap(), start_log.take().unwrap_or_default()));
-                        continue;
-                    }
+                if line.contains("proxy listening")
+                    && let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next())
+                {
+                    let _ = tx.send((addr.parse().unwrap(), start_log.take().unwrap_or_default()));
+                    continue;
                 }
                 log.push(line);
             }
