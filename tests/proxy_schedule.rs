@@ -130,3 +130,33 @@ async fn a_window_that_closes_lets_requests_through_again() {
     })
     .await;
 }
+
+/// The status page names each schedule's window, says whether it is in
+/// force, and gives the proxy's own time, so that a helpdesk can tell why
+/// Facebook is blocked right now.
+#[tokio::test]
+async fn the_status_page_shows_each_schedules_window_and_whether_it_is_in_force() {
+    bounded(async {
+        let schedules = format!(
+            "{SCHEDULES}\n[schedules.night]\ndays = [\"sun\", \"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]\nfrom = \"22:00\"\nto = \"06:00\"\n"
+        );
+        let company = Company::new().department(
+            "default",
+            "default = \"allow\"\n[services]\nfacebook = { action = \"block\", during = \"lunch\", otherwise = \"allow\" }\ntwitter = { action = \"block\", during = \"night\", otherwise = \"log\" }\n",
+        );
+        // Wednesday 12:30 UTC: lunch is on, the night is not.
+        let clock = Clock::reading("2026-12-02T12:30:00Z".parse().unwrap());
+        let proxy = company.start_on(&[443], &schedules, clock).await;
+        let reply = proxy.client().await.get("http://socialgate.status/", &[]).await;
+        assert_eq!(reply.status, 200);
+        for expected in [
+            "<li>Proxy time: Wed 2026-12-02 12:30 UTC</li>",
+            "<td>facebook</td><td>block</td><td>services.facebook</td><td>lunch: every day 12:00-13:00, in force now</td>",
+            "<td>twitter</td><td>log</td><td>services.twitter</td><td>night: mon-fri, sun 22:00-06:00 (next day), not in force now</td>",
+        ] {
+            assert!(reply.body.contains(expected), "status page lacks {expected}: {}", reply.body);
+        }
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -301,20 +301,24 @@ fn trace_echo<B>(req: &http::Request<B>) -> String {
 pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
     let policy = &ctx.snap.config.policy;
     let now = ctx.shared.clock.now();
+    let local = now.to_zoned(policy.timezone().clone());
     let mut body = format!(
-        "<ul>\n<li>User: {}</li>\n<li>Address: {}</li>\n<li>Department: {} (by {})</li>\n</ul>\n<table>\n<tr><th>Service</th><th>Action now</th><th>Rule</th><th>Schedule</th></tr>\n",
+        "<ul>\n<li>User: {}</li>\n<li>Address: {}</li>\n<li>Department: {} (by {})</li>\n<li>Proxy time: {} {}</li>\n</ul>\n<table>\n<tr><th>Service</th><th>Action now</th><th>Rule</th><th>Schedule</th></tr>\n",
         html_escape(ctx.user.as_deref().unwrap_or("(not signed in)")),
         html_escape(&ctx.client.ip().to_string()),
         html_escape(policy.department_name(placement.department)),
         placement.source.as_str(),
+        local.strftime("%a %Y-%m-%d %H:%M"),
+        html_escape(policy.timezone().iana_name().unwrap_or("UTC")),
     );
     let row = |body: &mut String, name: &str, decision: &Decision| {
+        let schedule = decision.schedule.as_deref().map(|name| schedule_window(policy, name, now)).unwrap_or_default();
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             html_escape(name),
             decision.action.as_str(),
             html_escape(&decision.rule),
-            html_escape(decision.schedule.as_deref().unwrap_or("")),
+            html_escape(&schedule),
         ));
     };
     // Rules come first, as they are decided first.
@@ -329,6 +333,52 @@ pub(crate) fn status_page(ctx: &Ctx, placement: Placement) -> String {
     row(&mut body, "(everything else)", &policy.decide_default(placement, now));
     body.push_str("</table>\n");
     html_page("socialgate status", &body)
+}
+
+/// A schedule as the status page shows it: its name, its window, and
+/// whether that is open now, e.g. `work-hours: mon-fri 08:00-16:00, in
+/// force now`.
+fn schedule_window(policy: &crate::policy::Policy, name: &str, now: jiff::Timestamp) -> String {
+    let Some(view) = policy.schedule(name).filter(|view| view.origin().is_some()) else {
+        return format!("{name}: not defined, never in force");
+    };
+    let state = if view.is_active(now) { "in force now" } else { "not in force now" };
+    let clock = |minute: u16| format!("{:02}:{:02}", minute / 60, minute % 60);
+    let overnight = if view.to_minute() <= view.from_minute() { " (next day)" } else { "" };
+    format!(
+        "{name}: {} {}-{}{overnight}, {state}",
+        day_list(view.days()),
+        clock(view.from_minute()),
+        clock(view.to_minute()),
+    )
+}
+
+/// `mon-fri`, `sat, sun`, `every day`: runs of three or more days joined.
+fn day_list(days: crate::policy::Weekdays) -> String {
+    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    if days == crate::policy::Weekdays::ALL {
+        return "every day".to_owned();
+    }
+    let on = |day: usize| days.0 & (1 << day) != 0;
+    let mut parts = Vec::new();
+    let mut day = 0;
+    while day < 7 {
+        if !on(day) {
+            day += 1;
+            continue;
+        }
+        let start = day;
+        while day + 1 < 7 && on(day + 1) {
+            day += 1;
+        }
+        match day - start {
+            0 => parts.push(NAMES[start].to_owned()),
+            1 => parts.extend([NAMES[start].to_owned(), NAMES[day].to_owned()]),
+            _ => parts.push(format!("{}-{}", NAMES[start], NAMES[day])),
+        }
+        day += 1;
+    }
+    if parts.is_empty() { "no day".to_owned() } else { parts.join(", ") }
 }
 
 /// What a rule covers, for the status page: its first few domains and
