@@ -7,7 +7,7 @@
 //! Why a proxy would choose: with `bbr` as the system default and no `fq`
 //! qdisc, TCP paces each connection with its own timers. Towards clients on
 //! the LAN, where pacing buys nothing, that cost the proxy about twice the
-//! CPU per byte and a third of the throughput in the benchmarks
+//! CPU per byte and 40% of the tunnel throughput in the benchmarks
 //! (BENCHMARKS.md, "client_congestion_control").
 
 use std::io;
