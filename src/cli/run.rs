@@ -39,6 +39,7 @@ pub fn run(path: &Path) -> CmdResult {
         // is never the default (fatal) action.
         let signals = Signals::install()?;
         let files = Fingerprint::of(config.files.clone());
+        let client_congestion = config.proxy.client_congestion_control.clone();
         let running = crate::proxy::start(config).await.map_err(|err| Failure::Other(err.into()))?;
         for addr in running.listen_addrs() {
             tracing::info!(%addr, "proxy listening");
@@ -48,6 +49,15 @@ pub fn run(path: &Path) -> CmdResult {
         }
         if let Some(addr) = running.admin_addr() {
             tracing::info!(%addr, "admin endpoint listening");
+        }
+        match (client_congestion, crate::proxy::congestion::system_default()) {
+            (Some(name), _) => {
+                tracing::info!("client connections use TCP congestion control `{name}` (client_congestion_control)")
+            }
+            (None, Some(name)) => {
+                tracing::info!("client connections use TCP congestion control `{name}` (the system's default)")
+            }
+            (None, None) => {}
         }
         signals.wait(&running, path, files).await;
         tracing::info!("shutting down");
