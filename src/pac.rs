@@ -63,10 +63,11 @@ pub fn render_parts(pac: &PacConfig, listen: &[SocketAddr], seen_as: Option<&str
     }
     let v4: Vec<_> = networks
         .iter()
-        .filter_map(|net| match net {
+        .filter_map(|net| match crate::policy::canonical_net(*net) {
             IpNet::V4(v4) => Some(v4.trunc()),
             // `isInNet` matches IPv4 addresses only; the config loader
-            // warns about every IPv6 network left out here.
+            // warns about every IPv6 network left out here. An IPv4-mapped
+            // one (`::ffff:10.0.0.0/104`) is the IPv4 network it denotes.
             IpNet::V6(_) => None,
         })
         .collect();

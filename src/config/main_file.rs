@@ -602,7 +602,9 @@ fn pac(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
             } else if s.contains('/') && values::network(s).is_err() {
                 let _ = sink.parse_at(s, &span, values::network);
             } else {
-                if let Ok(IpNet::V6(_)) = s.parse::<IpNet>() {
+                if let Ok(net @ IpNet::V6(_)) = s.parse::<IpNet>()
+                    && let IpNet::V6(_) = crate::policy::canonical_net(net)
+                {
                     // As `pac::render` tells networks from patterns.
                     parts.warnings.push(sink.warning(
                         &span,
