@@ -163,20 +163,9 @@ fn a_name_constrained_intercept_ca_passes_check() {
 /// `check` names it as a warning on stderr and still passes.
 #[test]
 fn an_ipv6_network_in_pac_direct_is_a_warning_and_check_still_passes() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("departments")).unwrap();
-    std::fs::write(dir.path().join("departments/default.toml"), "").unwrap();
-    std::fs::write(
-        dir.path().join("socialgate.toml"),
+    let out = check_main(
         "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n[pac]\ndirect = [\"*.corp.example\", \"10.0.0.0/8\", \"fd00::/8\"]\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_socialgate"))
-        .current_dir(dir.path())
-        .env("RUST_LOG", "off")
-        .args(["--config", "socialgate.toml", "check"])
-        .output()
-        .unwrap();
+    );
     assert_eq!(
         text(&out.stderr),
         "socialgate.toml:4:43: warning: IPv6 network `fd00::/8` in `direct` is left out of the PAC file: \
@@ -186,4 +175,39 @@ fn an_ipv6_network_in_pac_direct_is_a_warning_and_check_still_passes() {
     );
     assert!(text(&out.stdout).starts_with("socialgate.toml: ok ("), "{}", text(&out.stdout));
     assert_eq!(out.status.code(), Some(0));
+}
+
+/// Warnings come with the errors, in place, rather than only once the
+/// errors are fixed; the count names both.
+#[test]
+fn warnings_are_reported_with_errors() {
+    let out = check_main("[proxy]\nlisten = []\n[pac]\ndirect = [\"fd00::/8\"]\n");
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("  = hint")).collect();
+    assert_eq!(
+        lines,
+        [
+            "socialgate.toml:2:10: error: empty `listen` in `[proxy]`, expected at least one `ip:port`",
+            "socialgate.toml:4:11: warning: IPv6 network `fd00::/8` in `direct` is left out of the PAC file: \
+             PAC `isInNet` only matches IPv4 addresses",
+            "socialgate.toml: 1 error, 1 warning",
+        ],
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// `check` on a folder holding `main` as `socialgate.toml` and an empty
+/// default department.
+fn check_main(main: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("departments")).unwrap();
+    std::fs::write(dir.path().join("departments/default.toml"), "").unwrap();
+    std::fs::write(dir.path().join("socialgate.toml"), main).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "off")
+        .args(["--config", "socialgate.toml", "check"])
+        .output()
+        .unwrap()
 }

@@ -141,8 +141,14 @@ fn report_diagnostics(
             for d in &diags.0 {
                 eprintln!("{d}");
             }
-            let n = diags.0.len();
-            eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+            let warnings = diags.0.iter().filter(|d| d.severity == config::Severity::Warning).count();
+            let n = diags.0.len() - warnings;
+            let also = match warnings {
+                0 => String::new(),
+                1 => ", 1 warning".to_owned(),
+                w => format!(", {w} warnings"),
+            };
+            eprintln!("{}: {n} error{}{also}", path.display(), if n == 1 { "" } else { "s" });
             Err(Failure::Reported)
         }
     }

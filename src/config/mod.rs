@@ -384,6 +384,9 @@ fn load_with(main_file: &Path, log_files: bool) -> Result<Config, Diagnostics> {
     }
 
     if !out.is_empty() {
+        // The warnings too, in place: fixing the errors should not bring
+        // news about the same files.
+        out.extend(main.warnings);
         let mut order: Vec<PathBuf> = vec![main_file.to_path_buf(), services_path];
         order.extend(dept_sources.iter().map(|(_, s)| s.path.clone()));
         let rank = |p: &Path| order.iter().position(|o| o == p).unwrap_or(order.len());
