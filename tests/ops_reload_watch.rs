@@ -324,6 +324,10 @@ async fn a_config_folder_deleted_and_recreated_is_watched_again() {
         assert_eq!(status(proxy.addr, "127.0.0.1", &url).await, 200);
 
         let admin = admin_of(&proxy).await;
+        // The request's record written first: a write racing the deletion
+        // would find its file deleted and make it anew at its path (as the
+        // writer does), and the folder would not be empty when removed.
+        support::wait_for_records(&cfg.join("access.log"), 1).await;
 
         let deleted = Instant::now();
         std::fs::remove_dir_all(&cfg).unwrap();
