@@ -84,26 +84,16 @@ fn missing_config_is_one_error() {
 /// A config folder with an `[intercept]` CA made by `ca init`, whose key
 /// file `edit` may rewrite; `check` run on it.
 fn check_intercept(edit: impl FnOnce(&std::path::Path)) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("departments")).unwrap();
-    std::fs::write(dir.path().join("departments/default.toml"), "").unwrap();
-    std::fs::write(
-        dir.path().join("socialgate.toml"),
+    let dir = config_folder(
         "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n[intercept]\nca_cert = \"tls/ca.pem\"\nca_key = \"tls/ca.key\"\n",
-    )
-    .unwrap();
+    );
     let init = Command::new(env!("CARGO_BIN_EXE_socialgate"))
         .args(["ca", "init", "--out", dir.path().join("tls").to_str().unwrap(), "--days", "30"])
         .output()
         .unwrap();
     assert!(init.status.success(), "{}", text(&init.stderr));
     edit(&dir.path().join("tls/ca.key"));
-    Command::new(env!("CARGO_BIN_EXE_socialgate"))
-        .current_dir(dir.path())
-        .env("RUST_LOG", "off")
-        .args(["--config", "socialgate.toml", "check"])
-        .output()
-        .unwrap()
+    check_in(dir.path())
 }
 
 /// Regression: the CA key in SEC1 form (`BEGIN EC PRIVATE KEY`, what
@@ -200,12 +190,22 @@ fn warnings_are_reported_with_errors() {
 /// `check` on a folder holding `main` as `socialgate.toml` and an empty
 /// default department.
 fn check_main(main: &str) -> Output {
+    check_in(config_folder(main).path())
+}
+
+/// A config folder: `main` as `socialgate.toml`, an empty default department.
+fn config_folder(main: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("departments")).unwrap();
     std::fs::write(dir.path().join("departments/default.toml"), "").unwrap();
     std::fs::write(dir.path().join("socialgate.toml"), main).unwrap();
+    dir
+}
+
+/// `socialgate check` run in `dir` on its `socialgate.toml`.
+fn check_in(dir: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_socialgate"))
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("RUST_LOG", "off")
         .args(["--config", "socialgate.toml", "check"])
         .output()

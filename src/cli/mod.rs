@@ -124,6 +124,11 @@ pub fn load_config_to_read(path: &std::path::Path) -> Result<config::Config, Fai
     report_diagnostics(path, config::load_to_read(path))
 }
 
+/// `1 error`, `2 warnings`.
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn report_diagnostics(
     path: &std::path::Path,
     loaded: Result<config::Config, config::Diagnostics>,
@@ -133,7 +138,7 @@ fn report_diagnostics(
             let n = config.warnings.0.len();
             if n > 0 {
                 eprintln!("{}", config.warnings);
-                eprintln!("{}: {n} warning{}", path.display(), if n == 1 { "" } else { "s" });
+                eprintln!("{}: {}", path.display(), count(n, "warning"));
             }
             Ok(config)
         }
@@ -142,13 +147,11 @@ fn report_diagnostics(
                 eprintln!("{d}");
             }
             let warnings = diags.0.iter().filter(|d| d.severity == config::Severity::Warning).count();
-            let n = diags.0.len() - warnings;
-            let also = match warnings {
-                0 => String::new(),
-                1 => ", 1 warning".to_owned(),
-                w => format!(", {w} warnings"),
-            };
-            eprintln!("{}: {n} error{}{also}", path.display(), if n == 1 { "" } else { "s" });
+            let mut summary = count(diags.0.len() - warnings, "error");
+            if warnings > 0 {
+                summary = format!("{summary}, {}", count(warnings, "warning"));
+            }
+            eprintln!("{}: {summary}", path.display());
             Err(Failure::Reported)
         }
     }

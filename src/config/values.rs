@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::walk::{list, suggest};
-use crate::policy::{Action, Host};
+use crate::policy::{Action, Host, Weekdays};
 
 /// A parse failure: message and optional hint.
 pub(crate) type Failure = (String, Option<String>);
@@ -17,7 +17,7 @@ pub(crate) type Failure = (String, Option<String>);
 pub(crate) const ACTIONS: &[&str] = &["allow", "block", "log"];
 
 /// Day names, Monday first.
-pub(crate) const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+pub(crate) const DAYS: &[&str] = &Weekdays::NAMES;
 
 /// `30s`, `500ms`, `5m`, `1h`.
 pub(crate) fn duration(s: &str) -> Result<Duration, Failure> {

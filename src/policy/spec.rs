@@ -48,6 +48,39 @@ pub struct Weekdays(pub u8);
 impl Weekdays {
     /// Every day of the week.
     pub const ALL: Weekdays = Weekdays(0b111_1111);
+    /// Day names as config files write them, Monday (bit 0) first.
+    pub const NAMES: [&'static str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+}
+
+impl std::fmt::Display for Weekdays {
+    /// `mon-fri`, `sat, sun`, `every day`, `no day`: runs of three or more
+    /// days are joined with a dash.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Weekdays::ALL {
+            return f.write_str("every day");
+        }
+        let on = |day: usize| self.0 & (1 << day) != 0;
+        let mut parts: Vec<String> = Vec::new();
+        let mut day = 0;
+        while day < 7 {
+            if !on(day) {
+                day += 1;
+                continue;
+            }
+            let start = day;
+            while day + 1 < 7 && on(day + 1) {
+                day += 1;
+            }
+            let (first, last) = (Weekdays::NAMES[start], Weekdays::NAMES[day]);
+            match day - start {
+                0 => parts.push(first.to_owned()),
+                1 => parts.extend([first.to_owned(), last.to_owned()]),
+                _ => parts.push(format!("{first}-{last}")),
+            }
+            day += 1;
+        }
+        if parts.is_empty() { f.write_str("no day") } else { f.write_str(&parts.join(", ")) }
+    }
 }
 
 /// A named weekly window `[from, to)` in the policy's time zone.

@@ -345,40 +345,7 @@ fn schedule_window(policy: &crate::policy::Policy, name: &str, now: jiff::Timest
     let state = if view.is_active(now) { "in force now" } else { "not in force now" };
     let clock = |minute: u16| format!("{:02}:{:02}", minute / 60, minute % 60);
     let overnight = if view.to_minute() <= view.from_minute() { " (next day)" } else { "" };
-    format!(
-        "{name}: {} {}-{}{overnight}, {state}",
-        day_list(view.days()),
-        clock(view.from_minute()),
-        clock(view.to_minute()),
-    )
-}
-
-/// `mon-fri`, `sat, sun`, `every day`: runs of three or more days joined.
-fn day_list(days: crate::policy::Weekdays) -> String {
-    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-    if days == crate::policy::Weekdays::ALL {
-        return "every day".to_owned();
-    }
-    let on = |day: usize| days.0 & (1 << day) != 0;
-    let mut parts = Vec::new();
-    let mut day = 0;
-    while day < 7 {
-        if !on(day) {
-            day += 1;
-            continue;
-        }
-        let start = day;
-        while day + 1 < 7 && on(day + 1) {
-            day += 1;
-        }
-        match day - start {
-            0 => parts.push(NAMES[start].to_owned()),
-            1 => parts.extend([NAMES[start].to_owned(), NAMES[day].to_owned()]),
-            _ => parts.push(format!("{}-{}", NAMES[start], NAMES[day])),
-        }
-        day += 1;
-    }
-    if parts.is_empty() { "no day".to_owned() } else { parts.join(", ") }
+    format!("{name}: {} {}-{}{overnight}, {state}", view.days(), clock(view.from_minute()), clock(view.to_minute()),)
 }
 
 /// What a rule covers, for the status page: its first few domains and
