@@ -590,11 +590,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                 Framing::Head(head) => {
                     let before = head.len();
                     head.extend_from_slice(rest);
-                    // A head can only end or go wrong at a line end worth
-                    // re-parsing for; a trickle of bytes costs no parsing.
-                    if !rest.contains(&b'\n') && head.len() <= self.max_header_bytes {
-                        return Ok(bytes.len());
-                    }
+                    // Checked on every read, not only at line ends: a head
+                    // can go wrong anywhere (`GET\0`), and hyper, which
+                    // re-parses its buffer on every read too, would answer
+                    // it with its own bare 400.
                     match check_head(head, self.max_header_bytes) {
                         HeadCheck::Partial => return Ok(bytes.len()),
                         HeadCheck::Refuse(status) => return Err(status),
