@@ -597,3 +597,21 @@ async fn a_connect_with_content_is_refused_and_no_tunnel_opens() {
     })
     .await;
 }
+
+/// Regression (found by `proxy::conn::props::a_connection_cut_anywhere_is_followed_as_whole`):
+/// a head that goes wrong before its first line end was handed to hyper
+/// unchecked (heads were checked only at line ends), so hyper answered it
+/// with its own bare 400, without `Proxy-Status`.
+#[tokio::test]
+async fn a_head_malformed_before_its_first_line_end_gets_the_proxys_400() {
+    bounded(async {
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client().await;
+        client.send("GET\u{0} http://example.test/ HTTP/1.1").await;
+        let reply = client.reply(true).await;
+        assert_eq!(reply.status, 400, "{reply:?}");
+        assert_eq!(reply.header("proxy-status"), Some("socialgate; error=http_request_error; details=\"request\""));
+        proxy.stop().await;
+    })
+    .await;
+}

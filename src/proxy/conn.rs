@@ -363,9 +363,10 @@ fn framing(request: &httparse::Request<'_, '_>) -> Option<Body> {
 /// Where a chunked body is, state for state as hyper's decoder reads it
 /// (CRLF line ends only), so the body never ends here earlier or later than
 /// it does for hyper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Chunk {
     /// A size line's first hex digit.
+    #[default]
     Start,
     /// More hex digits (`size` so far).
     Size(u64),
@@ -390,6 +391,54 @@ enum Chunk {
     TrailerLf,
 }
 
+/// hyper refuses a body with this many bytes of chunk extensions in all.
+const MAX_EXTENSION_BYTES: u64 = 16 * 1024;
+/// hyper refuses a trailer section this long (its final CRLF included)...
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+/// ...or with more CRLF-ended trailer lines than this.
+const MAX_TRAILER_LINES: usize = 100;
+
+/// A chunked body being followed: where it is, and what hyper counts and
+/// checks across it besides the framing, so that a body hyper refuses is
+/// refused here too (not taken as ended, with the next head after it).
+#[derive(Debug, Default)]
+struct ChunkedBody {
+    at: Chunk,
+    /// Chunk-extension bytes so far.
+    extension_bytes: u64,
+    /// The trailer section so far: parsed as hyper parses it when the body
+    /// ends (at most `MAX_TRAILER_BYTES`).
+    trailers: Vec<u8>,
+    trailer_lines: usize,
+}
+
+impl ChunkedBody {
+    /// Keeps a byte of the trailer section; `false` once hyper would refuse
+    /// the section as too long.
+    fn trailer_byte(&mut self, byte: u8) -> bool {
+        self.trailers.push(byte);
+        self.trailers.len() < MAX_TRAILER_BYTES
+    }
+
+    /// Whether hyper takes the trailer section: header fields with names
+    /// and values `http` accepts, no more of them than CRLF-ended lines
+    /// (hyper's parser has a slot per line; a bare LF inside a line can
+    /// start another field).
+    fn trailers_parse(&self) -> bool {
+        if self.trailers.is_empty() {
+            return true;
+        }
+        let mut fields = vec![httparse::EMPTY_HEADER; self.trailer_lines];
+        match httparse::parse_headers(&self.trailers, &mut fields) {
+            Ok(httparse::Status::Complete((_, fields))) => fields.iter().all(|f| {
+                http::HeaderName::from_bytes(f.name.as_bytes()).is_ok()
+                    && http::HeaderValue::from_bytes(f.value).is_ok()
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// How far a chunked body got through some bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunked {
@@ -402,22 +451,22 @@ enum Chunked {
 }
 
 /// Follows a chunked body through `bytes`.
-fn follow_chunks(chunk: &mut Chunk, bytes: &[u8]) -> Chunked {
+fn follow_chunks(body: &mut ChunkedBody, bytes: &[u8]) -> Chunked {
     let mut at = 0;
     while at < bytes.len() {
-        if let Chunk::Data(left) = chunk {
+        if let Chunk::Data(left) = &mut body.at {
             let n = usize::try_from(*left).unwrap_or(usize::MAX).min(bytes.len() - at);
             at += n;
             *left -= n as u64;
             if *left == 0 {
-                *chunk = Chunk::DataCr;
+                body.at = Chunk::DataCr;
             }
             continue;
         }
         let byte = bytes[at];
         at += 1;
         let digit = char::from(byte).to_digit(16).map(u64::from);
-        *chunk = match (*chunk, byte) {
+        body.at = match (body.at, byte) {
             (Chunk::Start, _) => match digit {
                 Some(d) => Chunk::Size(d),
                 None => return Chunked::Malformed,
@@ -432,16 +481,42 @@ fn follow_chunks(chunk: &mut Chunk, bytes: &[u8]) -> Chunked {
             (Chunk::Size(size) | Chunk::SizeLws(size), b';') => Chunk::Ext(size),
             (Chunk::Size(size) | Chunk::SizeLws(size) | Chunk::Ext(size), b'\r') => Chunk::SizeLf(size),
             (Chunk::Ext(_), b'\n') => return Chunked::Malformed,
-            (Chunk::Ext(size), _) => Chunk::Ext(size),
+            (Chunk::Ext(size), _) => {
+                body.extension_bytes += 1;
+                if body.extension_bytes >= MAX_EXTENSION_BYTES {
+                    return Chunked::Malformed;
+                }
+                Chunk::Ext(size)
+            }
             (Chunk::SizeLf(0), b'\n') => Chunk::EndCr,
             (Chunk::SizeLf(size), b'\n') => Chunk::Data(size),
             (Chunk::DataCr, b'\r') => Chunk::DataLf,
             (Chunk::DataLf, b'\n') => Chunk::Start,
-            (Chunk::EndCr, b'\r') => Chunk::EndLf,
-            (Chunk::Trailer, b'\r') => Chunk::TrailerLf,
-            (Chunk::EndCr | Chunk::Trailer, _) => Chunk::Trailer,
-            (Chunk::TrailerLf, b'\n') => Chunk::EndCr,
-            (Chunk::EndLf, b'\n') => return Chunked::Ended(at),
+            (Chunk::EndCr, b'\r') => {
+                if !body.trailers.is_empty() && !body.trailer_byte(byte) {
+                    return Chunked::Malformed;
+                }
+                Chunk::EndLf
+            }
+            (Chunk::EndCr | Chunk::Trailer, _) => {
+                if !body.trailer_byte(byte) {
+                    return Chunked::Malformed;
+                }
+                if byte == b'\r' { Chunk::TrailerLf } else { Chunk::Trailer }
+            }
+            (Chunk::TrailerLf, b'\n') => {
+                body.trailer_lines += 1;
+                if body.trailer_lines > MAX_TRAILER_LINES || !body.trailer_byte(byte) {
+                    return Chunked::Malformed;
+                }
+                Chunk::EndCr
+            }
+            (Chunk::EndLf, b'\n') => {
+                if !body.trailers.is_empty() && !body.trailer_byte(byte) {
+                    return Chunked::Malformed;
+                }
+                return if body.trailers_parse() { Chunked::Ended(at) } else { Chunked::Malformed };
+            }
             _ => return Chunked::Malformed,
         };
     }
@@ -455,7 +530,7 @@ enum Framing {
     Head(Vec<u8>),
     /// A body with this many bytes left.
     Length(u64),
-    Chunked(Chunk),
+    Chunked(ChunkedBody),
     /// A chunked body hyper refuses: not followed until the request is
     /// answered (hyper then ends the connection).
     Opaque,
@@ -590,11 +665,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                 Framing::Head(head) => {
                     let before = head.len();
                     head.extend_from_slice(rest);
-                    // A head can only end or go wrong at a line end worth
-                    // re-parsing for; a trickle of bytes costs no parsing.
-                    if !rest.contains(&b'\n') && head.len() <= self.max_header_bytes {
-                        return Ok(bytes.len());
-                    }
+                    // Checked on every read, not only at line ends: a head
+                    // can go wrong anywhere (`GET\0`), and hyper, which
+                    // re-parses its buffer on every read too, would answer
+                    // it with its own bare 400.
                     match check_head(head, self.max_header_bytes) {
                         HeadCheck::Partial => return Ok(bytes.len()),
                         HeadCheck::Refuse(status) => return Err(status),
@@ -610,7 +684,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                                     return Ok(at);
                                 }
                                 Body::Length(n) => Framing::Length(n),
-                                Body::Chunked => Framing::Chunked(Chunk::Start),
+                                Body::Chunked => Framing::Chunked(ChunkedBody::default()),
                             };
                         }
                     }
@@ -848,6 +922,10 @@ impl Drop for ConnState {
 }
 
 #[cfg(test)]
+#[path = "conn_props.rs"]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
@@ -873,15 +951,52 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_followed_to_their_end() {
-        let body = b"3;ext=1\r\nabc\r\n10 \t;x\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\nT2: a\nb\r\n\r\nGET";
+        let body = b"3;ext=1\r\nabc\r\n10 \t;x\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\nT2: a\n\r\n\r\nGET";
         let end = body.len() - 3;
         // Whole, and byte by byte.
-        let mut chunk = Chunk::Start;
+        let mut chunk = ChunkedBody::default();
         assert_eq!(follow_chunks(&mut chunk, body), Chunked::Ended(end));
-        let mut chunk = Chunk::Start;
+        let mut chunk = ChunkedBody::default();
         for (i, byte) in body.iter().enumerate().take(end) {
             let expected = if i + 1 == end { Chunked::Ended(1) } else { Chunked::More };
             assert_eq!(follow_chunks(&mut chunk, std::slice::from_ref(byte)), expected, "at {i}");
+        }
+    }
+
+    /// Regression (found by `props::chunked_bodies_end_where_hyper_ends_them_and_fail_where_it_fails`):
+    /// a body hyper refuses for what it counts or parses besides the
+    /// framing (16 KiB of chunk extensions, a trailer section of 16 KiB or
+    /// over 100 lines, trailer lines that are not header fields) was taken
+    /// as ended, and the bytes after it as the next request's head.
+    #[test]
+    fn chunked_bodies_hyper_refuses_for_their_extensions_or_trailers_are_refused() {
+        let follow = |body: &[u8]| follow_chunks(&mut ChunkedBody::default(), body);
+        let ext = |n: usize| [&b"1;"[..], &vec![b'x'; n], b"\r\na\r\n0\r\n\r\n"].concat();
+        let lines = |n: usize| [&b"0\r\n"[..], &b"T: v\r\n".repeat(n), b"\r\n"].concat();
+        let long = |n: usize| [&b"0\r\nT: "[..], &vec![b'v'; n], b"\r\n\r\n"].concat();
+        for (body, ok) in [
+            (ext(16_383), true),
+            (ext(16_384), false),
+            (lines(100), true),
+            (lines(101), false),
+            // "T: " + value + CRLF + CRLF: 16 KiB less one, then 16 KiB.
+            (long(16_376), true),
+            (long(16_377), false),
+            (b"0\r\n folded\r\n\r\n".to_vec(), false),
+            (b"0\r\nT2: a\nb\r\n\r\n".to_vec(), false),
+            (b"0\r\nT2: a\nT3: b\r\n\r\n".to_vec(), false),
+            (b"0\r\nX: \x7f\r\n\r\n".to_vec(), false),
+            // More fields than CRLF-ended lines (hyper has a slot a line).
+            (b"0\r\nT2: a\nT3: b\r\nT4: c\r\n\r\n".to_vec(), false),
+            (b"0\r\nT2: a\n\r\n\r\n".to_vec(), true),
+        ] {
+            let shown = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
+            let expected = if ok { Chunked::Ended(body.len()) } else { Chunked::Malformed };
+            assert_eq!(follow(&body), expected, "{shown:?}");
+            // And hyper agrees.
+            let request = [props::CHUNKED_POST, &body].concat();
+            let served = props::hyper_serves(&request);
+            assert_eq!(served.first().map(|s| s.body.is_some()), Some(ok), "{shown:?}");
         }
     }
 
@@ -926,7 +1041,7 @@ mod tests {
             b"1;a\nb\r\n",
             b"1\r\nab\r\n",
         ] {
-            let mut chunk = Chunk::Start;
+            let mut chunk = ChunkedBody::default();
             let followed = follow_chunks(&mut chunk, body);
             assert!(
                 matches!(followed, Chunked::Malformed | Chunked::More),
@@ -936,7 +1051,7 @@ mod tests {
             assert!(!matches!(followed, Chunked::Ended(_)));
         }
         // A bare LF inside a trailer line is part of it (as for hyper).
-        let mut chunk = Chunk::Start;
+        let mut chunk = ChunkedBody::default();
         assert_eq!(follow_chunks(&mut chunk, b"0\r\nX-T: a\n\n"), Chunked::More);
         assert_eq!(follow_chunks(&mut chunk, b"\r\n\r\n"), Chunked::Ended(4));
     }

@@ -125,6 +125,12 @@ async fn read_v2<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAd
     if version_command >> 4 != 2 || version_command & 0x0f > 1 {
         return Err(ProxyHeaderError::Malformed);
     }
+    // So is a PROXY header's family past the spec's values (address family
+    // 0-3, transport 0-2), which "must be rejected as invalid by receivers"
+    // (LOCAL ignores the family).
+    if version_command & 0x0f == 1 && (family >> 4 > 3 || family & 0x0f > 2) {
+        return Err(ProxyHeaderError::Malformed);
+    }
     let length = usize::from(u16::from_be_bytes([fixed[13], fixed[14]]));
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).await?;
@@ -153,6 +159,10 @@ fn parse_v2(version_command: u8, family: u8, body: &[u8]) -> Result<Option<Socke
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+#[path = "proxy_protocol_props.rs"]
+mod props;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -310,6 +320,22 @@ mod tests {
                 .expect("waited for a body that will never come");
             assert!(matches!(result, Err(ProxyHeaderError::Malformed)), "{version_command:#x}: {result:?}");
             drop(balancer);
+        }
+    }
+
+    /// Regression (found by `props::v2_headers_of_any_shape_are_read_as_the_spec_says`):
+    /// a PROXY v2 header with an address family or transport the spec does
+    /// not define (`0x03`, `0x41`, `0xff`) was taken, as if it named no
+    /// address, where the spec says to refuse it.
+    #[tokio::test]
+    async fn a_v2_family_or_transport_the_spec_does_not_define_is_refused() {
+        for family in [0x03u8, 0x13, 0x41, 0xf1, 0xff] {
+            let mut header = V2_SIGNATURE.to_vec();
+            header.extend_from_slice(&[0x21, family, 0, 12, 10, 20, 4, 17, 10, 0, 0, 1, 0xc8, 0x22, 0x0c, 0x38]);
+            assert!(matches!(read(&header).await.0, Err(ProxyHeaderError::Malformed)), "{family:#x}");
+            // LOCAL ignores the family.
+            header[12] = 0x20;
+            assert_eq!(read(&header).await.0.unwrap(), None, "{family:#x}");
         }
     }
 
