@@ -53,13 +53,16 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// Parses `Basic <base64(user:password)>`; `None` for anything else.
+    /// Blanks are HTTP's (SP, HTAB), not Unicode's: a token followed by
+    /// U+3000 is not a token.
     pub fn parse_basic(header: &[u8]) -> Option<Credentials> {
-        let header = std::str::from_utf8(header).ok()?.trim();
+        let blank = |c: char| c == ' ' || c == '\t';
+        let header = std::str::from_utf8(header).ok()?.trim_matches(blank);
         let (scheme, token) = header.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
         }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim()).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim_start_matches(blank)).ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (user, password) = decoded.split_once(':')?;
         if user.is_empty() {
@@ -353,6 +356,10 @@ fn cache_key(creds: &Credentials, stored_hash: &str) -> [u8; 32] {
 }
 
 #[cfg(test)]
+#[path = "identity_props.rs"]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
@@ -548,6 +555,19 @@ mod tests {
         let mapped_other: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
         assert_eq!(client_group(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_ne!(client_group(mapped), client_group(mapped_other));
+    }
+
+    /// Regression (found by `identity::props::headers_near_basic_are_decoded_as_rfc_7617_says`):
+    /// Unicode white space around the value or before the token (U+3000,
+    /// U+0085, U+00A0) was trimmed as if it were HTTP's blanks, so such a
+    /// value was taken as Basic credentials rather than refused.
+    #[test]
+    fn only_http_blanks_surround_basic_credentials() {
+        let token = base64::engine::general_purpose::STANDARD.encode("alice:pw");
+        assert!(Credentials::parse_basic(format!(" \tBasic  {token}\t ").as_bytes()).is_some());
+        for bad in [format!("Basic {token}\u{3000}"), format!("\u{85}Basic {token}"), format!("Basic \u{a0}{token}")] {
+            assert!(Credentials::parse_basic(bad.as_bytes()).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

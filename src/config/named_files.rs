@@ -161,6 +161,10 @@ pub(crate) fn htpasswd(sink: &mut Sink<'_>, path: &Path, at: &Range<usize>) -> O
     let mut users = HashMap::new();
     let mut ok = true;
     for (start, line) in lines(&src.text) {
+        // Blanks before the user are not part of it: Apache trims each
+        // line (`ap_cfg_getline`), and an indented `alice` must be `alice`.
+        let trimmed = line.trim_start();
+        let (start, line) = (start + (line.len() - trimmed.len()), trimmed);
         let Some((user, hash)) = line.split_once(':') else {
             file.error(&span_in(start, line, line), "expected `user:hash`");
             ok = false;
@@ -383,3 +387,7 @@ pub(crate) fn check_intercept_ca(
     };
     sink.error_hint(at, message, Some(hint.to_owned()));
 }
+
+#[cfg(test)]
+#[path = "named_files_props.rs"]
+mod props;

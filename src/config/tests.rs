@@ -902,6 +902,21 @@ fn htpasswd_with_a_byte_order_mark_and_crlf_loads_its_first_user() {
     assert_eq!(users, ["alice", "bob"]);
 }
 
+/// Regression (found by `config::named_files::props::htpasswd_files_read_as_apache_and_the_spec_say`):
+/// blanks before a user became part of its name, so an indented `alice`
+/// could never log in although `check` passed; Apache trims each line.
+#[test]
+fn an_indented_htpasswd_user_is_that_user() {
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let file = format!(" alice:{hash}\n\tbob:{hash}\n");
+    let (_dir, config) = loads(&with_main("[identity]\nauth = \"basic\"\n", &[("users.htpasswd", &file)]));
+    let mut users: Vec<&str> = config.identity.users.keys().map(String::as_str).collect();
+    users.sort_unstable();
+    assert_eq!(users, ["alice", "bob"]);
+    let errs = errors(&with_main("[identity]\nauth = \"basic\"\n", &[("users.htpasswd", "  carol\n")]));
+    assert_eq!(errs, ["users.htpasswd:1:3: expected `user:hash`"]);
+}
+
 /// Regression: hashes that look like bcrypt but that bcrypt cannot use (a
 /// cost out of range, characters outside its alphabet) passed `check` and
 /// then refused their user forever.

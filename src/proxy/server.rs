@@ -293,7 +293,13 @@ fn explicit_port(authority: &http::uri::Authority) -> Result<Option<u16>, ()> {
     let s = authority.as_str();
     let host_port = s.rsplit_once('@').map_or(s, |(_, hp)| hp);
     let port = if host_port.starts_with('[') {
-        host_port.split_once("]:").map(|(_, p)| p)
+        // Nothing but a port may follow the bracket: `http::Uri` takes
+        // `[::1]x:99999` as host `[::1]`, and its port must not be lost.
+        match host_port.split_once(']') {
+            Some((_, "")) => None,
+            Some((_, rest)) => Some(rest.strip_prefix(':').ok_or(())?),
+            None => return Err(()),
+        }
     } else {
         host_port.split_once(':').map(|(_, p)| p)
     };
@@ -428,6 +434,10 @@ fn tunneled(state: &ConnState, response: Response<ProxyBody>) -> Response<ProxyB
 }
 
 #[cfg(test)]
+#[path = "server_props.rs"]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
@@ -438,6 +448,18 @@ mod tests {
 
     /// Regression (audit F6): a port is ASCII digits only; `+443` was taken
     /// as 443.
+    /// Regression (found by `proxy::server::props::absolute_form_targets_route_to_the_host_and_port_a_browser_means`):
+    /// text after an IPv6 literal's bracket hid the port, so
+    /// `http://[::1]x:99999/` went to port 80 (and `[::1]x:8080` too).
+    #[test]
+    fn text_after_an_ipv6_bracket_is_refused_not_a_default_port() {
+        for bad in ["[::1]x:99999", "[::1]x:8080", "[::1]x"] {
+            assert_eq!(port(bad), Err(()), "{bad}");
+        }
+        assert_eq!(port("[::1]"), Ok(None));
+        assert_eq!(port("[::1]:"), Ok(None));
+    }
+
     #[test]
     fn a_port_is_digits_only() {
         assert_eq!(port("a.test:443"), Ok(Some(443)));
