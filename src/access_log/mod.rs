@@ -5,6 +5,9 @@ pub mod pseudonym;
 pub mod squid;
 pub mod writer;
 
+#[cfg(test)]
+mod props;
+
 pub use writer::{LogSink, LogWriter, PreparedLog, Reserved};
 
 use std::net::IpAddr;

@@ -340,6 +340,7 @@ impl LogWriter {
             reopen_due: None,
             head_sent: 0,
         };
+        state.end_partial_line();
         let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || state.run(rx))?;
         Ok((LogSink { tx: tx.clone() }, LogWriter { thread, tx }))
     }
@@ -492,6 +493,26 @@ fn open_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     // Writes to a terminal or a slow device wait rather than fail.
     rustix::fs::fcntl_setfl(&file, rustix::fs::fcntl_getfl(&file)? - OFlags::NONBLOCK)?;
     Ok(file)
+}
+
+/// Whether `file`, a regular file at `path`, is non-empty and does not end
+/// in a line end. Read through a second, read-only handle on the same
+/// file (checked by device and inode); anything unexpected is `false`.
+fn ends_mid_line(path: &std::path::Path, file: Option<&std::fs::File>) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::FileExt;
+    let Some(meta) = file.and_then(|f| f.metadata().ok()) else { return false };
+    if !meta.is_file() || meta.len() == 0 {
+        return false;
+    }
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let Ok(fd) = rustix::fs::open(path, flags, Mode::empty()) else { return false };
+    let reader = std::fs::File::from(fd);
+    if file_id(Some(&reader)) != file_id(file) {
+        return false;
+    }
+    let mut last = [0u8];
+    reader.read_exact_at(&mut last, meta.len() - 1).is_ok() && last[0] != b'\n'
 }
 
 /// The device and inode of `file`.
@@ -689,12 +710,27 @@ impl WriterState {
     /// one gets whole lines only.
     fn install(&mut self, opened: Opened) {
         let same = file_id(self.file.as_ref()).is_some_and(|id| file_id(opened.file.as_ref()) == Some(id));
-        if !same {
-            self.head_sent = 0;
-        }
         self.out = opened.out;
         self.file = opened.file;
         self.deleted = false;
+        if !same {
+            self.head_sent = 0;
+            self.end_partial_line();
+        }
+    }
+
+    /// A file another writer left ending part-way through a line (killed
+    /// mid-write, or stopped by a full disk) gets a line end first: our
+    /// first record would otherwise be glued to that fragment, one invalid
+    /// line to `report`, the record lost. (Not for the file this writer
+    /// itself cut short: the rest of that line follows, see `head_sent`.)
+    fn end_partial_line(&mut self) {
+        if let LogTarget::File(path) = &self.target
+            && ends_mid_line(path, self.file.as_ref())
+            && let Err(err) = self.out.write_all(b"\n")
+        {
+            tracing::warn!(%err, target = ?self.target, "cannot end the partial last line of the access log");
+        }
     }
 
     /// A log file deleted while in use (`rm`, or its folder removed) takes
@@ -1023,6 +1059,45 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "{n} lines not written to {}", path.display());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Regression (found while modelling a crashed writer for
+    /// `report::props::invalid_lines_are_counted_and_located_and_whole_records_kept`):
+    /// a log left ending part-way through a record (the proxy killed
+    /// mid-write, or stopped on a full disk) had the next record appended
+    /// to that fragment, at start and on a reopen alike: one invalid line
+    /// to `report`, and a record lost.
+    #[tokio::test]
+    async fn a_record_after_a_cut_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let cut = r#"{"ts":"2026-11-26T09:15:02.481Z","cli"#;
+        std::fs::write(&path, cut).unwrap();
+        let (sink, writer) = LogWriter::start(&log(LogTarget::File(path.clone())), 0, Arc::default()).unwrap();
+        sink.send(record(1)).await;
+        wait_for_lines(&path, 2).await;
+        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+        std::fs::write(&path, format!("{cut}\n{cut}")).unwrap();
+        writer.reopen().await;
+        sink.send(record(2)).await;
+        writer.close().await;
+        let paths = [dir.path().join("access.log.1"), path];
+        let mut read = Vec::new();
+        let outcome = crate::report::input::for_each_record(&paths, |rec| read.push(rec.line.bytes_up));
+        assert_eq!(read, [1, 2], "every record written is read");
+        let bad: Vec<u64> = outcome.bad.first.iter().map(|b| b.line).collect();
+        assert_eq!(bad, [1, 1, 2], "only the fragments are invalid");
+        // A file that ends in a line end, or is empty, gets nothing added.
+        let clean = dir.path().join("clean.log");
+        std::fs::write(&clean, "").unwrap();
+        let (sink, writer) = LogWriter::start(&log(LogTarget::File(clean.clone())), 0, Arc::default()).unwrap();
+        sink.send(record(3)).await;
+        writer.close().await;
+        let (sink, writer) = LogWriter::start(&log(LogTarget::File(clean.clone())), 0, Arc::default()).unwrap();
+        sink.send(record(4)).await;
+        writer.close().await;
+        assert_eq!(std::fs::read_to_string(&clean).unwrap().lines().count(), 2);
+        assert!(!std::fs::read_to_string(&clean).unwrap().contains("\n\n"));
     }
 
     #[tokio::test]

@@ -13,6 +13,9 @@ pub mod replay;
 pub mod summary;
 pub mod text;
 
+#[cfg(test)]
+mod props;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -192,7 +192,13 @@ impl Aggregator {
 }
 
 /// The start of the hour with index `hour` (hours since the Unix epoch).
+/// The first hour jiff holds begins before its first instant
+/// (`-009999-01-02T01:59:59Z`): that instant stands for it, so the hour is
+/// still listed.
 pub fn hour_start(hour: i64) -> Option<Timestamp> {
+    if hour == Timestamp::MIN.as_second().div_euclid(3600) {
+        return Some(Timestamp::MIN);
+    }
     hour.checked_mul(3600).and_then(|s| Timestamp::from_second(s).ok())
 }
 
@@ -320,6 +326,21 @@ mod tests {
         assert_eq!(s.records, 0);
         assert_eq!(s.seen_departments.len(), MAX_SEEN_DEPARTMENTS + 1);
         assert!(s.seen_departments.iter().any(|d| d == "d25"), "{:?}", s.seen_departments);
+    }
+
+    /// Regression (found by `report::props::invalid_lines_are_counted_and_located_and_whole_records_kept`):
+    /// a record in the first hour jiff can hold counted in `requests` but
+    /// its hour was silently left out of `busiest_hours` (the hour's start
+    /// is before jiff's first instant).
+    #[test]
+    fn a_record_at_the_earliest_instant_keeps_its_busiest_hour() {
+        let mut agg = Aggregator::new(Filter::default());
+        let l = line("-009999-01-02T01:59:59Z", "10.0.0.1", None, "a", None, "allow");
+        agg.add(&parse_line(l.as_bytes()).unwrap());
+        let s = agg.finish();
+        let hours: Vec<(String, u64)> =
+            s.departments[0].busiest_hours.iter().map(|h| (h.hour.to_string(), h.requests)).collect();
+        assert_eq!(hours, [("-009999-01-02T01:59:59Z".to_owned(), 1)]);
     }
 
     #[test]
