@@ -278,3 +278,71 @@ async fn an_unrequested_101_from_the_origin_is_answered_502() {
     })
     .await;
 }
+
+/// Regression (found by `prop_origin::edited_responses_are_refused_or_relayed_unambiguously`):
+/// hyper checks `Content-Length` only where it frames a body, so an answer
+/// to HEAD with two different lengths made the proxy close the client's
+/// connection with no response at all, and one with `Content-Length: -1`
+/// was passed on as it came. Both are now the origin's protocol error.
+#[tokio::test]
+async fn a_bad_content_length_on_an_answer_to_head_gets_502() {
+    bounded(async {
+        for response in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+            &b"HTTP/1.1 304 Not Modified\r\nContent-Length: -1\r\n\r\n"[..],
+        ] {
+            let origin = ScriptedOrigin::start(true, move |mut stream| async move {
+                let _ = stream.write_all(response).await;
+                drain(stream).await;
+            })
+            .await;
+            let proxy = Company::new().start(&[443]).await;
+            let mut client = proxy.client().await;
+            client
+                .send(&format!("HEAD http://example.test:{}/ HTTP/1.1\r\nHost: example.test\r\n\r\n", origin.port()))
+                .await;
+            // An answer to HEAD has no body, whatever its length says.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = tokio::time::timeout(support::WAIT, client.stream.read(&mut byte)).await.unwrap().unwrap();
+                assert_eq!(n, 1, "{response:?}: closed after {:?}", String::from_utf8_lossy(&head));
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            assert!(head.starts_with("HTTP/1.1 502 "), "{response:?}: {head}");
+            assert!(head.contains("error=http_protocol_error"), "{head}");
+            let records = proxy.whole_records(1).await;
+            assert_eq!(records[0]["status"], 502, "{records:?}");
+            proxy.stop().await;
+        }
+    })
+    .await;
+}
+
+/// Regression (found by `prop_origin::well_formed_responses_are_relayed_as_sent`):
+/// a chunked response with trailers, relayed whole, was logged
+/// `closed_by: "client"` (hyper's server dropped the trailers and the body
+/// with them before it saw its end).
+#[tokio::test]
+async fn a_chunked_response_with_trailers_is_logged_as_ended_by_the_origin() {
+    bounded(async {
+        let origin = ScriptedOrigin::start(true, |mut stream| async move {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Checksum: 1\r\n\r\n",
+                )
+                .await;
+            drain(stream).await;
+        })
+        .await;
+        let proxy = Company::new().start(&[443]).await;
+        let mut client = proxy.client().await;
+        let reply = client.get(&format!("http://example.test:{}/", origin.port()), &[]).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok"), "{reply:?}");
+        let r = &proxy.whole_records(1).await[0];
+        assert_eq!((r["status"].as_u64(), r["closed_by"].as_str()), (Some(200), Some("origin")), "{r}");
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -253,6 +253,15 @@ pub(crate) async fn forward(
             tracing::debug!(host = %ctx.host, "the origin used a transfer coding other than chunked");
             return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
         }
+        // hyper checks `Content-Length` only where it frames a body: on an
+        // answer to HEAD, or a 204 or 304, a bad or conflicting length was
+        // passed on as it came (two different ones made hyper's server drop
+        // the client's connection without an answer). Squid refuses such a
+        // response whatever it answers.
+        Ok(Ok(response)) if one_length(response.headers()).is_err() => {
+            tracing::debug!(host = %ctx.host, "the origin sent a bad or conflicting Content-Length");
+            return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
+        }
         Ok(Ok(response)) => response,
     };
     let mut ctx = ctx;
@@ -269,6 +278,10 @@ pub(crate) async fn forward(
     // hyper decoded the origin's framing and re-frames for the client.
     if parts.headers.remove(header::TRANSFER_ENCODING).is_some() {
         parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    // Equal lengths (`5, 5`, or two fields) go on as one.
+    if let Ok(Some(length)) = one_length(&parts.headers) {
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     add_via(&mut parts.headers, parts.version);
     // An intermediary speaks its own version (RFC 9110 2.5): an origin's
@@ -301,6 +314,30 @@ fn chunked_at_most(headers: &HeaderMap) -> bool {
         None => true,
         Some(first) => first.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
     }
+}
+
+/// A `Content-Length` that is not one length: a value that is not only
+/// digits, or values that differ.
+#[derive(Debug)]
+struct BadLength;
+
+/// The one length all `Content-Length` values (fields and list members)
+/// give, if there is any (RFC 9110 8.6).
+fn one_length(headers: &HeaderMap) -> Result<Option<u64>, BadLength> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for member in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
+                return Err(BadLength);
+            }
+            let n: u64 = std::str::from_utf8(member).ok().and_then(|text| text.parse().ok()).ok_or(BadLength)?;
+            if length.is_some_and(|seen| seen != n) {
+                return Err(BadLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
 }
 
 /// Whether a Host header names the same host and port as the URI.
@@ -442,9 +479,11 @@ impl Body for Logged {
         let mut inner = this.inner;
         let polled = inner.as_mut().poll_frame(cx);
         match &polled {
-            Poll::Ready(Some(Ok(_))) => {
-                // hyper stops polling a body once its length is written.
-                if inner.is_end_stream() {
+            Poll::Ready(Some(Ok(frame))) => {
+                // hyper stops polling a body once its length is written, and
+                // trailers are the last frame (hyper's server may drop them
+                // and stop there too).
+                if inner.is_end_stream() || frame.is_trailers() {
                     finish(this.ctx, *this.status, ClosedBy::Origin);
                 }
             }
