@@ -253,16 +253,16 @@ pub(crate) async fn forward(
             tracing::debug!(host = %ctx.host, "the origin used a transfer coding other than chunked");
             return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
         }
-        // hyper checks `Content-Length` only where it frames a body: on an
-        // answer to HEAD, or a 204 or 304, a bad or conflicting length was
-        // passed on as it came (two different ones made hyper's server drop
-        // the client's connection without an answer). Squid refuses such a
-        // response whatever it answers.
-        Ok(Ok(response)) if one_length(response.headers()).is_err() => {
-            tracing::debug!(host = %ctx.host, "the origin sent a bad or conflicting Content-Length");
-            return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
-        }
         Ok(Ok(response)) => response,
+    };
+    // hyper checks `Content-Length` only where it frames a body: on an
+    // answer to HEAD, or a 204 or 304, a bad or conflicting length was
+    // passed on as it came (two different ones made hyper's server drop
+    // the client's connection without an answer). Squid refuses such a
+    // response whatever it answers.
+    let Ok(length) = one_length(response.headers()) else {
+        tracing::debug!(host = %ctx.host, "the origin sent a bad or conflicting Content-Length");
+        return refuse(ctx, Refusal::Upstream(Upstream::Protocol)).await;
     };
     let mut ctx = ctx;
     ctx.server = response
@@ -278,10 +278,11 @@ pub(crate) async fn forward(
     // hyper decoded the origin's framing and re-frames for the client.
     if parts.headers.remove(header::TRANSFER_ENCODING).is_some() {
         parts.headers.remove(header::CONTENT_LENGTH);
-    }
-    // Equal lengths (`5, 5`, or two fields) go on as one.
-    if let Ok(Some(length)) = one_length(&parts.headers) {
-        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    } else if let Some(Length { value, repeated: true }) = length
+        && parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        // Equal lengths (`5, 5`, or two fields) go on as one.
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(value));
     }
     add_via(&mut parts.headers, parts.version);
     // An intermediary speaks its own version (RFC 9110 2.5): an origin's
@@ -321,20 +322,29 @@ fn chunked_at_most(headers: &HeaderMap) -> bool {
 #[derive(Debug)]
 struct BadLength;
 
+/// The one length all `Content-Length` values give.
+#[derive(Debug, Clone, Copy)]
+struct Length {
+    value: u64,
+    /// Given more than once (`5, 5`, or two fields): to be sent as one.
+    repeated: bool,
+}
+
 /// The one length all `Content-Length` values (fields and list members)
 /// give, if there is any (RFC 9110 8.6).
-fn one_length(headers: &HeaderMap) -> Result<Option<u64>, BadLength> {
-    let mut length = None;
+fn one_length(headers: &HeaderMap) -> Result<Option<Length>, BadLength> {
+    let mut length: Option<Length> = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for member in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
                 return Err(BadLength);
             }
             let n: u64 = std::str::from_utf8(member).ok().and_then(|text| text.parse().ok()).ok_or(BadLength)?;
-            if length.is_some_and(|seen| seen != n) {
-                return Err(BadLength);
-            }
-            length = Some(n);
+            length = match length {
+                None => Some(Length { value: n, repeated: false }),
+                Some(seen) if seen.value == n => Some(Length { value: n, repeated: true }),
+                Some(_) => return Err(BadLength),
+            };
         }
     }
     Ok(length)
