@@ -280,3 +280,29 @@ fn ca_init_prints_a_snippet_that_check_accepts_as_pasted() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// `--out` defaults to `tls/` next to the `--config` file, like every path in
+/// the config: run from anywhere (`socialgate --config
+/// /etc/socialgate/socialgate.toml ca init`), it wrote `./config/tls/` under
+/// the working directory instead, and printed an absolute path to it.
+#[test]
+fn ca_init_without_out_writes_next_to_the_config_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc/socialgate");
+    std::fs::create_dir_all(etc.join("departments")).unwrap();
+    std::fs::write(etc.join("socialgate.toml"), "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n").unwrap();
+    std::fs::write(etc.join("departments/default.toml"), "").unwrap();
+    let elsewhere = dir.path().join("home");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let config = etc.join("socialgate.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_socialgate"))
+        .current_dir(&elsewhere)
+        .args(["--config", config.to_str().unwrap(), "ca", "init", "--days", "30"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(etc.join("tls/ca.pem").is_file() && etc.join("tls/ca.key").is_file());
+    assert!(!elsewhere.join("config").exists(), "nothing written under the working directory");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("ca_cert = \"tls/ca.pem\"\nca_key = \"tls/ca.key\""), "{stdout}");
+}

@@ -161,3 +161,28 @@ fn hosts_with_trailing_dots_idn_and_ip_literals_are_re_decided() {
     );
     assert_eq!(change["examples"][0]["host"], "WWW.FACEBOOK.COM.", "examples show the host as logged");
 }
+
+/// A tunnel refused by `[proxy] non_tls_tunnels = "refuse"` (its first bytes
+/// were not TLS) is logged as a block with rule `non_tls_tunnels`: the proxy's
+/// own refusal, not a policy decision on its host. Replayed as one, it showed
+/// as "block -> allow" under the very config that refused it.
+#[test]
+fn refused_non_tls_tunnels_are_not_re_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("non-tls.log");
+    let record = serde_json::json!({
+        "ts": "2026-11-26T13:00:00Z", "client": "10.20.0.11", "user": null, "department": "sales",
+        "method": "CONNECT", "host": "git.example.net", "port": 443, "url": null, "sni": null,
+        "service": null, "rule": "non_tls_tunnels", "action": "block", "status": 403,
+        "bytes_up": 84, "bytes_down": 0, "duration_ms": 0, "closed_by": "policy"
+    });
+    std::fs::write(&path, format!("{record}\n")).unwrap();
+    let out = replay(&fixture("socialgate.toml"), &["--format", "json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["records"], &v["skipped"], &v["decided"], &v["changed"]),
+        (&1.into(), &1.into(), &0.into(), &0.into()),
+        "{v}"
+    );
+}

@@ -18,9 +18,10 @@ pub enum CaCommand {
 /// `socialgate ca init` arguments.
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Folder to write `ca.pem` and `ca.key` into (created if missing).
-    #[arg(long, default_value = "config/tls", value_name = "DIR")]
-    pub out: PathBuf,
+    /// Folder to write `ca.pem` and `ca.key` into (created if missing)
+    /// [default: `tls` next to the `--config` file, e.g. `config/tls`]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// The CA's common name, as browsers show it.
     #[arg(long, default_value = "socialgate block-page CA")]
     pub name: String,
@@ -41,14 +42,20 @@ fn init(config_path: &Path, args: &InitArgs) -> CmdResult {
     if !(1..=36500).contains(&args.days) {
         return Err(anyhow::anyhow!("--days must be between 1 and 36500").into());
     }
-    let cert_path = args.out.join("ca.pem");
-    let key_path = args.out.join("ca.key");
+    // Like every path in the config, the default is relative to the
+    // config's folder, not to where the command runs.
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => config_path.parent().unwrap_or(Path::new("")).join("tls"),
+    };
+    let cert_path = out.join("ca.pem");
+    let key_path = out.join("ca.key");
     for path in [&cert_path, &key_path] {
         if path.exists() {
             return Err(anyhow::anyhow!("{} already exists; remove it first to create a new CA", path.display()).into());
         }
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let (cert, key) = crate::tls::mint::new_ca(&args.name, args.days, jiff::Timestamp::now())?;
     write_new(&key_path, key.as_bytes(), 0o600)?;
     write_new(&cert_path, cert.as_bytes(), 0o644)?;

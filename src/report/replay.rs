@@ -15,9 +15,10 @@ use crate::policy::{Action, Decision, DepartmentSource, DeptId, Host, Identity, 
 pub const EXAMPLES: usize = 3;
 
 /// Rules that are not policy decisions (the proxy answered on its own:
-/// refusals, the PAC file, the status page); replay leaves those records out.
-pub const NON_POLICY_RULES: [&str; 7] =
-    ["auth", "request", "limits", "connect_ports", "private_destination", "pac", "status"];
+/// refusals, including a non-TLS tunnel under `non_tls_tunnels = "refuse"`,
+/// the PAC file, the status page); replay leaves those records out.
+pub const NON_POLICY_RULES: [&str; 8] =
+    ["auth", "request", "limits", "connect_ports", "private_destination", "non_tls_tunnels", "pac", "status"];
 
 /// Pseudonymised user names start with this; they cannot be placed by name,
 /// so they keep their logged department.
@@ -413,7 +414,7 @@ mod tests {
             .collect();
         lines.push(rec("10.20.0.1", None, "sales", "bad host!", None, "default", "allow"));
         let o = replay(&lines);
-        assert_eq!((o.records, o.skipped, o.undecidable, o.decided, o.changed), (8, 7, 1, 0, 0));
+        assert_eq!((o.records, o.skipped, o.undecidable, o.decided, o.changed), (9, 8, 1, 0, 0));
         assert!(render_text(&o).contains("no request would change"));
     }
 
