@@ -385,7 +385,7 @@ weekdays = ["mon"]
     assert_eq!(
         errs,
         [
-            "socialgate.toml:4:12: unknown time zone `Europe/Olso`, expected an IANA name such as `Europe/Oslo` or `UTC`",
+            "socialgate.toml:4:12: unknown time zone `Europe/Olso`, expected an IANA name such as `Europe/Oslo` or `UTC` [hint: did you mean `Europe/Oslo`?]",
             "socialgate.toml:6:16: unknown day `thursday`, expected one of `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun` [hint: did you mean `thu`?]",
             "socialgate.toml:6:28: unknown day `xyz`, expected one of `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun`",
             "socialgate.toml:7:8: invalid time `8:00`, expected `HH:MM` between `00:00` and `24:00`",

@@ -132,8 +132,13 @@ pub(crate) fn keyword<'k>(s: &str, what: &str, allowed: &[&'k str]) -> Result<&'
 
 /// An IANA time zone name.
 pub(crate) fn timezone(s: &str) -> Result<jiff::tz::TimeZone, Failure> {
-    jiff::tz::TimeZone::get(s)
-        .map_err(|_| (format!("unknown time zone `{s}`, expected an IANA name such as `Europe/Oslo` or `UTC`"), None))
+    jiff::tz::TimeZone::get(s).map_err(|_| {
+        let known: Vec<_> = jiff::tz::db().available().collect();
+        (
+            format!("unknown time zone `{s}`, expected an IANA name such as `Europe/Oslo` or `UTC`"),
+            suggest(s, known.iter().map(|name| name.as_str())),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -177,5 +182,8 @@ mod tests {
         assert_eq!(day("wed").unwrap(), 2);
         assert_eq!(day("monday").unwrap_err().1.as_deref(), Some("did you mean `mon`?"));
         assert_eq!(action("blok").unwrap_err().1.as_deref(), Some("did you mean `block`?"));
+        assert_eq!(timezone("Europe/Olso").unwrap_err().1.as_deref(), Some("did you mean `Europe/Oslo`?"));
+        assert_eq!(timezone("America/New_Yrok").unwrap_err().1.as_deref(), Some("did you mean `America/New_York`?"));
+        assert_eq!(timezone("Mars/Olympus").unwrap_err().1, None);
     }
 }
