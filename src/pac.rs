@@ -5,6 +5,10 @@
 //! `[pac] direct` networks are compared only against hosts that are IP
 //! literals, and host patterns with `shExpMatch`/`dnsDomainIs`. Internal
 //! names that should bypass the proxy belong in `direct` as patterns.
+//! Entries are written as browsers hand hosts to `FindProxyForURL`
+//! (lower case, punycode, canonical addresses, no trailing dot), and the
+//! file relies on no helper function's quirks: it is checked under both
+//! Chromium's and Firefox's (`tests/prop_pac.rs`).
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -39,8 +43,16 @@ pub fn render_parts(pac: &PacConfig, listen: &[SocketAddr], seen_as: Option<&str
     out.push_str("// socialgate proxy auto-config (generated; edit [pac] in socialgate.toml instead)\n");
     out.push_str("function FindProxyForURL(url, host) {\n");
     out.push_str("  host = host.toLowerCase();\n");
-    out.push_str("  if (host.charAt(0) === \"[\") { host = host.substring(1, host.length - 1); }\n");
-    out.push_str("  if (isPlainHostName(host) || host === \"localhost\" || dnsDomainIs(host, \".localhost\")) {\n");
+    out.push_str(
+        "  if (host.charAt(0) === \"[\" && host.charAt(host.length - 1) === \"]\") { host = host.substring(1, host.length - 1); }\n",
+    );
+    // `wiki.example.` is the name `wiki.example`, as in the policy.
+    out.push_str("  if (host.charAt(host.length - 1) === \".\") { host = host.substring(0, host.length - 1); }\n");
+    // Chromium's `isPlainHostName` looks for a dot only: an IPv6 literal
+    // (`2001:db8::1`) would be a plain name and go direct.
+    out.push_str(
+        "  if ((isPlainHostName(host) && host.indexOf(\":\") < 0) || host === \"localhost\" || dnsDomainIs(host, \".localhost\")) {\n",
+    );
     out.push_str("    return \"DIRECT\";\n  }\n");
     out.push_str("  if (host === \"::1\" || /^127\\.\\d+\\.\\d+\\.\\d+$/.test(host)) {\n    return \"DIRECT\";\n  }\n");
     let mut networks = Vec::new();
@@ -50,14 +62,13 @@ pub fn render_parts(pac: &PacConfig, listen: &[SocketAddr], seen_as: Option<&str
             networks.push(net);
             continue;
         }
-        let pattern = entry.to_ascii_lowercase();
-        let lit = js_string(&pattern);
-        let cond = if pattern.contains(['*', '?']) {
-            format!("shExpMatch(host, {lit})")
-        } else if let Some(suffix) = pattern.strip_prefix('.') {
-            format!("dnsDomainIs(host, {lit}) || host === {}", js_string(suffix))
+        let cond = if entry.contains(['*', '?']) {
+            glob_condition(&pac_pattern(entry))
+        } else if let Some(suffix) = entry.strip_prefix('.') {
+            let suffix = pac_name(suffix);
+            format!("dnsDomainIs(host, {}) || host === {}", js_string(&format!(".{suffix}")), js_string(&suffix))
         } else {
-            format!("host === {lit}")
+            format!("host === {}", js_string(&pac_name(entry)))
         };
         let _ = writeln!(out, "  if ({cond}) {{\n    return \"DIRECT\";\n  }}");
     }
@@ -85,6 +96,68 @@ pub fn render_parts(pac: &PacConfig, listen: &[SocketAddr], seen_as: Option<&str
     }
     let _ = writeln!(out, "  return {};\n}}", js_string(&answer));
     out
+}
+
+/// A name in `direct` written as browsers hand hosts to `FindProxyForURL`:
+/// lower case, Unicode in punycode, no trailing dot, an IP address in its
+/// canonical form (`fd00:0::1` is `fd00::1`, `[::ffff:10.1.2.3]` is
+/// `10.1.2.3`). Text that is no host name is kept, lower-cased: it matches
+/// only itself.
+fn pac_name(name: &str) -> String {
+    match crate::policy::Host::parse(name) {
+        Ok(host) => host.as_str().to_owned(),
+        Err(_) => {
+            let lower = name.to_ascii_lowercase();
+            lower.strip_suffix('.').map_or_else(|| lower.clone(), str::to_owned)
+        }
+    }
+}
+
+/// A `*`/`?` pattern in `direct`, its labels written as [`pac_name`] writes
+/// names (a label holding a wildcard is only lower-cased).
+fn pac_pattern(pattern: &str) -> String {
+    let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
+    let labels: Vec<String> =
+        pattern
+            .split('.')
+            .map(|label| {
+                if label.is_ascii() || label.contains(['*', '?']) {
+                    label.to_ascii_lowercase()
+                } else {
+                    pac_name(label)
+                }
+            })
+            .collect();
+    labels.join(".")
+}
+
+/// The test for a `*`/`?` pattern. Browsers' `shExpMatch` escapes only `.`
+/// before handing the pattern to `RegExp` (Chromium, Firefox, pacparser),
+/// so a `+`, `(` or `[` in it would be read as regular-expression syntax:
+/// `*.c+orp.example` would match `x.ccorp.example`, and `a(b*` would throw
+/// in every call, which browsers answer by going direct for every URL. A
+/// pattern of host-name characters uses `shExpMatch`; any other is written
+/// as a regular expression with every other character escaped.
+fn glob_condition(pattern: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '*' | '?');
+    if pattern.chars().all(plain) {
+        return format!("shExpMatch(host, {})", js_string(pattern));
+    }
+    let mut re = String::from("/^");
+    for c in pattern.chars() {
+        match c {
+            '*' => re.push_str("[\\s\\S]*"),
+            '?' => re.push_str("[\\s\\S]"),
+            c if c.is_ascii_alphanumeric() => re.push(c),
+            c => {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    let _ = write!(re, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    re.push_str("$/.test(host)");
+    re
 }
 
 /// A JavaScript string literal (JSON strings are valid JS literals).

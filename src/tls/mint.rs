@@ -89,6 +89,8 @@ struct Cached {
 pub struct Minter {
     issuer: Issuer<'static, KeyPair>,
     ca_der: CertificateDer<'static>,
+    /// The CA's validity: a leaf's is kept inside it.
+    ca_not_before: jiff::Timestamp,
     ca_not_after: jiff::Timestamp,
     leaf_key: KeyPair,
     /// `leaf_key` as rustls signs with it, loaded once.
@@ -115,7 +117,7 @@ impl Minter {
     pub fn new(ca_cert_pem: &str, ca_key_pem: &str, cache_hosts: usize) -> Result<Minter, MintError> {
         let ca_der =
             CertificateDer::from_pem_slice(ca_cert_pem.as_bytes()).map_err(|e| MintError::CaCert(e.to_string()))?;
-        let ca_not_after = check_ca(&ca_der, jiff::Timestamp::now())?;
+        let (ca_not_before, ca_not_after) = check_ca(&ca_der, jiff::Timestamp::now())?;
         let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| MintError::CaKey(e.to_string()))?;
         let issuer = Issuer::from_ca_cert_der(&ca_der, ca_key).map_err(|e| MintError::CaCert(e.to_string()))?;
         let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
@@ -129,6 +131,7 @@ impl Minter {
         let minter = Minter {
             issuer,
             ca_der,
+            ca_not_before,
             ca_not_after,
             leaf_key,
             signing_key,
@@ -244,8 +247,13 @@ impl Minter {
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
         let (start, end) = validity(now).map_err(|e| err(e.to_string()))?;
-        params.not_before = start;
-        params.not_after = end;
+        // Inside the CA's validity: a leaf minted the day before the CA
+        // expires would otherwise claim days its issuer does not have.
+        let at = |t: jiff::Timestamp| {
+            time::OffsetDateTime::from_unix_timestamp(t.as_second()).map_err(|e| err(e.to_string()))
+        };
+        params.not_before = start.max(at(self.ca_not_before)?);
+        params.not_after = end.min(at(self.ca_not_after)?);
         let cert = params.signed_by(&self.leaf_key, &self.issuer).map_err(|e| err(e.to_string()))?;
         self.minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(cert.der().clone())
@@ -296,8 +304,8 @@ fn probe_host(ca: &CertificateDer<'_>) -> String {
 
 /// Checks that `ca` can sign leaves browsers accept at `now`: `CA:TRUE`,
 /// `keyCertSign` if it has a key usage at all, and valid now. Returns its
-/// expiry.
-fn check_ca(ca: &CertificateDer<'_>, now: jiff::Timestamp) -> Result<jiff::Timestamp, MintError> {
+/// validity (not before, not after).
+fn check_ca(ca: &CertificateDer<'_>, now: jiff::Timestamp) -> Result<(jiff::Timestamp, jiff::Timestamp), MintError> {
     let bad = |e: &dyn std::fmt::Display| MintError::CaCert(e.to_string());
     let (_, cert) = x509_parser::parse_x509_certificate(ca.as_ref()).map_err(|e| bad(&e))?;
     match cert.basic_constraints().map_err(|e| bad(&e))? {
@@ -317,7 +325,7 @@ fn check_ca(ca: &CertificateDer<'_>, now: jiff::Timestamp) -> Result<jiff::Times
     if now >= not_after {
         return Err(MintError::Expired { not_after });
     }
-    Ok(not_after)
+    Ok((not_before, not_after))
 }
 
 fn validity(now: jiff::Timestamp) -> Result<(time::OffsetDateTime, time::OffsetDateTime), jiff::Error> {
@@ -563,6 +571,85 @@ mod tests {
         let tomorrow = now.checked_add(jiff::SignedDuration::from_hours(25)).unwrap();
         m.server_config("h199.example.test", tomorrow).unwrap();
         assert_eq!(m.minted() - base, 201, "re-minted after a day");
+    }
+
+    /// Regression (found by `minted_leaves_verify_for_their_host_only_within_the_ca`):
+    /// a leaf minted two days before the CA expired was valid three days,
+    /// a day past its issuer.
+    #[test]
+    fn a_leaf_never_outlives_its_ca() {
+        let now = jiff::Timestamp::now();
+        let (cert, key) = new_ca("Short CA", 2, now).unwrap();
+        let m = Minter::new(&cert, &key, 8).unwrap();
+        let leaf = m.mint("www.facebook.com", now).unwrap();
+        let (_, leaf) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+        let (_, ca) = x509_parser::parse_x509_certificate(m.ca_der().as_ref()).unwrap();
+        assert!(leaf.validity().not_after <= ca.validity().not_after);
+        assert!(leaf.validity().not_before >= ca.validity().not_before);
+    }
+
+    /// A host as the proxy hands it to the minter: a normalised name (IDN in
+    /// punycode, long and digits-only labels) or an IP literal.
+    fn host() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let label = prop_oneof![
+            "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
+            "[0-9]{1,5}",
+            proptest::sample::select(vec!["bücher", "münchen", "ドメイン", "x_y", "xn--bcher-kva"])
+                .prop_map(str::to_owned),
+        ];
+        let name = (proptest::collection::vec(label, 1..5), proptest::sample::select(vec!["example", "test", "com"]))
+            .prop_map(|(labels, tld)| labels.join(".") + "." + tld);
+        prop_oneof![
+            4 => name,
+            1 => any::<std::net::Ipv4Addr>().prop_map(|ip| ip.to_string()),
+            1 => any::<std::net::Ipv6Addr>().prop_map(|ip| ip.to_string()),
+        ]
+        .prop_filter_map("not a host", |h| crate::policy::Host::parse(&h).ok().map(|h| h.as_str().to_owned()))
+    }
+
+    /// For any host, the leaf verifies under the CA (rustls' webpki) for
+    /// exactly that name and no other, within the CA's validity; serials
+    /// never repeat; a cached config is the host's own.
+    #[test]
+    fn minted_leaves_verify_for_their_host_only_within_the_ca() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let now = jiff::Timestamp::now();
+        // A CA that ends soon and started today: a leaf must not outlive
+        // it nor start before it.
+        let (cert, key) = new_ca("Short CA", 2, now).unwrap();
+        let m = Minter::new(&cert, &key, 4).unwrap();
+        let (_, ca) = x509_parser::parse_x509_certificate(m.ca_der().as_ref()).unwrap();
+        let ca_window = (ca.validity().not_before.timestamp(), ca.validity().not_after.timestamp());
+        let serials = std::cell::RefCell::new(std::collections::HashSet::new());
+        let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
+        runner
+            .run(&(host(), host(), 0i64..40), |(host, other, hours)| {
+                let at = now.checked_add(jiff::SignedDuration::from_hours(hours)).unwrap();
+                let leaf = m.mint(&host, at).unwrap();
+                prop_assert!(verify(&m, &leaf, &host, at).is_ok(), "{host}: {:?}", verify(&m, &leaf, &host, at));
+                for wrong in [other.clone(), format!("x.{host}"), format!("x{host}")] {
+                    if wrong != host && rustls::pki_types::ServerName::try_from(wrong.clone()).is_ok() {
+                        prop_assert!(verify(&m, &leaf, &wrong, at).is_err(), "{host} leaf accepted for {wrong}");
+                    }
+                }
+                let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+                let window = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
+                prop_assert!(
+                    ca_window.0 <= window.0 && window.1 <= ca_window.1,
+                    "leaf {window:?} outside the CA's {ca_window:?}"
+                );
+                prop_assert!(serials.borrow_mut().insert(cert.raw_serial().to_vec()), "serial repeated");
+                // The cache (4 hosts) answers each host with its own leaf.
+                let config = m.server_config(&host, at).unwrap();
+                prop_assert!(Arc::ptr_eq(&config, &m.server_config(&host, at).unwrap()));
+                if host != other {
+                    prop_assert!(!Arc::ptr_eq(&config, &m.server_config(&other, at).unwrap()));
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]
