@@ -741,6 +741,52 @@ async fn an_unparseable_sni_close_to_a_blocked_name_is_not_let_through() {
     .await;
 }
 
+/// A minimal ClientHello (TLS 1.2 layout, one record) whose only
+/// extension is a server name list holding each of `names` as a
+/// `host_name` (RFC 6066 allows one).
+fn hello_naming(names: &[&str]) -> Vec<u8> {
+    let be16 = |n: usize| u16::try_from(n).unwrap().to_be_bytes();
+    let mut list = Vec::new();
+    for name in names {
+        list.push(0u8);
+        list.extend(be16(name.len()));
+        list.extend_from_slice(name.as_bytes());
+    }
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend(be16(list.len() + 6));
+    body.extend([0, 0]);
+    body.extend(be16(list.len() + 2));
+    body.extend(be16(list.len()));
+    body.extend(list);
+    let mut handshake = vec![1, 0];
+    handshake.extend(be16(body.len()));
+    handshake.extend(body);
+    let mut record = vec![22, 3, 1];
+    record.extend(be16(handshake.len()));
+    record.extend(handshake);
+    record
+}
+
+/// Found by `prop_client::well_formed_requests_never_reach_a_blocked_origin`.
+#[tokio::test]
+async fn a_blocked_sni_second_in_the_name_list_is_not_let_through() {
+    bounded(async {
+        let (origin, received) = byte_counting_origin().await;
+        let proxy = Company::new().start(&[origin.port()]).await;
+        let mut visitor = proxy.client().await;
+        assert_eq!(visitor.connect_to(&format!("example.test:{}", origin.port()), &[]).await.status, 200);
+        visitor.send_bytes(&hello_naming(&["example.test", "www.facebook.com"])).await;
+        assert!(visitor.closed().await, "the tunnel stayed open");
+        let r = &proxy.whole_records(1).await[0];
+        assert_eq!(r["action"], "block", "{r}");
+        assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 0);
+        proxy.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_connect_pipelined_after_an_allowed_request_is_decided_on_its_own() {
     bounded(async {

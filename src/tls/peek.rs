@@ -192,7 +192,13 @@ fn parse_body(body: &[u8]) -> Option<Option<String>> {
             while !list.0.is_empty() {
                 let name_type = list.u8()?;
                 let name = list.vec16()?;
-                if name_type == 0 && sni.is_none() {
+                if name_type == 0 {
+                    // RFC 6066 allows one host_name; with two, a server
+                    // could take the one not decided (OpenSSL takes the
+                    // first, others may not), so the hello fails closed.
+                    if sni.is_some() {
+                        return None;
+                    }
                     let name = std::str::from_utf8(name).ok()?;
                     if name.is_empty() || name.bytes().any(|b| !b.is_ascii_graphic()) {
                         return None;
@@ -318,6 +324,33 @@ mod tests {
             split.extend_from_slice(chunk);
         }
         assert_eq!(peek(&split), Peek::ClientHello { sni: Some("m.facebook.com".into()) });
+    }
+
+    #[test]
+    fn a_second_host_name_in_the_list_is_malformed() {
+        // rustls's hello for a 16-byte name, its server-name list grown by a
+        // second host_name entry (every enclosing length fixed up).
+        let hello = client_hello("www.example.test");
+        let entry = [&[0u8, 0, 16][..], b"www.example.test"].concat();
+        let at = hello.windows(entry.len()).position(|w| w == entry.as_slice()).unwrap();
+        let second = [&[0u8, 0, 16][..], b"www.facebook.com"].concat();
+        let mut grown = hello.clone();
+        grown.splice(at + entry.len()..at + entry.len(), second.iter().copied());
+        let grow = |bytes: &mut Vec<u8>, at: usize, width: usize| {
+            let old = bytes[at..at + width].iter().fold(0usize, |n, &b| n << 8 | usize::from(b));
+            let new = (old + second.len()).to_be_bytes();
+            bytes[at..at + width].copy_from_slice(&new[new.len() - width..]);
+        };
+        grow(&mut grown, at - 2, 2); // server name list
+        grow(&mut grown, at - 4, 2); // extension data
+        let exts = 5 + 4 + 2 + 32 + 1 + usize::from(hello[5 + 4 + 2 + 32]);
+        let suites = usize::from(u16::from_be_bytes([hello[exts], hello[exts + 1]]));
+        let exts = exts + 2 + suites + 1 + usize::from(hello[exts + 2 + suites]);
+        grow(&mut grown, exts, 2); // extensions
+        grow(&mut grown, 6, 3); // handshake
+        grow(&mut grown, 3, 2); // record
+        assert_eq!(peek(&hello), Peek::ClientHello { sni: Some("www.example.test".into()) });
+        assert!(matches!(peek(&grown), Peek::Malformed(_)), "{:?}", peek(&grown));
     }
 
     #[test]

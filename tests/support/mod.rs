@@ -780,6 +780,13 @@ impl Company {
         self
     }
 
+    /// Drops every hosts-file line (the standard names on 127.0.0.1
+    /// included), for a test that maps each name itself.
+    pub fn without_hosts(mut self) -> Self {
+        self.hosts.clear();
+        self
+    }
+
     /// Like [`Company::start`], with `extra` TOML appended to the main file
     /// (e.g. an `[admin]` table).
     pub async fn start_with(self, connect_ports: &[u16], extra: &str) -> Proxy {
