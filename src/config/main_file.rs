@@ -576,14 +576,31 @@ fn log(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
     }
 }
 
+/// The host of `[pac] proxy`, written into the PAC's `PROXY host:port` as
+/// it is: an ASCII host name or IPv4 address, or a bracketed IPv6 address.
+fn pac_proxy_host(host: &str) -> bool {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+                && Host::parse(host).is_ok()
+        }
+    }
+}
+
+/// The port of `[pac] proxy`: digits only (`+3128` parses as a number but
+/// is no port to a browser), 1-65535.
+fn pac_proxy_port(port: &str) -> bool {
+    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
 fn pac(sink: &mut Sink<'_>, table: &DeTable<'_>, parts: &mut MainParts) {
     sink.unknown_keys(table, PAC_KEYS, "`[pac]`");
     if let Some(v) = get(table, "proxy")
         && let Some(s) = sink.string(v)
     {
-        let ok = s.rsplit_once(':').is_some_and(|(h, p)| {
-            !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0) && !h.contains(['"', ' ', ';'])
-        });
+        let ok = s.rsplit_once(':').is_some_and(|(h, p)| pac_proxy_host(h) && pac_proxy_port(p));
         if ok {
             parts.pac.proxy = Some(s.to_owned());
         } else {

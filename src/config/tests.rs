@@ -1066,3 +1066,33 @@ fn a_fifo_or_socket_as_access_log_is_an_error_and_devices_and_stdout_are_not() {
     let (_dir, config) = loads(&with_main(main, &[]));
     assert_eq!(config.log.access_log, LogTarget::Stdout, "`/dev/stdout` is stdout, whatever fd 1 is");
 }
+
+/// Regression: `[pac] proxy` refused only `"`, space and `;` in its host,
+/// so a tab, a line break or a `+` port (`u16` parses `+3128`) reached the
+/// PAC's `PROXY host:port` answer, which browsers then cannot use.
+#[test]
+fn the_pac_proxy_is_a_host_and_a_port_a_browser_can_use() {
+    for good in ["proxy.example.com:3128", "10.0.0.5:8080", "[fd00::5]:3128", "proxy_1.corp:80"] {
+        let (_dir, config) = loads(&with_main(&format!("[pac]\nproxy = \"{good}\"\n"), &[]));
+        assert_eq!(config.pac.proxy.as_deref(), Some(good));
+    }
+    for bad in [
+        "proxy\t.example:3128",
+        "proxy\\n.example:3128",
+        "proxy.example:+3128",
+        "proxy.example: 3128",
+        "proxy.example:0",
+        "proxy.example:65536",
+        "fd00::5:3128",
+        "[fd00::zz]:3128",
+        "prøxy.example:3128",
+        "pro%78y.example:3128",
+        "a'b:3128",
+        ":3128",
+        "proxy.example",
+    ] {
+        let errs = errors(&with_main(&format!("[pac]\nproxy = \"{bad}\"\n"), &[]));
+        assert_eq!(errs.len(), 1, "{bad:?}: {errs:?}");
+        assert!(errs[0].starts_with("socialgate.toml:2:9: invalid PAC proxy"), "{bad:?}: {errs:?}");
+    }
+}
