@@ -41,14 +41,13 @@ mod support;
 
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::Value;
 use support::{Company, Proxy, records_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,27 +63,6 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// The deadline for one case as a whole.
 const CASE_WAIT: Duration = Duration::from_secs(20);
-
-/// The name of the proxy runtime's threads: a panic on one is a bug.
-const PROXY_THREADS: &str = "socialgate-under-test";
-
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
-
-/// Counts panics on the proxy's threads (tokio would only end the task).
-fn watch_for_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name().is_some_and(|name| name.starts_with(PROXY_THREADS)) {
-                PANICS.fetch_add(1, Ordering::SeqCst);
-                *LAST_PANIC.lock().unwrap() = Some(info.to_string());
-            }
-            previous(info);
-        }));
-    });
-}
 
 // ---------------------------------------------------------------------------
 // The company: what is blocked, and where every name leads
@@ -1209,13 +1187,7 @@ struct Bench {
 
 impl Bench {
     fn new(net: u8) -> Bench {
-        watch_for_panics();
-        let proxy_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(PROXY_THREADS)
-            .enable_all()
-            .build()
-            .unwrap();
+        let proxy_rt = support::props::proxy_runtime();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let origins = rt.block_on(Origins::start());
         let mut company = Company::new()
@@ -1276,9 +1248,7 @@ impl Bench {
                     return Err(why);
                 }
                 probe(proxy.addr, self.origins.http_port).await?;
-                if PANICS.load(Ordering::SeqCst) > 0 {
-                    return Err(format!("the proxy panicked: {:?}", LAST_PANIC.lock().unwrap()));
-                }
+                support::props::no_panic()?;
                 Ok(answers)
             })
             .await
@@ -1318,17 +1288,6 @@ impl Bench {
     }
 }
 
-fn property(cases: u32, run: impl FnOnce(&mut TestRunner)) {
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        // Each case is a few round trips through the proxy: keep shrinking short.
-        max_shrink_iters: 256,
-        ..Config::default()
-    });
-    run(&mut runner);
-}
-
 fn stream(list: &[Message], ports: (u16, u16)) -> Vec<u8> {
     list.iter().enumerate().flat_map(|(n, m)| m.bytes(ports, n)).collect()
 }
@@ -1343,7 +1302,7 @@ fn stream(list: &[Message], ports: (u16, u16)) -> Vec<u8> {
 fn well_formed_requests_never_reach_a_blocked_origin() {
     let bench = Bench::new(20);
     let ports = bench.ports();
-    property(128, |runner| {
+    support::props::property(128, 256, |runner| {
         runner
             .run(&(messages(), vec(any::<Index>(), 0..3)), |(list, cuts)| {
                 let bytes = stream(&list, ports);
@@ -1362,7 +1321,7 @@ fn well_formed_requests_never_reach_a_blocked_origin() {
 fn edited_requests_never_reach_a_blocked_origin() {
     let bench = Bench::new(21);
     let ports = bench.ports();
-    property(96, |runner| {
+    support::props::property(96, 256, |runner| {
         runner
             .run(&(messages(), vec(edit(), 1..4), vec(any::<Index>(), 0..3)), |(list, edits, cuts)| {
                 let mut bytes = stream(&list, ports);
@@ -1388,7 +1347,7 @@ fn arbitrary_bytes_never_reach_a_blocked_origin() {
             0..200
         ),
     ];
-    property(64, |runner| {
+    support::props::property(64, 256, |runner| {
         runner
             .run(&(noise, any::<bool>(), vec(any::<Index>(), 0..3)), |(noise, wrap, cuts)| {
                 let bytes = if wrap { [noise.as_slice(), &hidden_request(ports.0), &noise].concat() } else { noise };

@@ -29,14 +29,13 @@
 mod support;
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select, subsequence};
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::Value;
 use support::{Company, Proxy, records_in};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,27 +49,6 @@ const READ_WAIT: Duration = Duration::from_secs(5);
 
 /// The deadline for one case as a whole.
 const CASE_WAIT: Duration = Duration::from_secs(20);
-
-/// The name of the proxy runtime's threads: a panic on one is a bug.
-const PROXY_THREADS: &str = "socialgate-under-test";
-
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
-
-/// Counts panics on the proxy's threads (tokio would only end the task).
-fn watch_for_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name().is_some_and(|name| name.starts_with(PROXY_THREADS)) {
-                PANICS.fetch_add(1, Ordering::SeqCst);
-                *LAST_PANIC.lock().unwrap() = Some(info.to_string());
-            }
-            previous(info);
-        }));
-    });
-}
 
 // ---------------------------------------------------------------------------
 // The origin
@@ -485,9 +463,7 @@ async fn exchange(
     if second_answered {
         one_record(proxy, &second_path, 200).await?;
     }
-    if PANICS.load(Ordering::SeqCst) > 0 {
-        return Err(format!("the proxy panicked: {:?}", LAST_PANIC.lock().unwrap()));
-    }
+    support::props::no_panic()?;
     Ok(Outcome { first, record })
 }
 
@@ -526,13 +502,7 @@ struct Bench {
 
 impl Bench {
     fn new() -> Bench {
-        watch_for_panics();
-        let proxy_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(PROXY_THREADS)
-            .enable_all()
-            .build()
-            .unwrap();
+        let proxy_rt = support::props::proxy_runtime();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         // Bounds a head that never completes; origins here close instead.
         let proxy = proxy_rt.block_on(Company::new().limit("upstream_response_timeout = \"3s\"").start(&[443]));
@@ -574,17 +544,6 @@ impl Bench {
         assert_eq!(urls.len(), all, "a request logged twice");
         self.proxy_rt.block_on(proxy.stop());
     }
-}
-
-fn property(cases: u32, run: impl FnOnce(&mut TestRunner)) {
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        // Each case is a few round trips through the proxy: keep shrinking short.
-        max_shrink_iters: 512,
-        ..Config::default()
-    });
-    run(&mut runner);
 }
 
 // ---------------------------------------------------------------------------
@@ -752,7 +711,7 @@ fn exchange_case(keep_open: bool) -> impl Strategy<Value = (Response, Request)> 
 #[test]
 fn well_formed_responses_are_relayed_as_sent() {
     let bench = Bench::new();
-    property(96, |runner| {
+    support::props::property(96, 512, |runner| {
         runner
             .run(&exchange_case(false), |(response, req)| {
                 let wire = response.wire(req.head);
@@ -797,7 +756,7 @@ fn trailing() -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn bytes_after_a_response_never_answer_another_request() {
     let bench = Bench::new();
-    property(64, |runner| {
+    support::props::property(64, 512, |runner| {
         runner
             .run(&(exchange_case(true), trailing()), |((response, req), junk)| {
                 let mut wire = response.wire(req.head);
@@ -1085,7 +1044,7 @@ impl Wire {
 #[test]
 fn edited_responses_are_refused_or_relayed_unambiguously() {
     let bench = Bench::new();
-    property(128, |runner| {
+    support::props::property(128, 512, |runner| {
         runner
             .run(&(exchange_case(false), vec(edit(), 1..4)), |((response, req), edits)| {
                 let mut wire = response.wire(req.head);
@@ -1128,7 +1087,7 @@ fn noise() -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn arbitrary_bytes_from_an_origin_end_cleanly() {
     let bench = Bench::new();
-    property(64, |runner| {
+    support::props::property(64, 512, |runner| {
         runner
             .run(&(noise(), request()), |(bytes, req)| {
                 bench.run(&bytes, true, req, SecondTo::OtherOrigin, broken_origin_outcome)

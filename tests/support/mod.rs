@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 pub mod binary;
+pub mod props;
 
 /// Every network wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
