@@ -16,3 +16,7 @@ pub fn escape(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "html_check.rs"]
+pub(crate) mod check;

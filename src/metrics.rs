@@ -305,3 +305,7 @@ impl Drop for GaugeGuard {
         self.0.dec();
     }
 }
+
+#[cfg(test)]
+#[path = "metrics_props.rs"]
+mod props;

@@ -31,7 +31,7 @@ pub(crate) fn empty() -> ProxyBody {
 }
 
 /// Why the proxy answers a request itself instead of forwarding it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Refusal {
     /// The policy blocks it (ctx holds the decision).
     Blocked,
@@ -170,7 +170,7 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
     let (content_type, body) = if connect {
         ("text/plain; charset=utf-8", format!("{}: {}\n", status.as_u16(), refusal.summary()))
     } else {
-        ("text/html; charset=utf-8", page(&ctx, &refusal))
+        ("text/html; charset=utf-8", page(&Shown::of(&ctx), &refusal))
     };
     ctx.keep_content_type(Some(content_type.as_bytes()));
     let mut response = Response::new(full(body));
@@ -182,11 +182,10 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
     if let Ok(value) = HeaderValue::from_str(&details) {
         headers.insert("proxy-status", value);
     }
-    if matches!(refusal, Refusal::AuthRequired) {
-        let realm = escape_quoted(&ctx.snap.config.identity.realm);
-        if let Ok(value) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
-            headers.insert(header::PROXY_AUTHENTICATE, value);
-        }
+    if matches!(refusal, Refusal::AuthRequired)
+        && let Some(value) = basic_challenge(&ctx.snap.config.identity.realm)
+    {
+        headers.insert(header::PROXY_AUTHENTICATE, value);
     }
     if matches!(refusal, Refusal::BadRequest(_) | Refusal::HeadTooLarge | Refusal::ClientBody(_)) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -198,7 +197,31 @@ pub(crate) async fn refuse(mut ctx: Ctx, refusal: Refusal) -> Response<ProxyBody
 
 /// `socialgate; error=<kind>; details="<rule>"`.
 pub(crate) fn proxy_status(error: &str, rule: &str) -> String {
-    format!("socialgate; error={error}; details=\"{}\"", escape_quoted(rule))
+    format!("socialgate; error={error}; details=\"{}\"", sf_string(rule))
+}
+
+/// The inside of an RFC 8941 sf-string: printable ASCII only, `"` and `\`
+/// escaped, control characters left out and any other character written
+/// `?` (a non-ASCII byte would make the whole `Proxy-Status` field invalid,
+/// and parsers drop an invalid field whole).
+fn sf_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars().filter(|c| !c.is_control()) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// `Basic realm="<realm>"` (RFC 7617), the realm as a quoted-string.
+fn basic_challenge(realm: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("Basic realm=\"{}\"", escape_quoted(realm))).ok()
 }
 
 fn escape_quoted(s: &str) -> String {
@@ -217,16 +240,39 @@ fn html_page(title: &str, body: &str) -> String {
     )
 }
 
-fn page(ctx: &Ctx, refusal: &Refusal) -> String {
-    let host = html_escape(&ctx.host);
+/// The strings from outside (the request, the policy, the config) a
+/// refusal page shows.
+#[derive(Debug, Clone, Copy)]
+struct Shown<'a> {
+    host: &'a str,
+    service: Option<&'a str>,
+    department: &'a str,
+    rule: &'a str,
+    contact: &'a str,
+}
+
+impl<'a> Shown<'a> {
+    fn of(ctx: &'a Ctx) -> Shown<'a> {
+        Shown {
+            host: &ctx.host,
+            service: ctx.service.as_deref(),
+            department: &ctx.department,
+            rule: &ctx.rule,
+            contact: &ctx.snap.config.block_page.contact,
+        }
+    }
+}
+
+fn page(shown: &Shown<'_>, refusal: &Refusal) -> String {
+    let host = html_escape(shown.host);
     let body = match refusal {
         Refusal::Blocked => {
-            let contact = &ctx.snap.config.block_page.contact;
+            let contact = shown.contact;
             let mut body = format!(
                 "<p>Your request for <strong>{host}</strong> was blocked.</p>\n<ul>\n<li>Service: {}</li>\n<li>Department: {}</li>\n<li>Reason: {}</li>\n</ul>\n",
-                html_escape(ctx.service.as_deref().unwrap_or("(none)")),
-                html_escape(&ctx.department),
-                html_escape(&ctx.rule),
+                html_escape(shown.service.unwrap_or("(none)")),
+                html_escape(shown.department),
+                html_escape(shown.rule),
             );
             if !contact.is_empty() {
                 body.push_str(&format!("<p>If you need access, contact {}.</p>\n", html_escape(contact)));
@@ -243,10 +289,14 @@ fn page(ctx: &Ctx, refusal: &Refusal) -> String {
 /// The HTTP block page as a whole `Connection: close` response, for the
 /// block page served inside an intercepted TLS connection.
 pub(crate) fn block_page_bytes(ctx: &Ctx) -> Vec<u8> {
-    let body = page(ctx, &Refusal::Blocked);
+    block_page_response(&Shown::of(ctx))
+}
+
+fn block_page_response(shown: &Shown<'_>) -> Vec<u8> {
+    let body = page(shown, &Refusal::Blocked);
     format!(
         "HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nProxy-Status: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        proxy_status(Refusal::Blocked.proxy_status_error(), &ctx.rule),
+        proxy_status(Refusal::Blocked.proxy_status_error(), shown.rule),
         body.len()
     )
     .into_bytes()
@@ -422,6 +472,10 @@ pub(crate) fn head_refusal_logged_as(status: u16) -> (&'static str, ClosedBy) {
 }
 
 #[cfg(test)]
+#[path = "respond_props.rs"]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
@@ -447,6 +501,15 @@ mod tests {
             "socialgate; error=http_request_denied; details=\"rules[0]\""
         );
         assert_eq!(proxy_status("x", "a\"b\\c\nd"), "socialgate; error=x; details=\"a\\\"b\\\\cd\"");
+    }
+
+    /// Regression (found by `proxy::respond::props::proxy_status_is_a_structured_field_for_any_rule`):
+    /// a non-ASCII character in the rule went into `details` as UTF-8,
+    /// which an sf-string cannot hold, so a strict parser dropped the
+    /// whole `Proxy-Status` field.
+    #[test]
+    fn proxy_status_details_stay_ascii() {
+        assert_eq!(proxy_status("x", "services.caf\u{e9}"), "socialgate; error=x; details=\"services.caf?\"");
     }
 
     #[test]

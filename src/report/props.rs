@@ -36,7 +36,7 @@ fn name(pool: &'static [&'static str]) -> impl Strategy<Value = String> {
 
 const DEPARTMENTS: &[&str] = &["sales", "it", "営業部", "<x-dept>", "a b\n\u{1b}[2J\u{202e}", ""];
 const USERS: &[&str] = &["alice", "bob", "u:0011223344556677", "10.0.0.1", "<x-user>\"", "\u{9b}31m"];
-const SERVICES: &[&str] = &["facebook", "youtube", "<x-svc>&", "\u{2066}x\u{85}"];
+const SERVICES: &[&str] = &["facebook", "youtube", "<x-svc>&", "\u{2066}x\u{85}", "'\"></style><x-svc>"];
 const RULES: &[&str] = &["default", "auth", "rules[0]", "services.facebook", "request", "pac"];
 const HOSTS: &[&str] = &["www.facebook.com", "cdn.example", "bad host!", "", "xn--bcher-kva.example"];
 
@@ -442,6 +442,25 @@ proptest! {
 
         let html = super::html::render_summary(&summary);
         prop_assert!(!html.contains("<x-"), "markup from the log reached the page");
+        // Strictly: the page has only the template's tags (a tokenizer that
+        // knows nothing else), is one well-formed page, and shows every
+        // department and service name as text.
+        use crate::html::check::{as_shown, check_well_formed, tokenize};
+        let tokens = tokenize(&html).map_err(|e| TestCaseError::fail(format!("{e}\n{html}")))?;
+        check_well_formed(&tokens).map_err(|e| TestCaseError::fail(format!("{e}\n{html}")))?;
+        let shown: String = tokens
+            .iter()
+            .filter_map(|t| match t {
+                crate::html::check::Token::Text(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        for d in &summary.departments {
+            prop_assert!(shown.contains(&as_shown(&d.name)), "department {:?} not shown", d.name);
+            for svc in &d.services {
+                prop_assert!(shown.contains(&as_shown(&svc.name)), "service {:?} not shown", svc.name);
+            }
+        }
     }
 
     /// Replay counts as the model of SPEC 1 counts: records not decided by
