@@ -108,7 +108,7 @@ fn pac_name(name: &str) -> String {
         Ok(host) => host.as_str().to_owned(),
         Err(_) => {
             let lower = name.to_ascii_lowercase();
-            lower.strip_suffix('.').map_or_else(|| lower.clone(), str::to_owned)
+            lower.strip_suffix('.').unwrap_or(&lower).to_owned()
         }
     }
 }

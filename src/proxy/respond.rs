@@ -395,7 +395,7 @@ fn schedule_window(policy: &crate::policy::Policy, name: &str, now: jiff::Timest
     let state = if view.is_active(now) { "in force now" } else { "not in force now" };
     let clock = |minute: u16| format!("{:02}:{:02}", minute / 60, minute % 60);
     let overnight = if view.to_minute() <= view.from_minute() { " (next day)" } else { "" };
-    format!("{name}: {} {}-{}{overnight}, {state}", view.days(), clock(view.from_minute()), clock(view.to_minute()),)
+    format!("{name}: {} {}-{}{overnight}, {state}", view.days(), clock(view.from_minute()), clock(view.to_minute()))
 }
 
 /// What a rule covers, for the status page: its first few domains and
